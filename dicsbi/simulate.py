@@ -1,0 +1,533 @@
+"""Batch simulation of conductance-based neurons with in-kernel spike detection.
+
+Scheme
+------
+All N neurons are integrated by one numba kernel (parallel over neurons) with a *staggered exponential*
+scheme (the Hines / NEURON staggering, with exponential instead of implicit updates):
+
+* gates live on the half-step grid ``t_{n+1/2}``, V and Ca on the whole-step grid ``t_n``;
+* every gate obeys ``dx/dt = (x_inf M + k y - x)/tau`` (see :mod:`dicsbi.models.base`); it is advanced from
+  ``n-1/2`` to ``n+1/2`` with V and Ca frozen at their values at ``t_n``, the midpoint of that interval:
+  ``x <- x E + (x_inf M + k y)(1 - E)``, ``E = exp(-dt/tau)``.  Exact for frozen V, so stable for any
+  ``tau`` however small;
+* the membrane equation is linear in V once the gates are known: ``C dV/dt = -G (V - V_inf)`` with
+  ``G = sum g p`` evaluated with the midpoint gates, so ``V <- V_inf + (V - V_inf) exp(-dt G / C)``: stable
+  for any sodium conductance (forward Euler would need ``dt < 2C/G``, below 1e-4 ms when g_Na is in the
+  thousands of mS/cm^2);
+* calcium is linear in Ca and is advanced the same way with the midpoint calcium current.
+
+Every coefficient is taken at the midpoint of the interval it is used on, so the scheme is second order in
+dt (the validation study shows the mean-ISI error falling ~4x per halving of dt) for the cost of a first-order
+exponential Euler step.  The first-order variant (all states on the same grid) was tried first and needed
+dt <= 0.001 ms to count DA spikes right; see ``docs/simulator.md``.
+
+Every voltage function is tabulated once per (model, dt) on a 0.02 mV grid from -200 to +200 mV as
+``E(V)`` and ``x_inf(V)(1 - E(V))``; the kernel reads two rows and interpolates linearly, so a step costs no
+transcendental function but one ``exp`` for V.  The default dt (0.02 ms for both models) comes from
+``experiments/validate_simulator.py``: see ``docs/simulator.md``.
+
+Spikes are detected inside the kernel on every step of the recorded window, with the published rule: a spike
+starts at the first sample above +10 mV (upward crossing) and is kept only if V later falls below 0 mV.  A
+simulation therefore returns spike times, never voltage, unless ``record_voltage`` asks for a few traces.
+
+Time axis: the model runs for ``transient_ms + duration_ms``; spike times are reported relative to the end of
+the transient, so every train's window is ``[0, duration_ms]``.
+
+Noise
+-----
+As in the published noisy data sets: Gaussian white noise with standard deviation ``noise_std`` (uA/cm^2) is
+drawn on the model's noise grid (``model.noise_dt_ms``: 0.1 ms STG, 0.05 ms DA), low-pass filtered with a
+zero-phase 4th-order Butterworth filter at 1 kHz, and interpolated linearly in time.  Unlike the published
+code (which held the first value constant during the transient) the noise covers the whole simulation.
+Neuron ``i`` of a call always gets the stream ``SeedSequence(seed, spawn_key=(i,))``, so results do not
+depend on chunking or thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .errors import DicsbiError
+from .models import Model, get_model
+from .spikes import SpikeTrains
+
+TABLE_V_MIN_MV = -200.0
+TABLE_V_MAX_MV = 200.0
+TABLE_STEP_MV = 0.02
+DIVERGED_ABS_V_MV = 1000.0
+MAX_RATE_PER_MS = 0.5  # spike buffer capacity: 500 Hz; a neuron above it is flagged, not truncated silently
+NOISE_CUTOFF_HZ = 1000.0
+NOISE_ORDER = 4
+CHUNK_BYTES = 64 * 2**20
+
+OK, DIVERGED, OVERFLOW = 0, 1, 2
+STATUS_NAMES = ("ok", "diverged", "overflow")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate` returns.
+
+    Attributes
+    ----------
+    trains : SpikeTrains
+        One train per neuron, times in ms relative to the end of the transient; window ``[0, duration_ms]``.
+    status : ndarray of int8, shape (N,)
+        0 ok, 1 diverged (state left ``|V| < 1000 mV`` or became NaN: the train is emptied), 2 more than
+        500 spikes/s (train kept up to the buffer, flagged).
+    voltage_mV : ndarray, shape (n_recorded, n_samples) or None
+        Traces of the neurons asked for with ``record_voltage``, sampled every ``dt`` in the window.
+    voltage_index : ndarray of int
+        Which neurons those traces belong to.
+    settings : dict
+        Model, dt, durations, noise and seed: everything needed to reproduce the call.
+    """
+
+    trains: SpikeTrains
+    status: np.ndarray
+    voltage_mV: np.ndarray | None = None
+    voltage_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.status == DIVERGED
+
+    @property
+    def voltage_time_ms(self) -> np.ndarray:
+        n = 0 if self.voltage_mV is None else self.voltage_mV.shape[1]
+        return np.arange(n) * self.settings.get("dt_ms", np.nan)
+
+
+# ---------------------------------------------------------------------------- model -> kernel arrays
+@dataclass(frozen=True)
+class _KernelModel:
+    table: np.ndarray
+    gate_e: np.ndarray
+    gate_p: np.ndarray
+    gate_q: np.ndarray
+    gate_partner: np.ndarray
+    gate_ca: np.ndarray
+    ch_ptr: np.ndarray
+    ch_state: np.ndarray
+    ch_exp: np.ndarray
+    ch_rev: np.ndarray
+    ch_vf: np.ndarray
+    ch_ca: np.ndarray
+    ca_params: np.ndarray  # state index, exp(-dt/tau), alpha, beta, K (state index -1: no pool)
+
+
+@lru_cache(maxsize=16)
+def _kernel_model(model: Model, dt_ms: float) -> _KernelModel:
+    """Tabulate a model's voltage functions for step ``dt_ms`` and flatten its structure to int arrays."""
+    V = np.arange(TABLE_V_MIN_MV, TABLE_V_MAX_MV + TABLE_STEP_MV / 2, TABLE_STEP_MV)
+    cols: list[np.ndarray] = []
+
+    def add(col: np.ndarray) -> int:
+        cols.append(np.broadcast_to(np.asarray(col, dtype=float), V.shape))
+        return len(cols) - 1
+
+    n_gates = len(model.gates)
+    gate_e, gate_p, gate_q = (np.full(n_gates, -1, np.int64) for _ in range(3))
+    gate_partner = np.full(n_gates, -1, np.int64)
+    gate_ca = np.zeros(n_gates, np.int64)
+    with np.errstate(over="ignore", under="ignore"):
+        for k, gate in enumerate(model.gates):
+            tau = np.broadcast_to(gate.tau(V), V.shape)
+            if not (np.all(np.isfinite(tau)) and np.all(tau > 0)):
+                raise DicsbiError(f"model {model.name!r}: tau of {gate.name} is not positive and finite "
+                                  f"on [{TABLE_V_MIN_MV}, {TABLE_V_MAX_MV}] mV")
+            decay = np.exp(-dt_ms / tau)
+            gate_e[k] = add(decay)
+            gate_p[k] = add(gate.inf(V) * (1.0 - decay))
+            if gate.coupled_to is not None and gate.calcium_dependent:
+                raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both calcium-dependent "
+                                  "and coupled")
+            gate_ca[k] = int(gate.calcium_dependent)
+        for k, gate in enumerate(model.gates):
+            j = model.gate_index(gate.coupled_to) if gate.coupled_to is not None else -1
+            if j > k:  # a coupled pair is advanced together, exactly, by the first of the two
+                gate_q[k] = _add_pair_columns(model, k, j, V, dt_ms, add)
+                gate_partner[k] = 1 + j
+                gate_partner[j] = -2  # skipped: updated with its partner
+        ch_vf = np.full(len(model.channels), -1, np.int64)
+        for c, ch in enumerate(model.channels):
+            if ch.voltage_factor is not None:
+                ch_vf[c] = add(ch.voltage_factor(V))
+    ch_ptr = np.zeros(len(model.channels) + 1, np.int64)
+    ch_state, ch_exp = [], []
+    for c, ch in enumerate(model.channels):
+        for gate_name, exponent in ch.gates:
+            ch_state.append(1 + model.gate_index(gate_name))
+            ch_exp.append(exponent)
+        ch_ptr[c + 1] = len(ch_state)
+    pool = model.calcium
+    if pool is None:
+        ca_params = np.array([-1.0, 1.0, 0.0, 0.0, 1.0])
+    else:
+        ca_params = np.array([model.n_states - 1, math.exp(-dt_ms / pool.tau_ms), pool.alpha, pool.beta,
+                              pool.half_activation_uM])
+    return _KernelModel(
+        table=np.ascontiguousarray(np.stack(cols, axis=1)),
+        gate_e=gate_e, gate_p=gate_p, gate_q=gate_q, gate_partner=gate_partner, gate_ca=gate_ca,
+        ch_ptr=ch_ptr, ch_state=np.array(ch_state, np.int64), ch_exp=np.array(ch_exp, np.int64),
+        ch_rev=np.array([ch.reversal_mV for ch in model.channels]), ch_vf=ch_vf,
+        ch_ca=np.array([int(ch.carries_calcium) for ch in model.channels], np.int64),
+        ca_params=ca_params,
+    )
+
+
+def staggered_initial_state(model: Model, dt_ms: float) -> np.ndarray:
+    """Initial state with the gates advanced by half a step (they live on the half-step grid).
+
+    V and Ca stay at t = 0; every gate is advanced exactly over ``[0, dt/2]`` with V0 and Ca0 fixed, in state
+    order (so a Markov partner sees its already-advanced value, as in the kernel).
+    """
+    y = model.initial_state()
+    V0 = np.array(y[0])
+    ca_factor = 1.0
+    if model.calcium is not None:
+        ca_factor = y[-1] / (y[-1] + model.calcium.half_activation_uM)
+    for k, gate in enumerate(model.gates):
+        decay = math.exp(-0.5 * dt_ms / float(gate.tau(V0)))
+        drive = float(gate.inf(V0)) * (ca_factor if gate.calcium_dependent else 1.0)
+        if gate.coupled_to is not None:
+            drive += float(gate.coupling(V0)) * y[1 + model.gate_index(gate.coupled_to)]
+        y[1 + k] = y[1 + k] * decay + drive * (1.0 - decay)
+    return y
+
+
+def _add_pair_columns(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float, add) -> int:
+    """Tabulate the exact step of a coupled gate pair ``z = (x_k, x_j)``: ``z <- Phi z + w``.
+
+    With ``dz/dt = A z + b`` and V frozen, ``Phi = expm(A dt)`` and ``w = (Phi - I) A^-1 b``.  Six columns
+    (Phi row-major, then w) are added; the index of the first is returned.  A Markov pair such as ERG's open
+    and inactivated states is stiff during spikes (ai ~ 1/ms), so advancing it gate by gate is only first
+    order; the exact pair step keeps the scheme second order.
+    """
+    from scipy.linalg import expm
+
+    gk, gj = model.gates[k], model.gates[j]
+    tk, tj = gk.tau(V), gj.tau(V)
+    A = np.empty(V.shape + (2, 2))
+    A[..., 0, 0] = -1.0 / tk
+    A[..., 0, 1] = gk.coupling(V) / tk
+    A[..., 1, 0] = gj.coupling(V) / tj if gj.coupled_to == gk.name else 0.0
+    A[..., 1, 1] = -1.0 / tj
+    b = np.stack([gk.inf(V) / tk, np.broadcast_to(gj.inf(V) / tj, V.shape)], axis=-1)
+    phi = expm(A * dt_ms)
+    w = np.einsum("...ij,...j->...i", phi - np.eye(2), np.linalg.solve(A, b[..., None])[..., 0])
+    first = add(phi[..., 0, 0])
+    for col in (phi[..., 0, 1], phi[..., 1, 0], phi[..., 1, 1], w[..., 0], w[..., 1]):
+        add(col)
+    return first
+
+
+# ---------------------------------------------------------------------------- the kernel
+@njit(cache=True, inline="always")
+def _locate(V, v_min, inv_h, n_rows):
+    """Table row ``j`` and fraction ``f`` of V (clamped to the table) for linear interpolation."""
+    x = (V - v_min) * inv_h
+    if x < 0.0:
+        x = 0.0
+    elif x > n_rows - 1.000001:
+        x = n_rows - 1.000001
+    j = int(x)
+    return j, x - j
+
+
+@njit(cache=True, inline="always")
+def _ipow(x, n):
+    if n == 1:
+        return x
+    if n == 2:
+        return x * x
+    if n == 3:
+        return x * x * x
+    if n == 4:
+        x2 = x * x
+        return x2 * x2
+    r = 1.0
+    for _ in range(n):
+        r *= x
+    return r
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _integrate(g, y0, table, v_min, inv_h, gate_e, gate_p, gate_q, gate_partner, gate_ca,
+               ch_ptr, ch_state, ch_exp, ch_rev, ch_vf, ch_ca, ca_params, cap_inv, dt,
+               n_transient, n_window, noise, noise_ratio, spikes, counts, status, rec_slot, voltage):
+    n_neurons = g.shape[0]
+    n_gates = gate_e.size
+    n_ch = ch_rev.size
+    n_rows = table.shape[0]
+    ca_state = int(ca_params[0])
+    ca_decay = ca_params[1]
+    ca_alpha = ca_params[2]
+    ca_beta = ca_params[3]
+    ca_k = ca_params[4]
+    has_noise = noise.shape[1] > 1
+    has_vf = ch_vf.max() >= 0
+    n_total = n_transient + n_window
+    capacity = spikes.shape[1]
+    for i in prange(n_neurons):
+        y = y0.copy()
+        gi = g[i]
+        slot = rec_slot[i]
+        count = 0
+        pending = 0
+        st = OK
+        v_prev = y[0]  # previous sample, for spike detection
+        v_last = y[0]  # V at the previous whole step
+        for n in range(n_total):
+            V = y[0]
+            v_mid = V + 0.5 * (V - v_last)  # extrapolated V at the half step n+1/2
+            v_last = V
+            j, f = _locate(V, v_min, inv_h, n_rows)
+            r0 = table[j]
+            r1 = table[j + 1]
+            caf = 1.0
+            if ca_state >= 0:
+                ca = y[ca_state]
+                caf = ca / (ca + ca_k)
+            for k in range(n_gates):
+                partner = gate_partner[k]
+                if partner == -2:
+                    continue
+                ce = gate_e[k]
+                cp = gate_p[k]
+                if partner >= 0:  # exact step of a coupled pair (columns: Phi row-major, then w)
+                    cq = gate_q[k]
+                    a = y[k + 1]
+                    b = y[partner]
+                    p00 = r0[cq] + f * (r1[cq] - r0[cq])
+                    p01 = r0[cq + 1] + f * (r1[cq + 1] - r0[cq + 1])
+                    p10 = r0[cq + 2] + f * (r1[cq + 2] - r0[cq + 2])
+                    p11 = r0[cq + 3] + f * (r1[cq + 3] - r0[cq + 3])
+                    y[k + 1] = p00 * a + p01 * b + r0[cq + 4] + f * (r1[cq + 4] - r0[cq + 4])
+                    y[partner] = p10 * a + p11 * b + r0[cq + 5] + f * (r1[cq + 5] - r0[cq + 5])
+                    continue
+                e = r0[ce] + f * (r1[ce] - r0[ce])
+                drive = r0[cp] + f * (r1[cp] - r0[cp])
+                if gate_ca[k]:
+                    drive *= caf
+                y[k + 1] = y[k + 1] * e + drive
+            if has_vf:
+                # instantaneous voltage factors enter the V equation: take them at the extrapolated midpoint
+                jm, fm = _locate(v_mid, v_min, inv_h, n_rows)
+                m0 = table[jm]
+                m1 = table[jm + 1]
+            else:
+                fm = f
+                m0 = r0
+                m1 = r1
+            G = 0.0
+            GE = 0.0
+            g_ca = 0.0
+            ge_ca = 0.0
+            for c in range(n_ch):
+                p = gi[c]
+                for q in range(ch_ptr[c], ch_ptr[c + 1]):
+                    p *= _ipow(y[ch_state[q]], ch_exp[q])
+                cv = ch_vf[c]
+                if cv >= 0:
+                    p *= m0[cv] + fm * (m1[cv] - m0[cv])
+                G += p
+                GE += p * ch_rev[c]
+                if ch_ca[c]:
+                    g_ca += p
+                    ge_ca += p * ch_rev[c]
+            current = 0.0
+            if has_noise:
+                s = (n + 0.5) * noise_ratio
+                m = int(s)
+                w = s - m
+                current = noise[i, m] + w * (noise[i, m + 1] - noise[i, m])
+            if G > 1e-12:
+                v_inf = (GE + current) / G
+                V_new = v_inf + (V - v_inf) * math.exp(-dt * G * cap_inv)
+            else:
+                V_new = V + dt * cap_inv * current
+            y[0] = V_new
+            if ca_state >= 0:
+                # calcium current at the midpoint: gates at n+1/2, V averaged over the step
+                ca_inf = ca_beta - ca_alpha * (g_ca * 0.5 * (V + V_new) - ge_ca)
+                y[ca_state] = ca_inf + (y[ca_state] - ca_inf) * ca_decay
+            if not abs(V_new) < 1000.0:  # also catches NaN
+                st = DIVERGED
+                break
+            if n >= n_transient:
+                m_rec = n - n_transient
+                if slot >= 0:
+                    voltage[slot, m_rec] = V_new
+                if v_prev <= 10.0 < V_new:
+                    if count + pending < capacity:
+                        spikes[i, count + pending] = (m_rec + 1) * dt
+                        pending += 1
+                    else:
+                        st = OVERFLOW
+                elif V_new < 0.0 <= v_prev:
+                    count += pending
+                    pending = 0
+            v_prev = V_new
+        if st == DIVERGED:
+            count = 0
+        counts[i] = count
+        status[i] = st
+
+
+# ---------------------------------------------------------------------------- noise
+def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std: float, seed: int,
+                  first_neuron: int = 0) -> np.ndarray:
+    """Band-limited Gaussian current (uA/cm^2) for neurons ``first_neuron ...`` on the model's noise grid.
+
+    Shape ``(n_neurons, n_samples)`` with samples every ``model.noise_dt_ms`` from 0 to ``total_ms``
+    (inclusive, plus one guard sample).  See the module docstring for the definition and the seeding.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    dt = model.noise_dt_ms
+    n_samples = int(math.ceil(total_ms / dt)) + 2
+    fs_hz = 1000.0 / dt
+    white = np.empty((n_neurons, n_samples))
+    for k in range(n_neurons):
+        ss = np.random.SeedSequence(seed, spawn_key=(first_neuron + k,))
+        white[k] = np.random.default_rng(ss).standard_normal(n_samples)
+    white *= noise_std
+    if NOISE_CUTOFF_HZ >= fs_hz / 2:
+        return white
+    sos = butter(NOISE_ORDER, NOISE_CUTOFF_HZ, btype="low", fs=fs_hz, output="sos")
+    return np.ascontiguousarray(sosfiltfilt(sos, white, axis=1))
+
+
+# ---------------------------------------------------------------------------- public entry point
+def _check_times(duration_ms, dt_ms, transient_ms):
+    for name, value in (("duration_ms", duration_ms), ("dt_ms", dt_ms), ("transient_ms", transient_ms)):
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)):
+            raise DicsbiError(f"{name} must be a finite number of ms, got {value!r}")
+    if duration_ms <= 0 or dt_ms <= 0 or transient_ms < 0:
+        raise DicsbiError(f"need duration_ms > 0, dt_ms > 0 and transient_ms >= 0; got duration_ms="
+                          f"{duration_ms}, dt_ms={dt_ms}, transient_ms={transient_ms}")
+    if dt_ms > 0.1:
+        raise DicsbiError(f"dt_ms={dt_ms} is too coarse for spike detection; use <= 0.1 ms "
+                          "(see docs/simulator.md)")
+
+
+def simulate(model: str | Model, conductances, duration_ms: float | None = None,
+             dt_ms: float | None = None, transient_ms: float | None = None, noise_std: float = 0.0,
+             seed: int = 0, record_voltage=None, n_threads: int | None = None,
+             progress: bool = False, ids=None) -> SimulationResult:
+    """Simulate many neurons of one model and return their spike trains.
+
+    Parameters
+    ----------
+    model : str or Model
+        ``"stg"``, ``"da"`` or a :class:`~dicsbi.models.Model`.
+    conductances : array_like, shape (N, n_g) or (n_g,)
+        Maximal conductances (mS/cm^2) in ``model.conductance_names`` order.
+    duration_ms : float, optional
+        Recorded window after the transient (model default: 3000 ms STG, 9000 ms DA).
+    dt_ms : float, optional
+        Integration step (model default, chosen by ``experiments/validate_simulator.py``).
+    transient_ms : float, optional
+        Discarded initial period (model default: 3000 ms).
+    noise_std : float
+        Standard deviation (uA/cm^2) of the white noise before its 1 kHz low-pass filter; 0 for none.
+    seed : int
+        Seed of the noise; neuron ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``.
+    record_voltage : int, sequence of int or None
+        Neuron indices whose voltage to return (sampled every dt over the window).
+    n_threads : int, optional
+        Numba threads for this call (default: numba's current setting).
+    progress : bool
+        Show a progress bar over chunks of neurons.
+    ids : sequence of str, optional
+        Train identifiers (default ``"0" ... "N-1"``).
+
+    Returns
+    -------
+    SimulationResult
+    """
+    model = get_model(model)
+    g = model.check_conductances(conductances)
+    duration_ms = model.default_duration_ms if duration_ms is None else float(duration_ms)
+    dt_ms = model.default_dt_ms if dt_ms is None else float(dt_ms)
+    transient_ms = model.default_transient_ms if transient_ms is None else float(transient_ms)
+    _check_times(duration_ms, dt_ms, transient_ms)
+    if not (np.isfinite(noise_std) and noise_std >= 0):
+        raise DicsbiError(f"noise_std must be a finite number >= 0 uA/cm^2, got {noise_std!r}")
+    n = g.shape[0]
+    rec = np.array([] if record_voltage is None else np.atleast_1d(record_voltage), dtype=np.int64)
+    if rec.size and (rec.min() < 0 or rec.max() >= n):
+        raise DicsbiError(f"record_voltage indices must lie in [0, {n - 1}], got {rec.tolist()}")
+    n_transient = int(round(transient_ms / dt_ms))
+    n_window = int(round(duration_ms / dt_ms))
+    km = _kernel_model(model, dt_ms)
+    capacity = max(4, int(math.ceil(duration_ms * MAX_RATE_PER_MS)))
+    per_neuron = capacity * 8
+    total_ms = (n_transient + n_window) * dt_ms
+    if noise_std > 0:
+        per_neuron += 8 * (int(total_ms / model.noise_dt_ms) + 2)
+    chunk = int(max(1, min(n, CHUNK_BYTES // per_neuron)))
+
+    y_start = staggered_initial_state(model, dt_ms)
+    rec_slot = np.full(n, -1, np.int64)
+    rec_slot[rec] = np.arange(rec.size)
+    voltage = np.zeros((rec.size, n_window))
+    status = np.zeros(n, np.int8)
+    counts_all = np.zeros(n, np.int64)
+    pieces: list[np.ndarray] = []
+    old_threads = numba.get_num_threads()
+    if n_threads is not None:
+        numba.set_num_threads(int(n_threads))
+    try:
+        for start in _progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
+            stop = min(n, start + chunk)
+            m = stop - start
+            noise = (noise_current(model, m, total_ms, noise_std, seed, start) if noise_std > 0
+                     else np.zeros((m, 1)))
+            spikes = np.empty((m, capacity))
+            counts = np.zeros(m, np.int64)
+            st = np.zeros(m, np.int8)
+            slots = rec_slot[start:stop]
+            _integrate(g[start:stop], y_start, km.table, TABLE_V_MIN_MV, 1.0 / TABLE_STEP_MV,
+                       km.gate_e, km.gate_p, km.gate_q, km.gate_partner, km.gate_ca, km.ch_ptr,
+                       km.ch_state, km.ch_exp, km.ch_rev, km.ch_vf, km.ch_ca, km.ca_params,
+                       1.0 / model.capacitance_uF_cm2, dt_ms, n_transient, n_window, noise,
+                       dt_ms / model.noise_dt_ms, spikes, counts, st, slots, voltage)
+            pieces.append(spikes[np.arange(capacity)[None, :] < counts[:, None]])
+            counts_all[start:stop] = counts
+            status[start:stop] = st
+    finally:
+        numba.set_num_threads(old_threads)
+    offsets = np.concatenate([[0], np.cumsum(counts_all)]).astype(np.int64)
+    ids_arr = np.array([str(i) for i in (range(n) if ids is None else ids)], dtype=object)
+    if ids_arr.shape != (n,):
+        raise DicsbiError(f"got {ids_arr.size} ids for {n} neurons")
+    trains = SpikeTrains(np.concatenate(pieces) if pieces else np.empty(0), offsets, np.zeros(n),
+                         np.full(n, n_window * dt_ms), ids_arr)
+    settings = {"model": model.name, "dt_ms": dt_ms, "duration_ms": n_window * dt_ms,
+                "transient_ms": n_transient * dt_ms, "noise_std_uA_cm2": float(noise_std), "seed": int(seed),
+                "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ}
+    return SimulationResult(trains, status, voltage if rec.size else None, rec, settings)
+
+
+def _progress_range(start: int, stop: int, step: int, show: bool, label: str):
+    """``range(start, stop, step)``, with a rich progress bar counting neurons when ``show``."""
+    if not show or stop - start <= step:
+        yield from range(start, stop, step)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(label, total=stop - start)
+        for s in range(start, stop, step):
+            yield s
+            bar.update(task, completed=min(stop, s + step) - start)

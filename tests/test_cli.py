@@ -1,0 +1,86 @@
+"""`dicsbi simulate` end to end: output shape, clear errors, nothing half-written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dicsbi.models import STG
+
+SETS = json.loads((Path(__file__).parent / "data" / "simulator_sets.json").read_text())
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "dicsbi.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def write_table(path, rows, header=None, ids=True):
+    header = header or (["ID"] if ids else []) + list(STG.conductance_names)
+    lines = [",".join(header)]
+    for k, row in enumerate(rows):
+        lines.append(",".join(([f"cell{k}"] if ids else []) + [repr(float(x)) for x in row]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_simulate_writes_spike2pop_csv(tmp_path):
+    g = np.array(SETS["sets"]["stg"][:4])
+    write_table(tmp_path / "g.csv", g)
+    out = tmp_path / "res" / "spikes.csv"
+    r = run_cli("simulate", tmp_path / "g.csv", "--out", out, "--duration-ms", 400, "--transient-ms", 200,
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "ID,spiking_times" and len(lines) == 5
+    from dicsbi.simulate import simulate
+
+    expected = simulate(STG, g, 400.0, None, 200.0)
+    for k, line in enumerate(lines[1:]):
+        ident, times = line.split(",", 1)
+        assert ident == f"cell{k}"
+        parsed = json.loads(times.strip('"'))
+        np.testing.assert_allclose(parsed, expected.trains[k], atol=1e-4)
+
+
+def test_short_names_and_any_column_order(tmp_path):
+    g = np.array(SETS["sets"]["stg"][:2])
+    header = [n[2:] for n in STG.conductance_names][::-1]
+    write_table(tmp_path / "g.csv", g[:, ::-1], header=header, ids=False)
+    r = run_cli("simulate", tmp_path / "g.csv", "-o", tmp_path / "o.csv", "--duration-ms", 100,
+                "--transient-ms", 0, "--no-progress")
+    assert r.returncode == 0, r.stderr
+
+
+def test_bad_tables_give_one_clear_error_and_no_output(tmp_path):
+    cases = {
+        "missing": ("ID,g_Na,g_Kd\na,1,2\n", "missing column(s) g_CaT"),
+        "unknown": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak,g_X\na,1,1,1,1,1,1,1,1,1\n", "unknown column 'g_X'"),
+        "text": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\na,1,1,1,1,oops,1,1,1\n",
+                 "row 2, column g_KCa: 'oops' is not a number"),
+        "negative": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\na,1,1,1,1,1,1,1,1\nb,1,1,-2,1,1,1,1,1\n",
+                     "row 3, column g_CaT: '-2' is not a finite value >= 0"),
+        "nan": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\na,1,1,1,1,1,1,nan,1\n", "column g_H: 'nan'"),
+        "dup": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\na,1,1,1,1,1,1,1,1\na,1,1,1,1,1,1,1,1\n",
+                "row 3: duplicated ID 'a'"),
+        "empty": ("", "empty file"),
+        "header_only": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\n", "no data rows"),
+        "ragged": ("ID,g_Na,g_Kd,g_CaT,g_CaS,g_KCa,g_A,g_H,g_leak\na,1,1,1\n", "row 2: 4 fields"),
+    }
+    for name, (text, message) in cases.items():
+        src = tmp_path / f"{name}.csv"
+        src.write_text(text)
+        out = tmp_path / f"{name}_out.csv"
+        r = run_cli("simulate", src, "-o", out, "--no-progress")
+        assert r.returncode == 2, (name, r.stderr)
+        assert message in r.stderr and str(src) in " ".join(r.stderr.split()), (name, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert not out.exists() and not list(tmp_path.glob(f".{name}_out*"))
+
+
+def test_unknown_model_and_missing_file(tmp_path):
+    r = run_cli("simulate", tmp_path / "nope.csv", "-o", tmp_path / "o.csv")
+    assert r.returncode == 2 and "cannot read conductance table" in r.stderr
+    write_table(tmp_path / "g.csv", np.ones((1, 8)))
+    r = run_cli("simulate", tmp_path / "g.csv", "-o", tmp_path / "o.csv", "--model", "hh")
+    assert r.returncode == 2 and "unknown model 'hh'" in r.stderr

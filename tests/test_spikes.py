@@ -1,0 +1,91 @@
+"""Firing classes, burst features and the van Rossum distance on trains with known answers."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dicsbi.errors import InputError
+from dicsbi.spikes import (
+    BURSTING,
+    SILENT,
+    SPIKING,
+    SpikeTrains,
+    firing_class,
+    reference_tau_ms,
+    spike_features,
+    van_rossum_distance,
+)
+
+
+def burst_train(n_bursts=6, spikes=4, intra_isi=5.0, period=200.0, t0=10.0):
+    return np.concatenate([t0 + b * period + intra_isi * np.arange(spikes) for b in range(n_bursts)])
+
+
+def test_classes():
+    trains = SpikeTrains.from_list([[], [5.0, 10.0], np.arange(10) * 50.0 + 3, burst_train()], 0, 2000)
+    np.testing.assert_array_equal(firing_class(trains), [SILENT, SILENT, SPIKING, BURSTING])
+
+
+def test_cv_threshold_is_inclusive():
+    mean, cv = 100.0, 0.15  # alternating ISIs mean*(1 -+ cv) have exactly this CV
+    isi = np.where(np.arange(20) % 2 == 0, mean * (1 - cv), mean * (1 + cv))
+    t = np.concatenate([[0.0], np.cumsum(isi)])
+    assert firing_class(SpikeTrains.from_list([t])) == [SPIKING]
+    isi = np.where(np.arange(20) % 2 == 0, mean * (1 - 0.151), mean * (1 + 0.151))
+    assert firing_class(SpikeTrains.from_list([np.concatenate([[0.0], np.cumsum(isi)])])) == [BURSTING]
+
+
+def test_burst_features_known_values():
+    f = spike_features(SpikeTrains.from_list([burst_train(n_bursts=6, spikes=4, intra_isi=5.0, period=200.0)]))
+    assert f["n_bursts"][0] == 4  # first and last dropped
+    assert f["spikes_per_burst"][0] == pytest.approx(4.0)
+    assert f["burst_duration_ms"][0] == pytest.approx(15.0)
+    assert f["f_intra_hz"][0] == pytest.approx(4 / 15.0 * 1000.0)
+    assert f["f_inter_hz"][0] == pytest.approx(5.0)
+
+
+def test_spiking_frequency():
+    t = np.arange(20) * 40.0
+    f = spike_features(SpikeTrains.from_list([t, []]))
+    assert f["f_spiking_hz"][0] == pytest.approx(25.0)
+    assert np.isnan(f["f_spiking_hz"][1]) and np.isnan(f["spikes_per_burst"][0])
+
+
+def test_van_rossum_matches_numerical_integral():
+    a = np.array([10.0, 30.0, 31.0, 70.0])
+    b = np.array([12.0, 50.0, 72.0])
+    tau = 8.0
+    dt = 0.001
+    t = np.arange(0, 400, dt)
+
+    def filt(s):
+        x = t[:, None] - s[None, :]
+        return (np.where(x >= 0, np.exp(-np.clip(x, 0, None) / tau), 0.0) / tau).sum(axis=1)
+
+    numeric = np.sqrt(((filt(a) - filt(b)) ** 2).sum() * dt)
+    assert van_rossum_distance(a, b, tau) == pytest.approx(numeric, rel=1e-3)
+    assert van_rossum_distance(a, a, tau) == 0.0
+    assert van_rossum_distance(a, b, tau) == pytest.approx(van_rossum_distance(b, a, tau))
+    with pytest.raises(InputError):
+        van_rossum_distance(a, b, 0.0)
+    assert reference_tau_ms(a) == pytest.approx((39.0 + 1.0) / 2)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.floats(0.0, 1e4, allow_nan=False), max_size=60))
+def test_features_never_fail_on_sorted_finite_trains(times):
+    t = np.unique(np.array(times, dtype=float))
+    f = spike_features(SpikeTrains.from_list([t], 0.0, 1e4))
+    assert f["firing_class"][0] in (SILENT, SPIKING, BURSTING)
+    assert (f["firing_class"][0] == SILENT) == (t.size < 3)
+
+
+def test_spiketrains_container():
+    tr = SpikeTrains.from_list([[1.0, 2.0], [], [3.0]], 0.0, 10.0, ids=["a", "b", "c"])
+    assert len(tr) == 3 and tr.counts.tolist() == [2, 0, 1]
+    np.testing.assert_array_equal(tr[2], [3.0])
+    sub = tr.select([0, 2])
+    assert list(sub.ids) == ["a", "c"] and sub.counts.tolist() == [2, 1]
+    with pytest.raises(InputError):
+        SpikeTrains.from_list([[1.0]], ids=["a", "b"])
