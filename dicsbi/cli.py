@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -56,6 +57,58 @@ def simulate(
     err.print(f"wrote {len(ids)} spike trains ({m.name}, {res.settings['duration_ms']:.0f} ms after "
               f"{res.settings['transient_ms']:.0f} ms transient, dt {res.settings['dt_ms']} ms) to {out}",
               soft_wrap=True)
+
+
+@app.command()
+def population(
+    gs: Annotated[float, typer.Option("--gs", help="target slow DIC g_s (units of g_leak)")],
+    gu: Annotated[float, typer.Option("--gu", help="target ultraslow DIC g_u (units of g_leak)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output CSV (one row per cell)")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    n: Annotated[int, typer.Option("-n", help="number of valid cells")] = 500,
+    pair: Annotated[str, typer.Option(help="'auto', 'published' or two names, e.g. CaS,H")] = "auto",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Generate a degenerate population whose (g_s, g_u) at V_th hit a target."""
+    from .compensation import generate_population
+    from .io import atomic_write_text, format_population_csv
+
+    chosen = pair if pair in ("auto", "published") else tuple(p.strip() for p in pair.split(","))
+    pop = generate_population(model, gs, gu, n, seed=seed, pair=chosen)
+    atomic_write_text(out, format_population_csv(pop.model, pop.conductances, pop.dics, vth_mV=pop.vth_mV))
+    err.print(f"wrote {n} {pop.model} cells at (g_s, g_u) = ({gs}, {gu}), V_th {pop.vth_mV} mV, re-solving "
+              f"{pop.pair[0]} and {pop.pair[1]} (yield {pop.yield_fraction:.1%}, seed {seed}) to {out}",
+              soft_wrap=True)
+
+
+@app.command()
+def dics(
+    conductances: Annotated[Path, typer.Argument(help="conductance CSV (a population file works too)")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    vth: Annotated[float | None, typer.Option(help="voltage [mV] (model's V_th by default)")] = None,
+    per_cell_vth: Annotated[bool, typer.Option(help="use each cell's own threshold instead")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write a CSV instead of printing")] = None,
+) -> None:
+    """Dynamic input conductances (g_f, g_s, g_u) of every cell of a conductance table."""
+    from rich.table import Table
+
+    from .dics import compute_dics, find_vth
+    from .io import atomic_write_text, format_population_csv, read_conductances_csv
+    from .models import get_model
+
+    m = get_model(model)
+    g, ids = read_conductances_csv(conductances, m)
+    v = find_vth(m, g) if per_cell_vth else (m.vth_mV if vth is None else vth)
+    d = compute_dics(m, g, v)
+    if out is not None:
+        atomic_write_text(out, format_population_csv(m, g, d, ids=ids, vth_mV=v))
+        err.print(f"wrote DICs of {len(ids)} cells to {out}", soft_wrap=True)
+        return
+    table = Table("ID", "g_f", "g_s", "g_u", "V_th [mV]", title=f"DICs ({m.name}, units of g_leak)")
+    for k, ident in enumerate(ids):
+        vk = float(np.broadcast_to(v, (len(ids),))[k])
+        table.add_row(ident, *(f"{x:.4g}" for x in d[k]), f"{vk:.3f}")
+    Console().print(table)
 
 
 def main() -> None:

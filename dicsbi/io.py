@@ -1,7 +1,9 @@
 """Reading user files and writing results atomically.
 
 * Conductance tables: a CSV with a header, one row per neuron, one column per maximal conductance named as in
-  the model (``g_Na`` or ``Na``, case-insensitive) in any order, plus an optional ``ID`` column.
+  the model (``g_Na`` or ``Na``, case-insensitive, optionally followed by units in brackets) in any order,
+  plus an optional ``ID`` column; DIC columns (``g_f``, ``g_s``, ``g_u``, ``V_th``) are ignored, so a
+  population written by dicsbi reads back as a conductance table.
 * Spike trains out: the Spike2Pop CSV shape, ``ID,spiking_times`` with a bracketed list of times in ms.
 
 Every problem in a user file raises :class:`~dicsbi.errors.InputError` naming the file, the row (1-based, the
@@ -25,6 +27,7 @@ from .models import Model, get_model
 from .spikes import SpikeTrains
 
 ID_COLUMNS = ("id", "ID", "Id")
+DERIVED_COLUMNS = ("g_f", "g_s", "g_u", "v_th", "vth", "target_g_s", "target_g_u")  # ignored on input
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -60,7 +63,7 @@ def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise InputError(f"{path}: empty file; expected a header with {', '.join(model.conductance_names)}")
-    header = [h.strip() for h in rows[0]]
+    header = [h.split("[")[0].strip() for h in rows[0]]  # "g_Na [mS/cm^2]" -> "g_Na"
     wanted = {n.lower(): i for i, n in enumerate(model.conductance_names)}
     wanted.update({n[2:].lower(): i for i, n in enumerate(model.conductance_names)})
     col_of = {}
@@ -70,6 +73,8 @@ def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[
             id_col = j
         elif name.lower() in wanted:
             col_of[wanted[name.lower()]] = j
+        elif name.lower() in DERIVED_COLUMNS:
+            continue
         else:
             raise InputError(f"{path}: row 1: unknown column {name!r}; model {model.name!r} expects "
                              f"{', '.join(model.conductance_names)} (and optionally ID)")
@@ -117,3 +122,23 @@ def format_spike2pop_csv(trains: SpikeTrains, decimals: int = 4) -> str:
 def write_spike2pop_csv(path: str | os.PathLike, trains: SpikeTrains) -> Path:
     """Write spike trains in the Spike2Pop CSV shape, atomically."""
     return atomic_write_text(path, format_spike2pop_csv(trains))
+
+
+def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np.ndarray | None = None,
+                          ids=None, vth_mV=None) -> str:
+    """CSV text of a conductance table: ``ID``, one column per conductance with units, then DICs if given."""
+    model = get_model(model)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["ID"] + [f"{n} [mS/cm^2]" for n in model.conductance_names]
+    if dics is not None:
+        header += ["g_f [g_leak]", "g_s [g_leak]", "g_u [g_leak]", "V_th [mV]"]
+    writer.writerow(header)
+    ids = [str(i) for i in range(len(conductances))] if ids is None else ids
+    for k, (ident, row) in enumerate(zip(ids, conductances)):
+        cells = [ident] + [repr(float(v)) for v in row]
+        if dics is not None:
+            vth = model.vth_mV if vth_mV is None else np.broadcast_to(vth_mV, (len(conductances),))[k]
+            cells += [repr(float(v)) for v in dics[k]] + [repr(float(vth))]
+        writer.writerow(cells)
+    return out.getvalue()

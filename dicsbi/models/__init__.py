@@ -7,7 +7,7 @@ unchanged, so every public function accepts either a name or a model object (inc
 from __future__ import annotations
 
 from ..errors import ModelError
-from .base import CalciumPool, Channel, Gate, Model
+from .base import CalciumPool, Channel, Gate, Model, SeedSpec
 from .da import DA
 from .stg import STG
 
@@ -24,4 +24,4 @@ def get_model(model: str | Model) -> Model:
     return MODELS[key]
 
 
-__all__ = ["CalciumPool", "Channel", "DA", "Gate", "MODELS", "Model", "STG", "get_model"]
+__all__ = ["CalciumPool", "Channel", "DA", "Gate", "MODELS", "Model", "STG", "SeedSpec", "get_model"]

@@ -59,6 +59,9 @@ class Gate:
         Name of another gate entering linearly (Markov schemes).
     coupling : callable or None
         The voltage-dependent coefficient ``k(V)`` of that gate.
+    dic_band : {"fast", "slow", "ultraslow"} or None
+        Force the whole feedback of this gate into one DIC band instead of splitting it by its time constant
+        (DA's ERG is fully ultraslow).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Gate:
     calcium_dependent: bool = False
     coupled_to: str | None = None
     coupling: ArrayFn | None = None
+    dic_band: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,26 @@ class CalciumPool:
 
 
 @dataclass(frozen=True)
+class SeedSpec:
+    """How to draw the tonic-spiking seed population of the two-step population generator.
+
+    Free conductances are drawn uniformly in ``uniform`` (values per reference leak), ``fixed`` ones are set,
+    g_leak is drawn from the gamma distribution matched to the mean and variance of ``U[leak_range]``, every
+    other conductance is then multiplied by ``g_leak / mean_leak``, and ``solve_for`` are solved so that the
+    DICs at V_th equal ``dic_targets`` (g_f, g_s, g_u).  ``candidate_pairs_from`` lists the conductances
+    whose pairs may be re-solved to reach a target; ``published_pair(g_s, g_u)`` is the published fixed rule.
+    """
+
+    uniform: Mapping[str, tuple[float, float]]
+    fixed: Mapping[str, float]
+    leak_range: tuple[float, float]
+    solve_for: tuple[str, ...]
+    dic_targets: tuple[float, float, float]
+    candidate_pairs_from: tuple[str, ...]
+    published_pair: Callable[[float, float], tuple[str, str]] | None = None
+
+
+@dataclass(frozen=True)
 class Model:
     """A conductance-based neuron model (frozen; compare by name).
 
@@ -120,6 +144,12 @@ class Model:
         State name -> initial value, for states not started at steady state.
     dic_reference_taus : tuple
         Names (or constants in ms) of the fast, slow and ultraslow reference time constants of the DICs.
+    dic_calcium_path : {"tau_ca", "ultraslow"}
+        How the calcium -> KCa feedback is split between DIC bands (see :mod:`dicsbi.dics`).
+    seed_spec : SeedSpec or None
+        The tonic-spiking seed population of the population generator.
+    dic_box : ((g_s min, g_s max), (g_u min, g_u max))
+        The (g_s, g_u) region the posterior is trained on (units of g_leak).
     default_dt_ms, default_duration_ms, default_transient_ms, noise_dt_ms : float
         Simulation defaults: integration step, recorded window, discarded transient, and the sampling step of
         the band-limited noise current (the reference draws its noise on its output grid).
@@ -140,6 +170,9 @@ class Model:
     capacitance_uF_cm2: float = 1.0
     initial_overrides: Mapping[str, float] = field(default_factory=dict)
     dic_reference_taus: tuple[str | float, str | float, str | float] = ("", "", "")
+    dic_calcium_path: str = "tau_ca"
+    seed_spec: SeedSpec | None = None
+    dic_box: tuple[tuple[float, float], tuple[float, float]] = ((-20.0, 20.0), (0.0, 20.0))
 
     # ------------------------------------------------------------------ names and shapes
     @property
@@ -202,11 +235,14 @@ class Model:
         ``ca`` (uM, broadcast against V) feeds calcium-dependent gates; it defaults to the pool's initial
         value.  Coupled (Markov) pairs are solved jointly.
         """
-        V = np.asarray(V, dtype=float)
+        V = np.asarray(V)
+        V = V.astype(np.result_type(V.dtype, float), copy=False)  # complex V allowed (complex-step derivatives)
+        ca_factor = 1.0
         if self.calcium is not None:
-            ca = self.calcium.initial_uM if ca is None else ca
-            ca_factor = np.asarray(ca) / (np.asarray(ca) + self.calcium.half_activation_uM)
-        out = np.empty(V.shape + (len(self.gates),))
+            ca = np.asarray(self.calcium.initial_uM if ca is None else ca)
+            ca_factor = ca / (ca + self.calcium.half_activation_uM)
+        out = np.empty(np.broadcast_shapes(V.shape, np.shape(ca_factor)) + (len(self.gates),),
+                       dtype=np.result_type(V.dtype, np.asarray(ca_factor).dtype))
         for i, gate in enumerate(self.gates):
             out[..., i] = gate.inf(V) * (ca_factor if gate.calcium_dependent else 1.0)
         for i, gate in enumerate(self.gates):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Channel, Gate, Model, boltzmann
+from .base import Channel, Gate, Model, SeedSpec, boltzmann
 
 MG_MM = 1.4
 
@@ -87,7 +87,7 @@ GATES = (
     Gate("n_Kd", lambda V: boltzmann(V, 25.0, -12.0), lambda V: 20.0 - 18.0 * boltzmann(V, 38.0, -10.0)),
     Gate("m_CaL", lambda V: boltzmann(V, 50.0, -2.0), lambda V: 30.0 - 28.0 * boltzmann(V, 45.0, -3.0)),
     Gate("m_CaN", lambda V: boltzmann(V, 30.0, -7.0), lambda V: 30.0 - 25.0 * boltzmann(V, 55.0, -6.0)),
-    Gate("o_ERG", _o_drive, _o_tau, coupled_to="i_ERG", coupling=_o_coupling),
+    Gate("o_ERG", _o_drive, _o_tau, coupled_to="i_ERG", coupling=_o_coupling, dic_band="ultraslow"),
     Gate("i_ERG", lambda V: 0.0 * V, _i_tau,
          coupled_to="o_ERG", coupling=_i_coupling),
 )
@@ -122,6 +122,18 @@ DA = Model(
     default_duration_ms=9000.0,
     default_transient_ms=3000.0,
     noise_dt_ms=0.05,
+    dic_box=((-10.0, 15.0), (0.0, 20.0)),
     initial_overrides={"o_ERG": float(erg_rates(V0)[0]), "i_ERG": 0.0},
     dic_reference_taus=("m_Na", "n_Kd", 100.0),
+    # Published seed (Spike2Pop): g_NMDA fixed at 0.012 before leak scaling (Fyon et al. use 0.12, which spikes
+    # at 1.8 Hz instead of 1.1 Hz); we keep the published pipeline's value so populations match its data sets.
+    seed_spec=SeedSpec(
+        uniform={"g_Kd": (6.0, 10.0), "g_CaL": (0.015, 0.075)},
+        fixed={"g_NMDA": 0.012},
+        leak_range=(0.0087, 0.017),
+        solve_for=("g_Na", "g_CaN", "g_ERG"),
+        dic_targets=(-3.89 * 0.5 - 11.0, 0.5, 5.0),
+        candidate_pairs_from=("g_Na", "g_Kd", "g_CaL", "g_CaN", "g_ERG", "g_NMDA"),
+        published_pair=lambda gs, gu: ("g_ERG", "g_CaL") if gs < 0 else ("g_ERG", "g_Kd"),
+    ),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CalciumPool, Channel, Gate, Model, boltzmann
+from .base import CalciumPool, Channel, Gate, Model, SeedSpec, boltzmann
 
 
 def _sig(V, half, slope):
@@ -73,5 +73,17 @@ STG = Model(
     default_duration_ms=3000.0,
     default_transient_ms=3000.0,
     noise_dt_ms=0.1,
+    dic_box=((-20.0, 20.0), (0.0, 20.0)),
     dic_reference_taus=("m_Na", "m_Kd", "m_H"),
+    # Published seed (Spike2Pop): Kd U[70, 140], KCa U[140, 180], CaT U[3, 7], CaS U[6, 22]; Fyon's variant swaps
+    # the Kd and KCa ranges.  Both spike tonically (reference section 9); we keep the published pipeline's.
+    seed_spec=SeedSpec(
+        uniform={"g_Kd": (70.0, 140.0), "g_CaT": (3.0, 7.0), "g_CaS": (6.0, 22.0), "g_KCa": (140.0, 180.0)},
+        fixed={},
+        leak_range=(0.007, 0.014),
+        solve_for=("g_Na", "g_A", "g_H"),
+        dic_targets=(-6.2, 4.0, 5.0),
+        candidate_pairs_from=("g_Na", "g_Kd", "g_CaT", "g_CaS", "g_KCa", "g_A", "g_H"),
+        published_pair=lambda gs, gu: ("g_CaS", "g_A") if gu < 0 else (("g_A", "g_H") if gs >= 0 else ("g_CaS", "g_H")),
+    ),
 )

@@ -1,0 +1,308 @@
+"""Compensation: solve k conductances per cell so that k DICs at V_th hit their targets.
+
+The DICs are linear in the conductances once S(V_th; g) is known (:mod:`dicsbi.dics`), so each cell's k
+unknowns solve a k x k system, all cells in one batched call.  In the STG model S depends on g_CaT and g_CaS
+through steady-state calcium; when one of them is solved for, the solve is repeated with S rebuilt from the
+previous solution (the published *iterative compensation*, a fixed-point iteration) until the DIC residual of
+every cell is below ``tol`` or ``max_iter`` iterations have run.  Convergence is decided per cell by
+recomputing its DICs, never assumed.
+
+Cells are then classified (``status``): 0 valid; 1 singular system; 2 not converged (or not finite);
+3 a negative conductance; 4 a conductance above its plausible upper bound.  The plausible upper bound is
+twice the model's Monte-Carlo range: published populations exceed those ranges by up to 1.5x (g_Na 1.2e4 vs
+8000 mS/cm^2 in a 500-cell STG population), so the ranges themselves would reject published cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dics import DIC_NAMES, SensitivityOperator
+from .errors import DicsbiError
+from .models import Model, get_model
+
+PLAUSIBLE_FACTOR = 2.0
+VALID, SINGULAR, NOT_CONVERGED, NEGATIVE, OUT_OF_RANGE = 0, 1, 2, 3, 4
+STATUS_NAMES = ("valid", "singular", "not_converged", "negative", "out_of_range")
+_SINGULAR_COND = 1e12
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """Result of :func:`compensate` for every input cell (invalid ones included, see ``status``)."""
+
+    conductances: np.ndarray
+    dics: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+    solve_for: tuple[str, ...]
+    targets: tuple[str, ...]
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.status == VALID
+
+    @property
+    def converged(self) -> np.ndarray:
+        return (self.status != NOT_CONVERGED) & (self.status != SINGULAR)
+
+    def counts(self) -> dict[str, int]:
+        """Number of cells per status name."""
+        return {name: int(np.sum(self.status == k)) for k, name in enumerate(STATUS_NAMES)}
+
+
+def plausible_upper_bounds(model: Model) -> np.ndarray:
+    return PLAUSIBLE_FACTOR * model.upper_bounds
+
+
+def conductance_index(model: Model, name: str) -> int:
+    """Index of a conductance given as ``"g_CaS"`` or ``"CaS"`` (case-insensitive)."""
+    key = name.strip().lower()
+    for i, full in enumerate(model.conductance_names):
+        if key in (full.lower(), full[2:].lower()):
+            return i
+    raise DicsbiError(f"unknown conductance {name!r} for model {model.name!r}; "
+                      f"expected one of {', '.join(model.conductance_names)}")
+
+
+def _dic_index(name: str) -> int:
+    key = name.strip().lower().removeprefix("g_")
+    for i, full in enumerate(DIC_NAMES):
+        if key == full[2:]:
+            return i
+    raise DicsbiError(f"unknown DIC {name!r}; expected g_f, g_s or g_u")
+
+
+def compensate(model: str | Model, conductances, targets: Mapping[str, float | np.ndarray],
+               solve_for: Sequence[str], vth_mV=None, tol: float = 1e-6, max_iter: int = 100,
+               calcium_path: str | None = None, upper_bounds=None, placeholders=None) -> Compensation:
+    """Solve ``solve_for`` conductances of every cell so that the targeted DICs are met at V_th.
+
+    Parameters
+    ----------
+    model : str or Model
+    conductances : array (N, n_g)
+        Every cell's conductances; the entries of ``solve_for`` are ignored (they may be NaN) except as
+        starting placeholders when S depends on them.
+    targets : mapping
+        ``{"g_s": value or (N,) array, ...}`` for 1 to 3 of g_f, g_s, g_u (units of g_leak).
+    solve_for : sequence of str
+        As many conductance names as targets, e.g. ``("g_CaS", "g_A")`` or ``("CaS", "A")``.
+    vth_mV : float or (N,) array, optional
+        Where the DICs are evaluated (default: the model's reference V_th).
+    tol : float
+        Convergence: max absolute DIC error over the targets (units of g_leak).
+    max_iter : int
+        Fixed-point iterations after the first solve (only used when S depends on a solved conductance).
+    upper_bounds : array (n_g,), optional
+        Plausible maxima (default: twice the model's Monte-Carlo ranges).
+    placeholders : mapping, optional
+        Starting values for solved conductances S depends on (default: the input values where finite and
+        positive, else the middle of the conductance's range).
+    """
+    model = get_model(model)
+    g = np.array(conductances, dtype=float, ndmin=2)
+    if g.ndim != 2 or g.shape[1] != model.n_conductances:
+        raise DicsbiError(f"conductances: expected shape (N, {model.n_conductances}), got {g.shape}")
+    n = g.shape[0]
+    rows = [_dic_index(k) for k in targets]
+    cols = [conductance_index(model, name) for name in solve_for]
+    if not 1 <= len(rows) <= 3 or len(set(rows)) != len(rows):
+        raise DicsbiError(f"give 1 to 3 distinct DIC targets, got {list(targets)}")
+    if len(cols) != len(rows) or len(set(cols)) != len(cols):
+        raise DicsbiError(f"{len(rows)} DIC target(s) need exactly {len(rows)} distinct conductance(s) to "
+                          f"solve for, got {list(solve_for)}")
+    t = np.stack([np.broadcast_to(np.asarray(v, dtype=float), (n,)) for v in targets.values()], axis=1)
+    if not np.all(np.isfinite(t)):
+        raise DicsbiError("DIC targets must be finite numbers (got NaN or inf)")
+    known = [c for c in range(model.n_conductances) if c not in cols]
+    if not np.all(np.isfinite(g[:, known])):
+        raise DicsbiError("conductances that are not solved for must be finite")
+    vth = model.vth_mV if vth_mV is None else np.asarray(vth_mV, dtype=float)
+    op = SensitivityOperator(model, vth, calcium_path)
+    depends = _dependencies(model, op)
+    iterate = bool(set(cols) & depends)
+    for c in cols:
+        start = (placeholders or {}).get(model.conductance_names[c])
+        if start is None:
+            usable = np.isfinite(g[:, c]) & (g[:, c] > 0)
+            start = np.where(usable, g[:, c], 0.5 * (model.lower_bounds[c] + model.upper_bounds[c]))
+        g[:, c] = start if c in depends else 0.0
+    S = op(g)
+    status = np.zeros(n, np.int8)
+    iterations = np.zeros(n, np.int64)
+    active = np.ones(n, bool)
+    for _ in range(1 + (max_iter if iterate else 0)):
+        idx = np.flatnonzero(active)
+        A = S[idx][:, rows][:, :, cols]
+        b = t[idx] - np.einsum("nij,nj->ni", S[idx][:, rows][:, :, known], g[idx][:, known])
+        with np.errstate(all="ignore"):
+            singular = ~(np.linalg.cond(A) < _SINGULAR_COND)
+        status[idx[singular]] = SINGULAR
+        ok = idx[~singular]
+        g[np.ix_(ok, cols)] = np.linalg.solve(A[~singular], b[~singular][..., None])[..., 0]
+        iterations[ok] += 1
+        with np.errstate(all="ignore"):
+            S = op(g)
+            residual = np.max(np.abs(np.einsum("nij,nj->ni", S[:, rows], g) - t), axis=1)
+        active[idx] = False
+        active[ok] = ~(residual[ok] <= tol)
+        if not active.any():
+            break
+    with np.errstate(all="ignore"):
+        dics = np.einsum("nij,nj->ni", S, g)
+    upper = plausible_upper_bounds(model) if upper_bounds is None else np.asarray(upper_bounds, dtype=float)
+    fine = status == VALID
+    status[fine & ~(residual <= tol)] = NOT_CONVERGED
+    fine = status == VALID
+    status[fine & np.any(g < 0, axis=1)] = NEGATIVE
+    fine = status == VALID
+    status[fine & np.any(g > upper, axis=1)] = OUT_OF_RANGE
+    return Compensation(g, dics, residual, iterations, status, tuple(model.conductance_names[c] for c in cols),
+                        tuple(DIC_NAMES[r] for r in rows))
+
+
+def _dependencies(model: Model, op: SensitivityOperator) -> set[int]:
+    """Conductances the normalised S depends on: the leak, and those feeding a calcium-dependent gate."""
+    depends = {op.leak}
+    if op.ca_channels:
+        depends |= {c for c, ch in enumerate(model.channels) if ch.carries_calcium}
+    return depends
+
+
+# ---------------------------------------------------------------------------- populations for a DIC target
+class UnreachableTargetError(DicsbiError):
+    """No (or too few) valid cells can be made for a DIC target."""
+
+
+@dataclass(frozen=True)
+class Population:
+    """Degenerate population for one DIC target: ``n`` valid conductance vectors and their DICs."""
+
+    model: str
+    conductances: np.ndarray
+    dics: np.ndarray
+    target: tuple[float, float]
+    pair: tuple[str, str]
+    vth_mV: float
+    seed: int
+    n_tried: int
+    n_valid_found: int
+
+    @property
+    def yield_fraction(self) -> float:
+        """Valid cells found / seed cells tried (before trimming to ``n``)."""
+        return self.n_valid_found / max(self.n_tried, 1)
+
+
+def gamma_matched(a: float, b: float) -> tuple[float, float]:
+    """Gamma (shape, scale) with the mean and variance of U[a, b]: 3(a+b)^2/(b-a)^2 and (b-a)^2/(6(a+b))."""
+    return 3.0 * (a + b) ** 2 / (b - a) ** 2, (b - a) ** 2 / (6.0 * (a + b))
+
+
+def draw_seed_population(model: str | Model, n: int, rng: np.random.Generator, vth_mV=None) -> np.ndarray:
+    """Valid tonic-spiking seed cells (at most ``n``) drawn as the model's :class:`SeedSpec` says."""
+    model = get_model(model)
+    spec = model.seed_spec
+    if spec is None:
+        raise DicsbiError(f"model {model.name!r} defines no seed population")
+    g = np.zeros((n, model.n_conductances))
+    for name, (lo, hi) in spec.uniform.items():
+        g[:, conductance_index(model, name)] = rng.uniform(lo, hi, n)
+    for name, value in spec.fixed.items():
+        g[:, conductance_index(model, name)] = value
+    shape, scale = gamma_matched(*spec.leak_range)
+    leak = conductance_index(model, "g_leak")
+    g[:, leak] = rng.gamma(shape, scale, n)
+    others = [c for c in range(model.n_conductances) if c != leak]
+    g[:, others] *= g[:, [leak]] / (shape * scale)
+    comp = compensate(model, g, dict(zip(DIC_NAMES, spec.dic_targets)), spec.solve_for, vth_mV)
+    return comp.conductances[comp.valid]
+
+
+def pair_yields(model: Model, seeds: np.ndarray, g_s: float, g_u: float, pairs, vth_mV=None,
+                max_iter: int = 100) -> dict[tuple[str, str], tuple[float, float]]:
+    """For each pair: (fraction of seeds made valid, median relative change of the re-solved conductances)."""
+    out = {}
+    for pair in pairs:
+        comp = compensate(model, seeds, {"g_s": g_s, "g_u": g_u}, pair, vth_mV, max_iter=max_iter)
+        cols = [conductance_index(model, p) for p in pair]
+        ok = comp.valid
+        change = np.nan
+        if ok.any():
+            before = np.maximum(seeds[ok][:, cols], 1e-12)
+            change = float(np.median(np.abs(comp.conductances[ok][:, cols] - before) / before))
+        out[tuple(pair)] = (float(ok.mean()), change)
+    return out
+
+
+def candidate_pairs(model: Model) -> list[tuple[str, str]]:
+    names = model.seed_spec.candidate_pairs_from
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def choose_pair(model: str | Model, g_s: float, g_u: float, seed: int = 0, n_pilot: int = 128,
+                vth_mV=None) -> tuple[str, str]:
+    """The candidate pair with the highest yield of valid cells at this target (ties: smallest change).
+
+    Evaluated on the fly on ``n_pilot`` seed cells; raises :class:`UnreachableTargetError` if no pair
+    yields any valid cell.
+    """
+    model = get_model(model)
+    seeds = draw_seed_population(model, n_pilot, np.random.default_rng(seed), vth_mV)
+    yields = pair_yields(model, seeds, g_s, g_u, candidate_pairs(model), vth_mV, max_iter=50)
+    best = max(yields, key=lambda p: (yields[p][0], -np.nan_to_num(yields[p][1], nan=np.inf)))
+    if yields[best][0] == 0:
+        raise UnreachableTargetError(
+            f"{model.name}: target (g_s, g_u) = ({g_s}, {g_u}) is unreachable from the seed population with any "
+            f"pair of {', '.join(model.seed_spec.candidate_pairs_from)} ({n_pilot} seed cells tried per pair)")
+    return best
+
+
+def generate_population(model: str | Model, g_s: float, g_u: float, n: int, seed: int = 0,
+                        pair: str | Sequence[str] = "auto", vth_mV: float | None = None,
+                        max_tries_per_cell: int = 50) -> Population:
+    """Exactly ``n`` valid cells whose (g_s, g_u) at V_th hit the target (within 1e-6).
+
+    Two-step scheme (published): draw tonic-spiking seed cells, then re-solve two conductances for the target
+    with g_f left free.  ``pair`` is ``"auto"`` (the pair with the best yield at this target,
+    :func:`choose_pair`), ``"published"`` (the published fixed rule) or two conductance names.  Cells are drawn
+    in batches until ``n`` are valid; :class:`UnreachableTargetError` if fewer than ``n`` are found within
+    ``max_tries_per_cell * n`` seed cells.
+    """
+    model = get_model(model)
+    if not (np.isfinite(g_s) and np.isfinite(g_u)):
+        raise DicsbiError(f"target (g_s, g_u) must be finite, got ({g_s}, {g_u})")
+    if n < 1:
+        raise DicsbiError(f"population size must be >= 1, got {n}")
+    vth = model.vth_mV if vth_mV is None else float(vth_mV)
+    ss = np.random.SeedSequence(seed)
+    pair_seed, draw_seed = ss.spawn(2)
+    if isinstance(pair, str) and pair == "auto":
+        pair = choose_pair(model, g_s, g_u, int(pair_seed.generate_state(1)[0]), vth_mV=vth)
+    elif isinstance(pair, str) and pair == "published":
+        pair = model.seed_spec.published_pair(g_s, g_u)
+    elif isinstance(pair, str) or len(pair) != 2:
+        raise DicsbiError(f"pair must be 'auto', 'published' or two conductance names, got {pair!r}")
+    pair = tuple(model.conductance_names[conductance_index(model, p)] for p in pair)
+    rng = np.random.default_rng(draw_seed)
+    kept, dics, tried, rate = [], [], 0, 0.5
+    while sum(len(k) for k in kept) < n and tried < max_tries_per_cell * n:
+        missing = n - sum(len(k) for k in kept)
+        seeds = draw_seed_population(model, int(min(max(32, 1.3 * missing / rate), 20 * n)), rng, vth)
+        comp = compensate(model, seeds, {"g_s": g_s, "g_u": g_u}, pair, vth)
+        tried += len(seeds)
+        kept.append(comp.conductances[comp.valid])
+        dics.append(comp.dics[comp.valid])
+        rate = max(sum(len(k) for k in kept) / tried, 1.0 / (max_tries_per_cell * n))
+    got = sum(len(k) for k in kept)
+    if got < n:
+        raise UnreachableTargetError(
+            f"{model.name}: only {got} of {n} valid cells for (g_s, g_u) = ({g_s}, {g_u}) with pair "
+            f"{pair} after {tried} seed cells; the target is not reachable from the seed population")
+    return Population(model.name, np.concatenate(kept)[:n], np.concatenate(dics)[:n], (float(g_s), float(g_u)),
+                      pair, vth, int(seed), tried, got)
