@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from dicsbi.compensation import (NEGATIVE, SINGULAR, VALID, UnreachableTargetError, compensate,
-                                 draw_seed_population, generate_population)
+from dicsbi.compensation import (
+    NEGATIVE,
+    SINGULAR,
+    VALID,
+    UnreachableTargetError,
+    compensate,
+    draw_seed_population,
+    generate_population,
+)
 from dicsbi.dics import compute_dics
 from dicsbi.errors import DicsbiError
 from dicsbi.models import DA, STG

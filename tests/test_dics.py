@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from dicsbi.dics import (_calcium_weights, compute_dics, dic_curves, find_vth, gate_weights,
-                         sensitivity_matrix, steady_calcium)
+from dicsbi.dics import (
+    _calcium_weights,
+    compute_dics,
+    dic_curves,
+    find_vth,
+    gate_weights,
+    sensitivity_matrix,
+    steady_calcium,
+)
 from dicsbi.errors import DicsbiError
 from dicsbi.models import DA, STG
 
