@@ -149,16 +149,35 @@ class SensitivityOperator:
         for c in range(model.n_conductances):
             if c not in self.ca_channels:
                 self.static[..., c] = self._column(c, self.x, self.dx)
+        # A channel with one calcium-dependent gate of exponent e has the column
+        # F^e u + F^(e-1) dF/dCa dCa/dV w, with F = Ca/(Ca+K): u and w are fixed at fixed V.
+        self.ca_forms = []
+        for c in self.ca_channels:
+            ca_gates = [(n, e) for n, e in model.channels[c].gates
+                        if gates[model.gate_index(n)].calcium_dependent]
+            if len(ca_gates) != 1:
+                self.ca_forms = None
+                break
+            u = self._column(c, self.x, self.dx)
+            w = self._column(c, self.x, self.dx, dx_dca=self.x, dca_dv=np.ones(V.shape), cw=self.cw) - u
+            self.ca_forms.append((c, ca_gates[0][1], u, w))
 
-    def _column(self, c: int, x, dx, dx_dca=None, dca_dv=None) -> np.ndarray:
-        model, V = self.model, self.V
+    def _column(self, c: int, x, dx, dx_dca=None, dca_dv=None, V=None, cw=None, index=None) -> np.ndarray:
+        """Column of channel ``c`` from steady states ``x``, their V-derivatives ``dx`` and, for
+        calcium-dependent gates, ``dx/dCa`` and ``dCa_inf/dV`` (weighted with ``cw``)."""
+        model = self.model
+        V = self.V if V is None else V
+        w_fs, w_su = self.w_fs, self.w_su
+        if index is not None and self.V.ndim:
+            w_fs, w_su = w_fs[index], w_su[index]
         ch = model.channels[c]
         drive = V - ch.reversal_mV
         factor = ch.voltage_factor(V) if ch.voltage_factor is not None else 1.0
         p_gates = 1.0
         for gate_name, exponent in ch.gates:
             p_gates = p_gates * x[..., model.gate_index(gate_name)] ** exponent
-        col = np.zeros(np.broadcast_shapes(np.shape(p_gates), V.shape) + (3,))
+        dtype = np.result_type(np.asarray(p_gates).dtype, dx.dtype, float)
+        col = np.zeros(np.broadcast_shapes(np.shape(p_gates), V.shape) + (3,), dtype=dtype)
         col[..., 0] += p_gates * factor
         for gate_name, exponent in ch.gates:
             k = model.gate_index(gate_name)
@@ -166,33 +185,49 @@ class SensitivityOperator:
             for other, e in ch.gates:
                 if other != gate_name:
                     dp_dx = dp_dx * x[..., model.gate_index(other)] ** e
-            _split(col, dp_dx * dx[..., k] * drive, self.w_fs[..., k], self.w_su[..., k])
+            _split(col, dp_dx * dx[..., k] * drive, w_fs[..., k], w_su[..., k])
             if dx_dca is not None and model.gates[k].calcium_dependent:
-                _split(col, dp_dx * dx_dca[..., k] * dca_dv * drive, *self.cw)
+                _split(col, dp_dx * dx_dca[..., k] * dca_dv * drive, *cw)
         if ch.voltage_factor is not None:  # instantaneous: fully fast
             col[..., 0] += p_gates * _complex_derivative(ch.voltage_factor, V) * drive
         return col
 
-    def __call__(self, g, normalise: bool = True) -> np.ndarray:
-        """S for conductances ``g`` (..., n_g), broadcast against the operator's V."""
-        g = np.asarray(g, dtype=float)
-        shape = np.broadcast_shapes(self.V.shape, g.shape[:-1])
-        S = np.array(np.broadcast_to(self.static, shape + self.static.shape[-2:]))
+    def __call__(self, g, normalise: bool = True, index=None) -> np.ndarray:
+        """S for conductances ``g`` (..., n_g), broadcast against the operator's V.
+
+        ``index`` selects cells of a per-cell V (``g`` then holds only those cells).
+        """
+        g = np.asarray(g)
+        g = g.astype(np.result_type(g.dtype, float), copy=False)  # complex g: complex-step Jacobians
+        static, x0, dx0, cw = self.static, self.x, self.dx, getattr(self, "cw", None)
+        ca_coef, dca_coef, V = getattr(self, "ca_coef", None), getattr(self, "dca_coef", None), self.V
+        if index is not None and self.V.ndim:
+            static, x0, dx0, V = static[index], x0[index], dx0[index], V[index]
+            if self.ca_channels:
+                ca_coef, dca_coef, cw = ca_coef[index], dca_coef[index], (cw[0][index], cw[1][index])
+        shape = np.broadcast_shapes(V.shape, g.shape[:-1])
+        S = np.array(np.broadcast_to(static, shape + static.shape[-2:]), dtype=np.result_type(g.dtype, float))
         if self.ca_channels:
             pool = self.model.calcium
-            ca = pool.beta - pool.alpha * np.sum(g * self.ca_coef, axis=-1)
-            dca_dv = -pool.alpha * np.sum(g * self.dca_coef, axis=-1)
+            ca = pool.beta - pool.alpha * np.sum(g * ca_coef, axis=-1)
+            dca_dv = -pool.alpha * np.sum(g * dca_coef, axis=-1)
             factor = ca / (ca + pool.half_activation_uM)
             dfactor = pool.half_activation_uM / (ca + pool.half_activation_uM) ** 2
-            x = np.array(np.broadcast_to(self.x, shape + self.x.shape[-1:]))
-            dx = np.array(np.broadcast_to(self.dx, shape + self.dx.shape[-1:]))
+        if self.ca_channels and self.ca_forms is not None:
+            for c, e, u, w in self.ca_forms:
+                if index is not None and self.V.ndim:
+                    u, w = u[index], w[index]
+                S[..., c] = (factor**e)[..., None] * u + (factor ** (e - 1) * dfactor * dca_dv)[..., None] * w
+        elif self.ca_channels:
+            x = np.array(np.broadcast_to(x0, shape + x0.shape[-1:]), dtype=S.dtype)
+            dx = np.array(np.broadcast_to(dx0, shape + dx0.shape[-1:]), dtype=S.dtype)
             dx_dca = np.zeros_like(x)
             for k in self.ca_gates:
                 dx_dca[..., k] = x[..., k] * dfactor
                 x[..., k] *= factor
                 dx[..., k] *= factor
             for c in self.ca_channels:
-                S[..., c] = self._column(c, x, dx, dx_dca, dca_dv)
+                S[..., c] = self._column(c, x, dx, dx_dca, dca_dv, V=V, cw=cw, index=index)
         if normalise:
             S /= np.broadcast_to(g, shape + g.shape[-1:])[..., self.leak][..., None, None]
         return S
