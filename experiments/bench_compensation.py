@@ -7,8 +7,8 @@ target (g_s, g_u), over the populations whose 250 cells are all non-negative (th
 
 Prints the mean residual after 1, 2, 3, 5 and 10 fixed-point iterations next to the published values, then
 runs to convergence (tol 1e-6 on every cell) with dicsbi's default Newton iteration and prints the iterations
-that needed, and the time per 250-cell population: amortised when all populations are solved in vectorised batches (how dicsbi uses it), and for one
-population per call.  Ends with one line:
+that needed, and the time per 250-cell population: amortised when all populations are solved in vectorised
+batches (how dicsbi uses it), and for one population per call.  Ends with one line:
 residual_it1=.. residual_it5=.. residual_it10=.. residual_converged=.. ms_per_population_250=..
 """
 
