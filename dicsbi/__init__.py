@@ -4,6 +4,8 @@ The top-level API is deliberately small; everything else lives in its module (``
 ``dicsbi.simulate``, ``dicsbi.spikes``, ``dicsbi.io``).
 """
 
+from .compensation import compensate, generate_population
+from .dics import compute_dics, find_vth
 from .errors import DicsbiError
 from .models import get_model
 from .simulate import SimulationResult, simulate
@@ -11,5 +13,6 @@ from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distan
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DicsbiError", "SimulationResult", "SpikeTrains", "firing_class", "get_model", "simulate",
-           "spike_features", "van_rossum_distance", "__version__"]
+__all__ = ["DicsbiError", "SimulationResult", "SpikeTrains", "compensate", "compute_dics", "find_vth",
+           "firing_class", "generate_population", "get_model", "simulate", "spike_features",
+           "van_rossum_distance", "__version__"]

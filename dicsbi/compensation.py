@@ -305,18 +305,21 @@ def draw_seed_population(model: str | Model, n: int, rng: np.random.Generator, v
 
 def pair_yields(model: Model, seeds: np.ndarray, g_s: float, g_u: float, pairs, vth_mV=None,
                 max_iter: int = 100) -> dict[tuple[str, str], tuple[float, float]]:
-    """For each pair: (fraction of seeds made valid, median relative change of the re-solved conductances)."""
+    """For each pair: (fraction of seeds made valid, median over them of :func:`relative_change`)."""
     out = {}
     for pair in pairs:
         comp = compensate(model, seeds, {"g_s": g_s, "g_u": g_u}, pair, vth_mV, max_iter=max_iter)
-        cols = [conductance_index(model, p) for p in pair]
         ok = comp.valid
-        change = np.nan
-        if ok.any():
-            before = np.maximum(seeds[ok][:, cols], 1e-12)
-            change = float(np.median(np.abs(comp.conductances[ok][:, cols] - before) / before))
+        change = float(np.median(relative_change(model, seeds, comp.conductances, pair)[ok])) if ok.any() else np.nan
         out[tuple(pair)] = (float(ok.mean()), change)
     return out
+
+
+def relative_change(model: Model, before: np.ndarray, after: np.ndarray, pair) -> np.ndarray:
+    """Per cell, the largest relative change ``|after - before| / before`` over the re-solved pair."""
+    cols = [conductance_index(model, p) for p in pair]
+    b = np.maximum(before[:, cols], 1e-12)
+    return (np.abs(after[:, cols] - b) / b).max(axis=1)
 
 
 def candidate_pairs(model: Model) -> list[tuple[str, str]]:

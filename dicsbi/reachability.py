@@ -2,8 +2,8 @@
 
 For every target of a (g_s, g_u) grid, every seed cell re-solves the pair (:func:`dicsbi.compensation.compensate`)
 and the map records the fraction of cells that end valid (all conductances >= 0 and plausible, residual below
-``tol``) and, over those, the median relative change ``|g_new - g_seed| / g_seed`` of the re-solved pair: how
-far the channels had to move.  All grid points and seed cells are solved in one vectorised call per chunk.
+``tol``) and, over those, the median of the largest relative change ``|g_new - g_seed| / g_seed`` of the
+re-solved pair: how far the channels had to move.  All grid points and seed cells are solved in one vectorised call per chunk.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compensation import compensate, conductance_index, draw_seed_population
+from .compensation import compensate, conductance_index, draw_seed_population, relative_change
 from .errors import DicsbiError
 from .models import Model, get_model
 
@@ -57,8 +57,7 @@ def reachability(model: str | Model, pair, g_s=None, g_u=None, n_seeds: int = 20
                           vth_mV, tol=tol, max_iter=max_iter)
         ok = comp.valid.reshape(len(t), m)
         fraction[start : start + len(t)] = ok.mean(axis=1)
-        before = np.maximum(cells[:, cols], 1e-12)
-        rel = (np.abs(comp.conductances[:, cols] - before) / before).max(axis=1).reshape(len(t), m)
+        rel = relative_change(model, cells, comp.conductances, pair).reshape(len(t), m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: unreachable targets
             med = np.nanmedian(np.where(ok, rel, np.nan), axis=1)

@@ -119,3 +119,26 @@ def test_reachability_map(tmp_path):
     matplotlib.use("Agg")
     plot_reachability(rmap).savefig(tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("method", ["newton", "fixed_point"])
+def test_numba_kernel_matches_numpy_path(stg_seeds, monkeypatch, method):
+    import dicsbi.compensation as comp_mod
+
+    target = {"g_s": -2.0, "g_u": 6.0}
+    fast = compensate(STG, stg_seeds, target, ("CaS", "A"), method=method, max_iter=60)
+    monkeypatch.setattr(comp_mod, "_solve_kernel", comp_mod._solve_numpy)
+    slow = compensate(STG, stg_seeds, target, ("CaS", "A"), method=method, max_iter=60)
+    np.testing.assert_array_equal(fast.status, slow.status)
+    ok = fast.valid
+    np.testing.assert_allclose(fast.conductances[ok], slow.conductances[ok], rtol=1e-6)
+    assert np.abs(fast.iterations - slow.iterations)[ok].max() <= 1
+
+
+def test_per_cell_vth(stg_seeds):
+    vth = np.linspace(-53.0, -49.0, len(stg_seeds))
+    comp = compensate(STG, stg_seeds, {"g_s": -4.0, "g_u": 5.0}, ("CaS", "H"), vth_mV=vth)
+    ok = comp.valid
+    assert ok.sum() > 100
+    d = compute_dics(STG, comp.conductances[ok], vth[ok])
+    assert np.max(np.abs(d[:, 1:] - [-4.0, 5.0])) <= 1e-6
