@@ -3,7 +3,8 @@
 For every target of a (g_s, g_u) grid, every seed cell re-solves the pair (:func:`dicsbi.compensation.compensate`)
 and the map records the fraction of cells that end valid (all conductances >= 0 and plausible, residual below
 ``tol``) and, over those, the median of the largest relative change ``|g_new - g_seed| / g_seed`` of the
-re-solved pair: how far the channels had to move.  All grid points and seed cells are solved in one vectorised call per chunk.
+re-solved pair: how far the channels had to move.  All grid points and seed cells are solved in one vectorised
+call per chunk.
 """
 
 from __future__ import annotations
