@@ -23,7 +23,7 @@ dt <= 0.001 ms to count DA spikes right; see ``docs/simulator.md``.
 
 Every voltage function is tabulated once per (model, dt) on a 0.02 mV grid from -200 to +200 mV as
 ``E(V)`` and ``x_inf(V)(1 - E(V))``; the kernel reads two rows and interpolates linearly, so a step costs no
-transcendental function but one ``exp`` for V.  The default dt (0.02 ms for both models) comes from
+transcendental function but one ``exp`` for V.  The default dt (0.01 ms STG, 0.02 ms DA) comes from
 ``experiments/validate_simulator.py``: see ``docs/simulator.md``.
 
 Spikes are detected inside the kernel on every step of the recorded window, with the published rule: a spike

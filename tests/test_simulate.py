@@ -1,12 +1,13 @@
 """The numba simulator: against scipy, spike-detection rule, noise, errors and divergence."""
 
+import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import dicsbi.simulate as sim
+sim = importlib.import_module("dicsbi.simulate")  # the module (dicsbi.simulate is also the function)
 from dicsbi.errors import ConductanceError, DicsbiError, ModelError
 from dicsbi.models import DA, STG
 from dicsbi.reference import compare_trains, run_references
@@ -35,16 +36,21 @@ def test_matches_tight_scipy_reference(model):
 
 
 def test_spikes_follow_the_published_detection_rule():
+    """Spikes from the kernel equal those found on the recorded trace by the published rule."""
     g = np.array(SETS["sets"]["stg"])
     res = simulate(STG, g, 600.0, None, 300.0, record_voltage=np.arange(len(g)))
-    assert res.voltage_mV.shape == (len(g), 30000)
-    for k, v in enumerate(res.voltage_mV):
-        v = np.concatenate([[res.voltage_mV[k, 0]], v])  # sample 0 approximates V at the window start
+    dt = res.settings["dt_ms"]
+    assert res.voltage_mV.shape == (len(g), round(600.0 / dt))
+    n_checked = 0
+    for k, v in enumerate(res.voltage_mV):  # v[m] is V at t = (m + 1) dt
         up = np.flatnonzero((v[:-1] <= 10) & (v[1:] > 10)) + 1
         down = np.flatnonzero((v[:-1] >= 0) & (v[1:] < 0)) + 1
-        expected = up[up < down[-1]] * res.settings["dt_ms"] if down.size else np.empty(0)
-        np.testing.assert_allclose(res.trains[k][1:], expected[expected > 1e-9][-(res.trains[k].size - 1):]
-                                   if res.trains[k].size > 1 else np.empty(0), atol=1e-9)
+        expected = (up[up < down[-1]] + 1) * dt if down.size else np.empty(0)
+        got = res.trains[k]
+        got = got[got > 1.5 * dt]  # a crossing on the very first sample needs V before the window
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+        n_checked += got.size
+    assert n_checked > 50
 
 
 def test_da_cell_crossing_the_sodium_tau_pole():
