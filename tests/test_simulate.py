@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sim = importlib.import_module("dicsbi.simulate")  # the module (dicsbi.simulate is also the function)
 from dicsbi.errors import ConductanceError, DicsbiError, ModelError
 from dicsbi.models import DA, STG
 from dicsbi.reference import compare_trains, run_references
 from dicsbi.simulate import simulate
 from dicsbi.spikes import firing_class
 
+sim = importlib.import_module("dicsbi.simulate")  # the module: the package attribute is the function
 SETS = json.loads((Path(__file__).parent / "data" / "simulator_sets.json").read_text())
 
 
