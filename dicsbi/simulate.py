@@ -474,7 +474,8 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     total_ms = (n_transient + n_window) * dt_ms
     if noise_std > 0:
         per_neuron += 8 * (int(total_ms / model.noise_dt_ms) + 2)
-    chunk = int(max(1, min(n, CHUNK_BYTES // per_neuron)))
+    # bounded memory, and about 50 updates of the progress bar on large batches
+    chunk = int(max(1, min(n, CHUNK_BYTES // per_neuron, max(256, -(-n // 50)))))
 
     y_start = staggered_initial_state(model, dt_ms)
     rec_slot = np.full(n, -1, np.int64)
