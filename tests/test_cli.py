@@ -84,3 +84,28 @@ def test_unknown_model_and_missing_file(tmp_path):
     write_table(tmp_path / "g.csv", np.ones((1, 8)))
     r = run_cli("simulate", tmp_path / "g.csv", "-o", tmp_path / "o.csv", "--model", "hh")
     assert r.returncode == 2 and "unknown model 'hh'" in r.stderr
+
+
+def test_population_and_dics_commands(tmp_path):
+    out = tmp_path / "pop.csv"
+    r = run_cli("population", "--model", "stg", "--gs", "-4", "--gu", "5", "-n", "40", "--seed", "3", "--out", out)
+    assert r.returncode == 0, r.stderr
+    header = out.read_text().splitlines()[0]
+    assert header.startswith("ID,g_Na [mS/cm^2],g_Kd [mS/cm^2]") and "g_s [g_leak]" in header
+    from dicsbi.dics import compute_dics
+    from dicsbi.io import read_conductances_csv
+
+    g, ids = read_conductances_csv(out, "stg")
+    assert g.shape == (40, 8) and len(set(ids)) == 40
+    np.testing.assert_allclose(compute_dics("stg", g)[:, 1:], [[-4.0, 5.0]] * 40, atol=1e-6)
+    dics_out = tmp_path / "dics.csv"
+    r = run_cli("dics", out, "--model", "stg", "-o", dics_out)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(",") for line in dics_out.read_text().splitlines()[1:]]
+    np.testing.assert_allclose([[float(x) for x in row[-3:-1]] for row in rows], [[-4.0, 5.0]] * 40, atol=1e-6)
+    r = run_cli("dics", out, "--model", "stg")
+    assert r.returncode == 0 and "g_leak" in r.stdout
+    r = run_cli("population", "--gs", "400", "--gu", "-300", "-n", "5", "--out", tmp_path / "x.csv")
+    assert r.returncode == 2 and "unreachable" in r.stderr and not (tmp_path / "x.csv").exists()
+    r = run_cli("population", "--gs", "1", "--gu", "5", "-n", "5", "--pair", "CaS,Foo", "--out", tmp_path / "y.csv")
+    assert r.returncode == 2 and "unknown conductance 'Foo'" in r.stderr
