@@ -104,8 +104,8 @@ def compensate(model: str | Model, conductances, targets: Mapping[str, float | n
         How to iterate when S depends on a solved conductance.  ``"fixed_point"`` is the published scheme:
         rebuild S from the last solution and solve the linear system again (linear convergence; it can cycle,
         e.g. for (CaS, A), reference section 9).  ``"newton"`` (default) solves the same equations
-        ``S(g) g = target`` by Newton's method from the first linear solve, with the exact Jacobian by complex
-        step; it converges quadratically (a few iterations to 1e-10).
+        ``S(g) g = target`` by Newton's method from the first linear solve, with the exact Jacobian (analytic
+        in the numba kernel, complex step in the generic numpy path); it converges quadratically.
     upper_bounds : array (n_g,), optional
         Plausible maxima (default: twice the model's Monte-Carlo ranges).
     placeholders : mapping, optional
