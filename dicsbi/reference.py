@@ -42,15 +42,19 @@ class ReferenceResult:
 
 
 def reference_simulate(model: str | Model, g, duration_ms: float, transient_ms: float,
-                       method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-8) -> ReferenceResult:
+                       method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-8,
+                       v0_shift_mV: float = 0.0) -> ReferenceResult:
     """Spike times (ms after the transient) of one neuron integrated by ``solve_ivp``.
 
     Spike time = exact crossing time of +10 mV (the kernel reports the first sample above it, at most one
     step later).  A start is kept only if a downward crossing of 0 mV follows it within the window.
+    ``v0_shift_mV`` perturbs the initial voltage (used to detect chaotic cells).
     """
     model = get_model(model)
     g = model.check_conductances(g)[0]
-    sol = solve_ivp(model.rhs, (0.0, transient_ms + duration_ms), model.initial_state(), method=method,
+    y0 = model.initial_state()
+    y0[0] += v0_shift_mV
+    sol = solve_ivp(model.rhs, (0.0, transient_ms + duration_ms), y0, method=method,
                     rtol=rtol, atol=atol, args=(g,), events=[_event(lv, d) for lv, d in _LEVELS])
     if sol.status != 0:
         raise RuntimeError(f"solve_ivp failed: {sol.message}")
