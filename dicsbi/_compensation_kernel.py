@@ -84,7 +84,7 @@ def _matrix(g, S0, ca_coef, dca_coef, form_c, form_e, U, W, alpha, beta, K, S, d
 
 @njit(cache=True, parallel=True)
 def compensate_kernel(G, T, rows, cols, known, leak, S0, ca_coef, dca_coef, form_c, form_e, U, W, alpha,
-                      beta, K, tol, n_steps, newton, iterations, residual, singular):
+                      beta, K, tol, n_steps, newton, iterations, residual, singular, dics):
     n, n_g = G.shape
     k = rows.size
     per_cell = np.int64(S0.shape[0] > 1)
@@ -146,3 +146,9 @@ def compensate_kernel(G, T, rows, cols, known, leak, S0, ca_coef, dca_coef, form
             residual[i] = res
             if res <= tol:
                 break
+        _matrix(g, S0[m], ca_coef[m], dca_coef[m], form_c, form_e, U[m], W[m], alpha, beta, K, S, dT)
+        for r in range(3):
+            d = 0.0
+            for j in range(n_g):
+                d += S[r, j] * g[j]
+            dics[i, r] = d / g[leak]

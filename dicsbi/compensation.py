@@ -145,9 +145,8 @@ def compensate(model: str | Model, conductances, targets: Mapping[str, float | n
         raise DicsbiError(f"method must be 'newton' or 'fixed_point', got {method!r}")
     n_steps = 1 + (max_iter if iterate else 0)
     solver = _solve_kernel if op.ca_forms is not None else _solve_numpy
-    status, iterations, residual = solver(model, op, g, t, rows, cols, known, tol, n_steps, method == "newton")
-    with np.errstate(all="ignore"):
-        dics = np.einsum("nij,nj->ni", op(g), g)
+    status, iterations, residual, dics = solver(model, op, g, t, rows, cols, known, tol, n_steps,
+                                                method == "newton")
     upper = plausible_upper_bounds(model) if upper_bounds is None else np.asarray(upper_bounds, dtype=float)
     fine = status == VALID
     status[fine & ~(residual <= tol)] = NOT_CONVERGED
@@ -183,6 +182,7 @@ def _solve_kernel(model, op, g, t, rows, cols, known, tol, n_steps, newton):
     iterations = np.zeros(n, np.int64)
     residual = np.full(n, np.inf)
     singular = np.zeros(n, bool)
+    dics = np.empty((n, 3))
     compensate_kernel(g, np.ascontiguousarray(t), np.array(rows, np.int64), np.array(cols, np.int64),
                       np.array(known, np.int64), op.leak, per_cell(op.static, (3, n_g)),
                       per_cell(getattr(op, "ca_coef", zeros), (n_g,)),
@@ -190,9 +190,9 @@ def _solve_kernel(model, op, g, t, rows, cols, known, tol, n_steps, newton):
                       np.array([f[0] for f in forms], np.int64), np.array([f[1] for f in forms], np.int64), U, W,
                       pool.alpha if pool else 0.0, pool.beta if pool else 0.0,
                       pool.half_activation_uM if pool else 1.0, tol, n_steps, newton, iterations, residual,
-                      singular)
+                      singular, dics)
     status = np.where(singular, SINGULAR, VALID).astype(np.int8)
-    return status, iterations, residual
+    return status, iterations, residual, dics
 
 
 def _solve_numpy(model, op, g, t, rows, cols, known, tol, n_steps, newton):
@@ -224,7 +224,9 @@ def _solve_numpy(model, op, g, t, rows, cols, known, tol, n_steps, newton):
         idx = idx[~(residual[idx] <= tol)]
         if not len(idx):
             break
-    return status, iterations, residual
+    with np.errstate(all="ignore"):
+        dics = np.einsum("nij,nj->ni", S, g)
+    return status, iterations, residual, dics
 
 
 def _jacobian(op: SensitivityOperator, g: np.ndarray, index, rows, cols, h: float = 1e-30) -> np.ndarray:
