@@ -114,3 +114,14 @@ def test_vth_finder_matches_published_statistics(rng):
     assert 0.9 < ok.mean() < 1.0
     assert -52.0 < np.median(vth[ok]) < -50.0
     np.testing.assert_allclose(compute_dics(STG, g[ok][:50], vth[ok][:50]).sum(-1), 0.0, atol=1e-5)
+
+
+def test_fast_calcium_form_matches_general_columns(rng):
+    from dicsbi.dics import SensitivityOperator
+
+    g = rng.uniform(STG.lower_bounds, STG.upper_bounds, size=(30, 8))
+    for V in (-51.0, rng.uniform(-70, -30, 30)):
+        fast = SensitivityOperator(STG, V)
+        general = SensitivityOperator(STG, V)
+        general.ca_forms = None  # force the general per-gate path
+        np.testing.assert_allclose(fast(g), general(g), rtol=1e-10, atol=1e-12)
