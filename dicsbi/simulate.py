@@ -143,12 +143,14 @@ def _kernel_model(model: Model, dt_ms: float) -> _KernelModel:
             if not (np.all(np.isfinite(tau)) and np.all(tau > 0)):
                 raise DicsbiError(f"model {model.name!r}: tau of {gate.name} is not positive and finite "
                                   f"on [{TABLE_V_MIN_MV}, {TABLE_V_MAX_MV}] mV")
+            if gate.coupled_to is not None:  # advanced with its partner from the pair columns below
+                if gate.calcium_dependent:
+                    raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both "
+                                      "calcium-dependent and coupled")
+                continue
             decay = np.exp(-dt_ms / tau)
             gate_e[k] = add(decay)
             gate_p[k] = add(gate.inf(V) * (1.0 - decay))
-            if gate.coupled_to is not None and gate.calcium_dependent:
-                raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both calcium-dependent "
-                                  "and coupled")
             gate_ca[k] = int(gate.calcium_dependent)
         for k, gate in enumerate(model.gates):
             j = model.gate_index(gate.coupled_to) if gate.coupled_to is not None else -1
@@ -300,8 +302,6 @@ def _integrate(g, y0, table, v_min, inv_h, gate_e, gate_p, gate_q, gate_partner,
                 partner = gate_partner[k]
                 if partner == -2:
                     continue
-                ce = gate_e[k]
-                cp = gate_p[k]
                 if partner >= 0:  # exact step of a coupled pair (columns: Phi row-major, then w)
                     cq = gate_q[k]
                     a = y[k + 1]
@@ -313,6 +313,8 @@ def _integrate(g, y0, table, v_min, inv_h, gate_e, gate_p, gate_q, gate_partner,
                     y[k + 1] = p00 * a + p01 * b + r0[cq + 4] + f * (r1[cq + 4] - r0[cq + 4])
                     y[partner] = p10 * a + p11 * b + r0[cq + 5] + f * (r1[cq + 5] - r0[cq + 5])
                     continue
+                ce = gate_e[k]
+                cp = gate_p[k]
                 e = r0[ce] + f * (r1[ce] - r0[ce])
                 drive = r0[cp] + f * (r1[cp] - r0[cp])
                 if gate_ca[k]:
