@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from dicsbi.models import get_model
-from dicsbi.reference import compare_trains, ill_conditioned, run_references, stratified_sets
+from dicsbi.reference import compare_trains, ill_conditioned, parameter_sensitive, run_references, stratified_sets
 from dicsbi.simulate import simulate
 
 
@@ -71,8 +71,10 @@ def main() -> None:
                 if args.write_test_sets:
                     test_sets[name] = _pick_test_sets(model, g, refs, cmp, args)
     if args.write_test_sets:
-        doc = {"generated_by": "experiments/validate_simulator.py", "seed": args.seed,
-               "duration_ms": args.duration_ms, "transient_ms": args.transient_ms, "sets": test_sets}
+        doc = {"generated_by": "experiments/validate_simulator.py", "seed": args.seed, "n_sets": args.n_sets,
+               "duration_ms": args.duration_ms, "transient_ms": args.transient_ms,
+               "criteria": "non-marginal; LSODA 1e-8 and 1e-10 agree; stable under +-0.1% conductance changes",
+               "sets": test_sets}
         with open(args.write_test_sets, "w") as fh:
             json.dump(doc, fh, indent=1)
     line = " ".join(f"{k}={v:.6g}" for k, v in summary.items())
@@ -80,12 +82,13 @@ def main() -> None:
     print(f"{line} dt_ms={dts}")
 
 
-def _pick_test_sets(model, g, refs, cmp, args, n=20, candidates=36):
+def _pick_test_sets(model, g, refs, cmp, args, n=20, candidates=40):
     """20 well-conditioned sets, round-robin over reference classes, for the unit test.
 
-    Candidates (non-marginal, round-robin over classes) are integrated again with LSODA at 1e-10; cells whose
-    two references disagree (:func:`dicsbi.reference.ill_conditioned`, chaotic cells) are left out.  The
-    kernel plays no part in the choice.
+    Candidates (non-marginal, round-robin over classes) are integrated again with LSODA at 1e-10 and with every
+    conductance moved by +-0.1% (two random sign patterns); cells whose references disagree
+    (:func:`dicsbi.reference.ill_conditioned`, chaotic cells) or move beyond the test's tolerances
+    (:func:`dicsbi.reference.parameter_sensitive`) are left out.  The kernel plays no part in the choice.
     """
     ok = ~cmp["marginal"]
     by_class = [list(np.flatnonzero(ok & (cmp["class_reference"] == c))) for c in range(3)]
@@ -96,7 +99,12 @@ def _pick_test_sets(model, g, refs, cmp, args, n=20, candidates=36):
                 order.append(lst.pop(0))
     tight = run_references(model, g[order], args.duration_ms, args.transient_ms, args.workers, tol=1e-10)
     bad = ill_conditioned([refs[i] for i in order], tight)
-    print(f"   test-set candidates: {len(order)}, ill-conditioned (LSODA 1e-8 vs 1e-10): {int(bad.sum())}")
+    rest = np.flatnonzero(~bad)
+    sens = parameter_sensitive(model, g[order][rest], [refs[order[i]] for i in rest], args.duration_ms,
+                               args.transient_ms, args.workers, seed=args.seed)
+    print(f"   test-set candidates: {len(order)}, ill-conditioned (LSODA 1e-8 vs 1e-10): {int(bad.sum())}, "
+          f"sensitive to +-0.1% conductance changes: {int(sens.sum())}")
+    bad[rest[sens]] = True
     kept = [i for i, b in zip(order, bad) if not b]
     cls = cmp["class_reference"]
     picked: list[int] = []
