@@ -111,6 +111,54 @@ def dics(
     Console().print(table)
 
 
+@app.command("simulate-dataset")
+def simulate_dataset(
+    out: Annotated[Path, typer.Option("--out", "-o", help="data-set folder (created; resumed if it exists)")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    n_targets: Annotated[int, typer.Option(help="number of (g_s, g_u) targets")] = 62500,
+    cells_per_target: Annotated[int, typer.Option(help="cells simulated per target population")] = 16,
+    seed: Annotated[int, typer.Option(help="root seed (targets, populations, noise)")] = 0,
+    design: Annotated[str, typer.Option(help="target design over the DIC box: lhs, sobol or uniform")] = "lhs",
+    gs_range: Annotated[str | None, typer.Option(help="g_s box 'min,max' (model default)")] = None,
+    gu_range: Annotated[str | None, typer.Option(help="g_u box 'min,max' (model default)")] = None,
+    duration_ms: Annotated[float | None, typer.Option(help="recorded window [ms] (model default)")] = None,
+    transient_ms: Annotated[float | None, typer.Option(help="discarded transient [ms] (model default)")] = None,
+    dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (model default)")] = None,
+    noise_std: Annotated[float, typer.Option(help="noise current std before 1 kHz low-pass [uA/cm^2]")] = 0.0,
+    pair: Annotated[str, typer.Option(help="compensated pair: 'auto' or 'published'")] = "auto",
+    targets_per_shard: Annotated[int, typer.Option(help="targets per Parquet shard")] = 64,
+    workers: Annotated[int, typer.Option(help="0: in-process (numba threads); N: N worker processes")] = 0,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786")] = None,
+    dask_local: Annotated[int | None, typer.Option(help="start a Dask LocalCluster with N workers")] = None,
+    threads: Annotated[int | None, typer.Option(help="numba threads in-process (default: all cores)")] = None,
+    max_shards: Annotated[int | None, typer.Option(help="stop after this many shards (resume later)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Generate (or resume) a training set: DIC targets -> populations -> simulated spike trains, sharded Parquet."""
+    from .datasets import DatasetConfig
+    from .datasets import simulate_dataset as run
+
+    def box(text, name):
+        if text is None:
+            return None
+        try:
+            lo, hi = (float(x) for x in text.split(","))
+        except ValueError:
+            raise DicsbiError(f"--{name} must be 'min,max', got {text!r}") from None
+        return (lo, hi)
+
+    cfg = DatasetConfig(model, n_targets, cells_per_target, seed, design, box(gs_range, "gs-range"),
+                        box(gu_range, "gu-range"), duration_ms, transient_ms, dt_ms, noise_std, pair,
+                        targets_per_shard)
+    res = run(cfg, out, workers=workers, scheduler=scheduler, dask_local=dask_local, progress=progress,
+              n_threads=threads, max_shards=max_shards)
+    tot, man = res.manifest["totals"], res.manifest
+    state = "complete" if man["complete"] else f"{tot['shards_done']}/{man['n_shards']} shards (re-run to resume)"
+    err.print(f"{out}: {state}; {res.shards_computed} shards computed now, {res.shards_skipped} already done; "
+              f"{tot['rows']} cells, {tot['unreachable_targets']} unreachable targets, {tot['diverged_cells']} "
+              f"diverged, {tot['silent_cells']} silent; {res.cells_per_s:.1f} cells/s this run", soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
     try:

@@ -386,9 +386,10 @@ def _integrate(g, y0, table, v_min, inv_h, gate_e, gate_p, gate_q, gate_partner,
 
 # ---------------------------------------------------------------------------- noise
 def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std: float, seed: int,
-                  first_neuron: int = 0) -> np.ndarray:
+                  first_neuron: int = 0, keys=None) -> np.ndarray:
     """Band-limited Gaussian current (uA/cm^2) for neurons ``first_neuron ...`` on the model's noise grid.
 
+    Neuron ``k`` uses stream ``first_neuron + k``, or ``keys[k]`` when ``keys`` is given.
     Shape ``(n_neurons, n_samples)`` with samples every ``model.noise_dt_ms`` from 0 to ``total_ms``
     (inclusive, plus one guard sample).  See the module docstring for the definition and the seeding.
     """
@@ -399,7 +400,8 @@ def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std: floa
     fs_hz = 1000.0 / dt
     white = np.empty((n_neurons, n_samples))
     for k in range(n_neurons):
-        ss = np.random.SeedSequence(seed, spawn_key=(first_neuron + k,))
+        key = first_neuron + k if keys is None else int(keys[k])
+        ss = np.random.SeedSequence(seed, spawn_key=(key,))
         white[k] = np.random.default_rng(ss).standard_normal(n_samples)
     white *= noise_std
     if NOISE_CUTOFF_HZ >= fs_hz / 2:
@@ -424,7 +426,7 @@ def _check_times(duration_ms, dt_ms, transient_ms):
 def simulate(model: str | Model, conductances, duration_ms: float | None = None,
              dt_ms: float | None = None, transient_ms: float | None = None, noise_std: float = 0.0,
              seed: int = 0, record_voltage=None, n_threads: int | None = None,
-             progress: bool = False, ids=None) -> SimulationResult:
+             progress: bool = False, ids=None, noise_keys=None) -> SimulationResult:
     """Simulate many neurons of one model and return their spike trains.
 
     Parameters
@@ -451,6 +453,10 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         Show a progress bar over chunks of neurons.
     ids : sequence of str, optional
         Train identifiers (default ``"0" ... "N-1"``).
+    noise_keys : sequence of int, optional
+        Noise stream of each neuron (default ``0 ... N-1``): neuron ``i`` uses
+        ``SeedSequence(seed, spawn_key=(noise_keys[i],))``, so one neuron of a larger batch can be re-run
+        alone with the same noise.
 
     Returns
     -------
@@ -465,6 +471,10 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise DicsbiError(f"noise_std must be a finite number >= 0 uA/cm^2, got {noise_std!r}")
     n = g.shape[0]
+    if noise_keys is not None:
+        noise_keys = np.asarray(noise_keys, dtype=np.int64).ravel()
+        if noise_keys.shape != (n,) or (noise_keys < 0).any():
+            raise DicsbiError(f"noise_keys must be {n} non-negative integers, got shape {noise_keys.shape}")
     rec = np.array([] if record_voltage is None else np.atleast_1d(record_voltage), dtype=np.int64)
     if rec.size and (rec.min() < 0 or rec.max() >= n):
         raise DicsbiError(f"record_voltage indices must lie in [0, {n - 1}], got {rec.tolist()}")
@@ -493,7 +503,8 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         for start in _progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
             stop = min(n, start + chunk)
             m = stop - start
-            noise = (noise_current(model, m, total_ms, noise_std, seed, start) if noise_std > 0
+            noise = (noise_current(model, m, total_ms, noise_std, seed, start,
+                                   None if noise_keys is None else noise_keys[start:stop]) if noise_std > 0
                      else np.zeros((m, 1)))
             spikes = np.empty((m, capacity))
             counts = np.zeros(m, np.int64)
