@@ -1,0 +1,166 @@
+"""Spike-train representations for the posterior network, and training-time augmentation.
+
+Two representations (chosen per posterior, recorded in its configuration):
+
+``"summary"``
+    The fixed vector of :func:`dicsbi.features.summary_statistics`, z-scored by the flow.
+``"sequence"``
+    The first :data:`MAX_ISIS` interspike intervals as a ``[MAX_ISIS, 3]`` array per train: the standardised
+    log-ISI, the standardised change of log-ISI (first one 0) and a mask channel (1 for a real interval, 0 for
+    padding).  Padding is zeros, so no NaN ever reaches sbi; :class:`ISIEncoder` (a dilated residual 1-D CNN
+    with masked mean and max pooling) is trained jointly with the flow.  The standardisation follows the
+    published network: mu and sigma are the means over training trains of each train's mean and std.
+
+Recordings of another length: both representations are built from ISIs only (no spike counts, no window
+length), and training sees random contiguous sub-windows of the simulated trains (:func:`augment`), so a
+shorter recording is in distribution as long as it holds enough spikes; a longer one uses its first
+:data:`MAX_ISIS` intervals in the sequence representation and all of them in the summary one.
+
+Augmentation (published pipeline, applied afresh every epoch): Gaussian jitter of every spike time (std 2 ms,
+times re-sorted), deletion of each spike with probability 0.05 (undone if fewer than 5 would remain), and, for
+trains of more than 10 spikes, a random contiguous window of between floor(n/2) and n - 1 spikes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .features import N_SUMMARY, summary_statistics
+from .spikes import SpikeTrains
+
+MAX_ISIS = 256
+REPRESENTATIONS = ("summary", "sequence")
+
+
+# ---------------------------------------------------------------------------- augmentation
+@njit(cache=True)
+def _augment_kernel(times, offsets, normal, uniform, window_u, jitter_ms, p_drop, min_keep, window_above,
+                    out_times, out_offsets):
+    """Deterministic given the random draws: ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2]."""
+    pos = 0
+    out_offsets[0] = 0
+    for i in range(offsets.size - 1):
+        t = times[offsets[i] : offsets[i + 1]] + jitter_ms * normal[offsets[i] : offsets[i + 1]]
+        t.sort()
+        keep = uniform[offsets[i] : offsets[i + 1]] >= p_drop
+        if keep.sum() < min_keep:
+            keep[:] = True
+        kept = t[keep]
+        m = kept.size
+        a, b = 0, m
+        if m > window_above:
+            w = m // 2 + min(int(window_u[i, 0] * (m - m // 2)), m - m // 2 - 1)  # floor(m/2) .. m-1 spikes
+            a = min(int(window_u[i, 1] * (m - w + 1)), m - w)
+            b = a + w
+        for k in range(a, b):
+            out_times[pos] = kept[k]
+            pos += 1
+        out_offsets[i + 1] = pos
+    return pos
+
+
+def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0.05, min_keep: int = 5,
+            window_above: int = 10) -> SpikeTrains:
+    """A randomly perturbed copy of ``trains`` (see the module docstring); reproducible by ``seed`` (an int,
+    a ``SeedSequence`` or a ``Generator``)."""
+    rng = np.random.default_rng(seed)
+    times = np.ascontiguousarray(trains.times_ms, dtype=float)
+    normal = rng.standard_normal(times.size) if jitter_ms > 0 else np.zeros(times.size)
+    uniform = rng.random(times.size) if p_drop > 0 else np.ones(times.size)
+    window_u = rng.random((len(trains), 2))
+    out_t = np.empty(times.size)
+    out_o = np.empty(len(trains) + 1, np.int64)
+    pos = _augment_kernel(times, trains.offsets.astype(np.int64), normal, uniform, window_u, float(jitter_ms),
+                          float(p_drop), int(min_keep), int(window_above), out_t, out_o)
+    return SpikeTrains(out_t[:pos], out_o, trains.t_start_ms.copy(), trains.t_stop_ms.copy(), trains.ids)
+
+
+# ---------------------------------------------------------------------------- sequence representation
+def _log_isis(trains: SpikeTrains, max_isis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded ``[n, max_isis]`` log-ISIs (first ``max_isis`` intervals) and their counts, vectorised."""
+    counts = np.minimum(np.maximum(trains.counts - 1, 0), max_isis)
+    n = len(trains)
+    col = np.arange(max_isis)
+    valid = col[None, :] < counts[:, None]
+    start = trains.offsets[:-1]
+    idx = np.where(valid, start[:, None] + col[None, :], 0)
+    t = trains.times_ms
+    if t.size == 0:
+        return np.zeros((n, max_isis)), counts
+    nxt = np.minimum(idx + 1, t.size - 1)
+    isi = np.where(valid, t[nxt] - t[idx], 1.0)
+    return np.where(valid, np.log(np.maximum(isi, 1e-6)), 0.0), counts
+
+
+def sequence_stats(trains: SpikeTrains, max_isis: int = MAX_ISIS) -> dict[str, list[float]]:
+    """mu, sigma of (log-ISI, change of log-ISI): means over trains of per-train means and stds (published)."""
+    l, c = _log_isis(trains, max_isis)
+    d = np.diff(l, axis=1, prepend=l[:, :1])
+    valid = np.arange(max_isis)[None, :] < c[:, None]
+    dvalid = valid & (np.arange(max_isis)[None, :] > 0)
+
+    def per_train(x, v):
+        k = np.maximum(v.sum(1), 1)
+        m = (x * v).sum(1) / k
+        s = np.sqrt(np.maximum(((x - m[:, None]) ** 2 * v).sum(1) / k, 0.0))
+        return m, s
+
+    (m1, s1), (m2, s2) = per_train(l, valid), per_train(d, dvalid)
+    return {"mu": [float(m1.mean()), float(m2.mean())],
+            "sigma": [float(max(s1.mean(), 1e-3)), float(max(s2.mean(), 1e-3))]}
+
+
+def sequence_array(trains: SpikeTrains, stats: dict, max_isis: int = MAX_ISIS) -> np.ndarray:
+    """``[n, max_isis, 3]`` float32: standardised log-ISI, standardised change, mask; zero padding."""
+    l, c = _log_isis(trains, max_isis)
+    valid = np.arange(max_isis)[None, :] < c[:, None]
+    d = np.diff(l, axis=1, prepend=l[:, :1])
+    mu, sd = stats["mu"], stats["sigma"]
+    out = np.zeros((len(trains), max_isis, 3), np.float32)
+    out[..., 0] = np.where(valid, (l - mu[0]) / sd[0], 0.0)
+    out[..., 1] = np.where(valid & (np.arange(max_isis)[None, :] > 0), (d - mu[1]) / sd[1], 0.0)
+    out[..., 2] = valid
+    return out
+
+
+def represent(trains: SpikeTrains, representation: str, stats: dict | None = None) -> np.ndarray:
+    """The network input for ``trains``: ``[n, N_SUMMARY]`` or ``[n, MAX_ISIS, 3]`` (float32)."""
+    if representation == "summary":
+        return summary_statistics(trains).astype(np.float32)
+    if representation == "sequence":
+        return sequence_array(trains, stats)
+    raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
+
+
+def input_shape(representation: str) -> tuple[int, ...]:
+    return (N_SUMMARY,) if representation == "summary" else (MAX_ISIS, 3)
+
+
+# ---------------------------------------------------------------------------- learned encoder
+def build_encoder(output_dim: int = 32, channels: int = 48, dilations=(1, 2, 4, 8, 16)):
+    """:class:`ISIEncoder` (imported lazily so that numpy-only users never import torch)."""
+    import torch
+    from torch import nn
+
+    class ISIEncoder(nn.Module):
+        """Dilated residual 1-D CNN over ``[batch, L, 3]`` ISI sequences with masked mean + max pooling."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Conv1d(2, channels, 1)
+            self.blocks = nn.ModuleList(
+                nn.Sequential(nn.GELU(), nn.Conv1d(channels, channels, 3, padding=d, dilation=d)) for d in dilations)
+            self.out = nn.Sequential(nn.Linear(2 * channels, 64), nn.GELU(), nn.Linear(64, output_dim))
+
+        def forward(self, x):
+            mask = x[..., 2:3].transpose(1, 2)  # [B, 1, L]
+            h = self.inp(x[..., :2].transpose(1, 2)) * mask
+            for block in self.blocks:
+                h = (h + block(h)) * mask
+            n = mask.sum(-1).clamp(min=1.0)
+            mean = h.sum(-1) / n
+            mx = torch.where(mask > 0, h, torch.full_like(h, -1e4)).amax(-1)
+            return self.out(torch.cat([mean, mx], dim=1))
+
+    return ISIEncoder()

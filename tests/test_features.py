@@ -1,0 +1,105 @@
+"""Summary statistics and sequence representation: against direct numpy computations, invariances, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dicsbi.embedding import MAX_ISIS, augment, sequence_array, sequence_stats
+from dicsbi.errors import InputError
+from dicsbi.features import N_SUMMARY, SUMMARY_NAMES, summary_statistics
+from dicsbi.spikes import SpikeTrains
+
+
+def direct(t):
+    """The documented statistics, written plainly with numpy/scipy for one train."""
+    isi = np.diff(t)
+    l = np.log(isi)
+    m, sd = l.mean(), l.std()
+    out = {"log_rate": np.log(1000 * isi.size / (t[-1] - t[0])), "l_mean": m, "l_std": sd,
+           "l_skew": np.clip(np.mean(((l - m) / sd) ** 3), -10, 10) if sd > 1e-9 else 0.0,
+           "l_min": l.min(), "l_max": l.max(), "log_cv": np.log(1e-3 + isi.std() / isi.mean()),
+           "lv": 3 * np.mean(((isi[:-1] - isi[1:]) / (isi[:-1] + isi[1:])) ** 2),
+           "l_absdiff": np.abs(np.diff(l)).mean(), "bursting": float(isi.std() / isi.mean() > 0.15)}
+    for q, name in zip((10, 25, 50, 75, 90), ("l_q10", "l_q25", "l_q50", "l_q75", "l_q90")):
+        out[name] = np.percentile(l, q)
+    out["l_autocorr"] = np.sum((l[:-1] - m) * (l[1:] - m)) / ((l.size - 1) * sd**2) if sd > 1e-9 else 0.0
+    s = np.sort(l)
+    k = np.argmax(np.diff(s))
+    cut = 0.5 * (s[k] + s[k + 1]) if np.diff(s).max() >= np.log(2) else -np.inf
+    short = l < cut
+    out.update(gap=np.diff(s).max(), frac_short=short.mean(), l_short=l[short].mean() if short.any() else m,
+               l_long=l[~short].mean())
+    bursts = np.split(t, np.flatnonzero(~short) + 1)
+    out["log_spb"] = np.log(np.mean([b.size for b in bursts]))
+    out["log_bdur"] = np.log1p(np.mean([b[-1] - b[0] for b in bursts]))
+    return out
+
+
+def burster(rng, n_bursts=8, spb=5, intra=8.0, period=400.0):
+    on = np.arange(n_bursts) * period + rng.uniform(0, 20, n_bursts)
+    return np.sort(np.concatenate([o + np.arange(spb) * intra * rng.uniform(0.9, 1.1, spb) for o in on]))
+
+
+def test_summary_statistics_match_direct_computation(rng):
+    trains = [np.cumsum(rng.gamma(20, 2.5, 40)), burster(rng), np.cumsum(rng.exponential(30, 12)) + 5]
+    S = summary_statistics(SpikeTrains.from_list(trains, 0.0))
+    assert S.shape == (3, N_SUMMARY) and np.isfinite(S).all()
+    for row, t in zip(S, trains):
+        ref = direct(t)
+        for name, value in zip(SUMMARY_NAMES, row):
+            np.testing.assert_allclose(value, ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_burster_and_tonic_statistics_are_what_they_should_be(rng):
+    S = summary_statistics(SpikeTrains.from_list([burster(rng), np.arange(30) * 50.0], 0.0))
+    b, t = (dict(zip(SUMMARY_NAMES, r)) for r in S)
+    assert b["bursting"] == 1 and t["bursting"] == 0
+    np.testing.assert_allclose(np.exp(b["log_spb"]), 5.0)  # 8 bursts of 5 spikes
+    np.testing.assert_allclose(b["frac_short"], 32 / 39)
+    np.testing.assert_allclose(t["log_rate"], np.log(20.0))
+    assert t["l_std"] < 1e-12 and t["l_skew"] == 0 and t["l_autocorr"] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.5, 500.0), min_size=2, max_size=60), st.floats(0.0, 1e5))
+def test_shift_invariant_and_finite(isis, shift):
+    t = np.concatenate([[0.0], np.cumsum(isis)])
+    a, b = summary_statistics(SpikeTrains.from_list([t, t + shift], 0.0))
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_fewer_than_three_spikes_is_refused():
+    with pytest.raises(InputError, match="'b' has 2 spikes"):
+        summary_statistics(SpikeTrains.from_list([[1.0, 2.0, 3.0], [1.0, 2.0]], 0.0, ids=["a", "b"]))
+
+
+def test_sequence_array_pads_with_zeros_and_masks(rng):
+    short, long = np.cumsum(rng.uniform(5, 50, 10)), np.cumsum(rng.uniform(5, 50, 400))
+    tr = SpikeTrains.from_list([short, long], 0.0)
+    stats = sequence_stats(tr)
+    x = sequence_array(tr, stats)
+    assert x.shape == (2, MAX_ISIS, 3) and np.isfinite(x).all()
+    assert x[0, :9, 2].all() and not x[0, 9:].any()  # 9 ISIs, then zeros
+    assert x[1, :, 2].all()  # truncated to the first MAX_ISIS intervals
+    l = np.log(np.diff(short))
+    np.testing.assert_allclose(x[0, :9, 0], (l - stats["mu"][0]) / stats["sigma"][0], rtol=1e-5)
+    np.testing.assert_allclose(x[0, 1:9, 1], (np.diff(l) - stats["mu"][1]) / stats["sigma"][1], rtol=1e-4,
+                               atol=1e-5)
+    assert x[0, 0, 1] == 0
+
+
+def test_augmentation_is_seeded_sorted_and_windows_long_trains(rng):
+    tr = SpikeTrains.from_list([np.arange(100) * 20.0, np.arange(6) * 30.0], 0.0)
+    a, b, c = augment(tr, 1), augment(tr, 1), augment(tr, 2)
+    np.testing.assert_array_equal(a.times_ms, b.times_ms)
+    assert not np.array_equal(a.times_ms, c.times_ms)
+    for k in range(2):
+        assert np.all(np.diff(a[k]) > 0)
+    assert 100 // 2 * 0.85 <= a.counts[0] <= 99  # a window of floor(n/2)..n-1 of the kept spikes
+    assert 5 <= a.counts[1] <= 6  # short trains: no window; deletions undone below 5 spikes
+    noj = augment(tr, 3, jitter_ms=0.0, p_drop=0.0)
+    assert set(np.round(noj[0], 9)) <= set(np.round(tr[0], 9))  # windows only: a contiguous run of spikes
+    k = int(np.searchsorted(tr[0], noj[0][0]))
+    np.testing.assert_array_equal(noj[0], tr[0][k : k + noj.counts[0]])

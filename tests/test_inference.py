@@ -1,0 +1,130 @@
+"""The DIC posterior: tiny end-to-end training, bounded support, save/load, refusals, bad spike trains."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dicsbi.datasets import DatasetConfig, simulate_dataset  # noqa: E402
+from dicsbi.errors import InputError  # noqa: E402
+from dicsbi.inference import PosteriorError, TrainConfig, as_trains, load_posterior, train_posterior  # noqa: E402
+
+FAST = dict(max_epochs=4, hidden_features=16, num_transforms=2, num_bins=4, batch_size=64, patience=50)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "stg"
+    cfg = DatasetConfig("stg", n_targets=120, cells_per_target=2, seed=4, duration_ms=1000.0, transient_ms=300.0,
+                        targets_per_shard=40)
+    simulate_dataset(cfg, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_posteriors(tiny_set):
+    return {rep: train_posterior(tiny_set, TrainConfig(representation=rep, embedding_dim=8, **FAST),
+                                 progress=False) for rep in ("summary", "sequence")}
+
+
+@pytest.fixture(scope="module")
+def some_trains(tiny_set):
+    from dicsbi.datasets import load_dataset
+
+    d = load_dataset(tiny_set)
+    keep = np.flatnonzero(d.trains.counts >= 3)[:6]
+    return d.trains.select(keep), d.targets[keep]
+
+
+@pytest.mark.parametrize("rep", ["summary", "sequence"])
+def test_tiny_training_end_to_end(tiny_posteriors, some_trains, rep):
+    post, report = tiny_posteriors[rep]
+    trains, _ = some_trains
+    assert report.epochs == 4 and np.isfinite(report.best_val_loss) and report.n_train > 100
+    assert post.config["training_data"]["excluded_silent"] == report.excluded_silent
+    s = post.sample(trains, 300, seed=1)
+    assert s.shape == (6, 300, 2)
+    (a, b), (c, d) = post.config["box"]
+    assert (s[..., 0] > a).all() and (s[..., 0] < b).all() and (s[..., 1] > c).all() and (s[..., 1] < d).all()
+    np.testing.assert_array_equal(s, post.sample(trains, 300, seed=1))  # seeded
+    lp = post.log_prob(s.transpose(1, 0, 2), trains)
+    assert lp.shape == (300, 6) and np.isfinite(lp).all()
+    assert post.log_prob([b + 1.0, 5.0], trains).tolist() == [-np.inf] * 6  # outside the box: density 0
+    assert post.map(trains).shape == (6, 2)
+    p = post.class_probabilities(trains)
+    assert p.shape == (6, 3) and np.allclose(p.sum(1), 1.0)
+
+
+def test_density_integrates_to_one_over_the_box(tiny_posteriors, some_trains):
+    """The flow lives on logit(box): its density in (g_s, g_u) integrates to 1 on the box (no leakage)."""
+    post, _ = tiny_posteriors["summary"]
+    trains, _ = some_trains
+    (a, b), (c, d) = post.config["box"]
+    # midpoint rule on a fine grid; the density is smooth inside and vanishes at the edges
+    n = 400
+    gs = a + (np.arange(n) + 0.5) * (b - a) / n
+    gu = c + (np.arange(n) + 0.5) * (d - c) / n
+    G = np.stack(np.meshgrid(gs, gu, indexing="ij"), -1).reshape(-1, 2)
+    lp = post.log_prob(G, trains.select([0, 1]))  # [n*n, 2]
+    mass = np.exp(lp).sum(0) * (b - a) * (d - c) / n**2
+    np.testing.assert_allclose(mass, 1.0, atol=0.02)
+
+
+@pytest.mark.parametrize("rep", ["summary", "sequence"])
+def test_save_load_round_trip(tiny_posteriors, some_trains, tmp_path, rep):
+    post, _ = tiny_posteriors[rep]
+    trains, _ = some_trains
+    post.save(tmp_path / "p")
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["posterior.json", "weights.pt"]
+    again = load_posterior(tmp_path / "p", model="stg")
+    theta = post.sample(trains, 50, seed=3).transpose(1, 0, 2)
+    np.testing.assert_array_equal(again.log_prob(theta, trains), post.log_prob(theta, trains))
+    np.testing.assert_array_equal(again.sample(trains, 20, seed=9), post.sample(trains, 20, seed=9))
+    cfg = json.loads((tmp_path / "p" / "posterior.json").read_text())
+    for key in ("model", "vth_mV", "box", "representation", "flow", "training_data", "versions", "weights_sha256"):
+        assert key in cfg
+    assert cfg["versions"]["sbi"] and cfg["training_data"]["fingerprint"]
+
+
+def test_refuses_wrong_model_and_damaged_artifacts(tiny_posteriors, tmp_path):
+    post, _ = tiny_posteriors["summary"]
+    folder = post.save(tmp_path / "p")
+    with pytest.raises(PosteriorError, match="posterior for model 'stg', not 'da'"):
+        load_posterior(folder, model="da")
+    w = folder / "weights.pt"
+    good = w.read_bytes()
+    w.write_bytes(good[: len(good) // 2])
+    with pytest.raises(PosteriorError, match="checksum mismatch"):
+        load_posterior(folder)
+    w.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])
+    with pytest.raises(PosteriorError, match="checksum mismatch"):
+        load_posterior(folder)
+    w.write_bytes(good)
+    (folder / "posterior.json").write_text('{"format": "dicsbi-posterior", "format_ver')
+    with pytest.raises(PosteriorError, match="damaged posterior configuration"):
+        load_posterior(folder)
+    with pytest.raises(PosteriorError, match="not a dicsbi posterior"):
+        load_posterior(tmp_path)
+
+
+@pytest.mark.parametrize("train, message", [
+    ([], "has 0 spikes"),
+    ([5.0, 3.0, 9.0], "not strictly increasing"),
+    ([1.0, np.nan, 9.0], "NaN, infinite or negative"),
+    ([-1.0, 3.0, 9.0], "NaN, infinite or negative"),
+    ([1.0, 2.0], "has 2 spikes; at least 3"),
+])
+def test_bad_spike_trains_are_rejected(tiny_posteriors, train, message):
+    post, _ = tiny_posteriors["summary"]
+    with pytest.raises(InputError, match=message):
+        post.sample([np.array([10.0, 20.0, 35.0]), np.array(train, dtype=float)], 10)
+
+
+def test_as_trains_accepts_one_or_many():
+    one = as_trains(np.array([1.0, 2.0, 4.0]))
+    many = as_trains([[1.0, 2.0, 4.0], [3.0, 5.0, 9.0, 10.0]])
+    assert len(one) == 1 and len(many) == 2 and many.counts.tolist() == [3, 4]
+    with pytest.raises(InputError, match="no spike train"):
+        as_trains([])
