@@ -1,0 +1,84 @@
+"""Train the posteriors shipped in ``dicsbi/pretrained/<model>/`` and record how they were made.
+
+Trains one posterior per representation (summary statistics and the learned ISI-sequence embedding) on the
+training set from ``experiments/make_training_sets.py``, evaluates both on the test set with
+``experiments/eval_posterior.py``'s protocol, ships the one with the lower mean-of-MAEs (g_s and g_u of the
+posterior mean) and writes ``training_record.json`` beside it: data size, training time, epochs and the
+evaluation figures of both candidates, so the choice is visible.
+
+    python experiments/train_pretrained.py --model stg                # about 20-40 min per model on 2 cores
+    python experiments/train_pretrained.py --model da --representations summary --max-minutes 20
+
+Ends with one line: model=.. shipped=<representation> train_trains=.. seconds=.. mae_gs=.. mae_gu=..
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_posterior import evaluate  # noqa: E402
+
+from dicsbi.datasets import load_dataset  # noqa: E402
+from dicsbi.inference import PRETRAINED_DIR, TrainConfig, train_posterior  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, choices=["stg", "da"])
+    ap.add_argument("--train", default=None, help="training set (default data/<model>-shipped-train)")
+    ap.add_argument("--test", default=None, help="test set (default data/<model>-shipped-test)")
+    ap.add_argument("--representations", default="summary,sequence")
+    ap.add_argument("--max-minutes", type=float, default=30.0, help="training time limit per candidate")
+    ap.add_argument("--eval-trains", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="out/pretrained-candidates")
+    args = ap.parse_args()
+    train = args.train or f"data/{args.model}-shipped-train"
+    test = args.test or f"data/{args.model}-shipped-test"
+    data = load_dataset(train)
+    candidates = {}
+    for rep in args.representations.split(","):
+        cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
+                          learning_rate=1e-3 if rep == "summary" else 5e-4)
+        t0 = time.time()
+        post, rep_ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes)
+        secs = time.time() - t0
+        folder = post.save(Path(args.work) / f"{args.model}-{rep}")
+        ev = evaluate(post, test, 500, args.eval_trains, args.seed)
+        score = float(np.mean(ev["mae_mean_all"]))
+        candidates[rep] = {"folder": str(folder), "score": score, "seconds": round(secs, 1), "epochs": rep_.epochs,
+                           "best_val_loss": rep_.best_val_loss, "train_trains": rep_.n_train,
+                           "mae_mean": {k: ev[f"mae_mean_{k}"].tolist() for k in ("all", "tonic", "burst")},
+                           "mae_median": {k: ev[f"mae_median_{k}"].tolist() for k in ("all", "tonic", "burst")},
+                           "coverage": ev["coverage"], "sbc_ks_p": ev["sbc_p"].tolist(),
+                           "tarp_atc": ev["tarp"]["atc"], "eval_trains": ev["n"]}
+        print(f"{rep}: {rep_.epochs} epochs in {secs:.0f} s, val loss {rep_.best_val_loss:.4f}, "
+              f"MAE g_s/g_u {ev['mae_mean_all'][0]:.3f} / {ev['mae_mean_all'][1]:.3f}, "
+              f"coverage {ev['coverage']}", flush=True)
+    best = min(candidates, key=lambda r: candidates[r]["score"])
+    dest = PRETRAINED_DIR / args.model
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(candidates[best]["folder"], dest)
+    record = {"model": args.model, "shipped": best, "training_set": train, "test_set": test,
+              "training_rows": int(len(data)), "manifest_fingerprint": data.manifest["fingerprint"],
+              "candidates": candidates, "command": " ".join(sys.argv)}
+    (dest / "training_record.json").write_text(json.dumps(record, indent=1) + "\n")
+    size = sum(p.stat().st_size for p in dest.iterdir())
+    c = candidates[best]
+    print(f"shipped {best} -> {dest} ({size / 1e6:.2f} MB)")
+    print(f"model={args.model} shipped={best} train_trains={c['train_trains']} seconds={c['seconds']} "
+          f"mae_gs={c['mae_mean']['all'][0]:.4f} mae_gu={c['mae_mean']['all'][1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
