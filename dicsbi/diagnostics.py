@@ -56,7 +56,8 @@ def tarp(samples: np.ndarray, theta: np.ndarray, box, n_bins: int = 50, seed: in
     d_true = np.linalg.norm(t - ref, axis=-1)
     f = (d_samples < d_true[:, None]).mean(axis=1)
     alpha = np.linspace(0.0, 1.0, n_bins + 1)
-    ecp = np.array([np.mean(f <= a) for a in alpha])
+    ecp = np.array([np.mean(f < a) for a in alpha])
+    ecp[-1] = 1.0  # every reference ball of credibility 1 holds the truth
     mid = alpha.size // 2
     atc = float(((ecp[mid:] - alpha[mid:]) * (alpha[1] - alpha[0])).sum())
     return {"alpha": alpha, "ecp": ecp, "atc": atc, "ks_pvalue": float(kstest(f, "uniform").pvalue)}
