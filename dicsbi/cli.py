@@ -159,6 +159,33 @@ def simulate_dataset(
               f"diverged, {tot['silent_cells']} silent; {res.cells_per_s:.1f} cells/s this run", soft_wrap=True)
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="training-set folder (dicsbi simulate-dataset)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="posterior folder to write")],
+    representation: Annotated[str, typer.Option(help="summary (statistics) or sequence (learned)")] = "summary",
+    max_epochs: Annotated[int, typer.Option(help="epoch limit (early stopping on the validation loss)")] = 300,
+    max_minutes: Annotated[float | None, typer.Option(help="stop after this long, keeping the best")] = None,
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = 256,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="seed (initialisation, batches, augmentation)")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
+    from .inference import TrainConfig, train_posterior
+
+    cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
+                      learning_rate=learning_rate, seed=seed, threads=threads, device=device)
+    post, rep = train_posterior(data, cfg, progress=progress,
+                                max_seconds=None if max_minutes is None else 60 * max_minutes)
+    post.save(out)
+    err.print(f"wrote {post!r} to {out}: {rep.epochs} epochs in {rep.seconds:.0f} s, best validation loss "
+              f"{rep.best_val_loss:.4f}; {rep.n_train} training / {rep.n_val} validation trains, "
+              f"{rep.excluded_silent} silent and {rep.excluded_diverged} diverged excluded", soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
     try:

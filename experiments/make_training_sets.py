@@ -9,7 +9,7 @@ continues where it stopped, and the manifest in each folder records the configur
 
 Presets (targets x cells per target; the test set uses another seed, as eval_posterior.py requires):
 
-    shipped    train 12,000 x 4   test 500 x 16    what fits in a few hours on 2 cores
+    shipped    train 12,000 x 4   test 250 x 16    what fits in a few hours on 2 cores
     published  train 62,500 x 16  test 12,000 x 16 the published protocol (1,000,000 training cells)
 
 For the shipped preset the budget goes to more targets with fewer cells each: for neural posterior estimation
@@ -26,7 +26,7 @@ import time
 from dicsbi.datasets import DatasetConfig, simulate_dataset
 
 PRESETS = {
-    "shipped": {"train": (12_000, 4), "test": (500, 16)},
+    "shipped": {"train": (12_000, 4), "test": (250, 16)},
     "published": {"train": (62_500, 16), "test": (12_000, 16)},
 }
 SEEDS = {"train": 20261130, "test": 777, "test-noisy": 778}
