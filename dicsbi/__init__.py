@@ -13,6 +13,19 @@ from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distan
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DicsbiError", "SimulationResult", "SpikeTrains", "compensate", "compute_dics", "find_vth",
-           "firing_class", "generate_population", "get_model", "simulate", "spike_features",
+_LAZY = {"load_posterior": "inference", "train_posterior": "inference", "DICPosterior": "inference",
+         "simulate_dataset": "datasets", "load_dataset": "datasets", "DatasetConfig": "datasets"}
+
+
+def __getattr__(name):
+    """Torch- and pyarrow-backed parts are imported on first use, so ``import dicsbi`` stays light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'dicsbi' has no attribute {name!r}")
+
+__all__ = ["DICPosterior", "DatasetConfig", "DicsbiError", "SimulationResult", "SpikeTrains", "compensate",
+           "compute_dics", "find_vth", "firing_class", "generate_population", "get_model", "load_dataset",
+           "load_posterior", "simulate", "simulate_dataset", "spike_features", "train_posterior",
            "van_rossum_distance", "__version__"]
