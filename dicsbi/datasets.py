@@ -358,7 +358,7 @@ def _prepare_folder(out: Path, cfg: DatasetConfig) -> tuple[dict[int, dict], str
         created = doc.get("created", created)
     elif any(out.glob("shard-*.parquet")):
         raise DatasetError(f"{out} has shard files but no {MANIFEST}; refusing to mix data sets")
-    for tmp in out.glob(".shard-*.tmp"):
+    for tmp in [*out.glob(".shard-*.tmp"), *out.glob(f".{MANIFEST}.*.tmp")]:  # left by a killed run
         tmp.unlink()
     done: dict[int, dict] = {}
     fp = cfg.fingerprint()

@@ -136,6 +136,7 @@ def test_killed_run_resumes_to_the_identical_set(tmp_path, reference_set):
     last = shard_path(out, 5)
     last.write_bytes(b"PAR1 truncated")
     (out / ".shard-00004.parquet.123.tmp").write_bytes(b"partial")
+    (out / ".manifest.json.x1y2.tmp").write_text("{")
     with pytest.raises(DatasetError, match="only .* shards are done"):
         load_dataset(out)
     r = subprocess.run(args, capture_output=True, text=True)
