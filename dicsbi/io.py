@@ -142,3 +142,186 @@ def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np
             cells += [repr(float(v)) for v in dics[k]] + [repr(float(vth))]
         writer.writerow(cells)
     return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- spike-train input
+TIME_UNITS_MS = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "us": 1e-3}
+_TIME_COLUMNS = ("spike_time", "spike_times", "time", "t")
+
+
+def _unit_factor(unit: str, path: Path, where: str) -> float:
+    try:
+        return TIME_UNITS_MS[unit.strip().lower()]
+    except KeyError:
+        raise InputError(f"{path}: {where}: unknown time unit {unit!r}; expected one of "
+                         f"{', '.join(TIME_UNITS_MS)}") from None
+
+
+def _split_unit(name: str) -> tuple[str, str | None]:
+    """``'spike_time [s]'`` -> ``('spike_time', 's')``."""
+    name = name.strip()
+    if name.endswith("]") and "[" in name:
+        base, unit = name[:-1].split("[", 1)
+        return base.strip(), unit.strip()
+    return name, None
+
+
+def _check_train(times: np.ndarray, path: Path, where: str) -> None:
+    bad = ~np.isfinite(times)
+    if bad.any():
+        raise InputError(f"{path}: {where}: spike time {float(times[bad][0])} is not a finite number")
+    if (times < 0).any():
+        raise InputError(f"{path}: {where}: negative spike time {float(times[times < 0][0])}; times are measured "
+                         "from the start of the recording")
+    d = np.diff(times)
+    if (d <= 0).any():
+        k = int(np.flatnonzero(d <= 0)[0])
+        raise InputError(f"{path}: {where}: spike times are not strictly increasing "
+                         f"({float(times[k + 1])} after {float(times[k])})")
+
+
+def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_ms: float = 0.0,
+                      t_stop_ms: float | None = None, skip_bad: bool = False) -> tuple[SpikeTrains, list[str]]:
+    """Read recorded spike trains; returns ``(trains in ms, skipped)``.
+
+    Formats, chosen by the file's content:
+
+    * Spike2Pop CSV: columns ``ID`` and ``spiking_times`` (a bracketed list, ``"[12.5, 30.1]"``), one row per
+      recording, times in ms unless ``unit`` (or a unit in the header, ``spiking_times [s]``) says otherwise;
+    * long CSV: columns ``id`` and ``spike_time`` (or ``spike_times``, ``time``, ``t``), one row per spike, rows
+      of a recording in time order;
+    * NWB (``.nwb``): the Units table (spike times in seconds by the NWB standard; unit names are the ids).
+
+    The recording window is ``[t_start_ms, t_stop_ms]`` (default: from 0 to each train's last spike); a spike
+    outside it is an error.  Every problem raises :class:`InputError` naming the file, the row and the field;
+    with ``skip_bad`` the bad recordings are left out and described in ``skipped`` instead.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.suffix.lower() == ".nwb":
+        ids, arrays, wheres = _read_nwb(path)
+    else:
+        ids, arrays, wheres = _read_spike_csv(path, unit)
+    kept_ids, kept, skipped = [], [], []
+    seen: dict[str, str] = {}
+    for ident, times, where in zip(ids, arrays, wheres):
+        try:
+            if isinstance(times, InputError):
+                raise times
+            if ident in seen:
+                raise InputError(f"{path}: {where}: ID {ident!r} repeats {seen[ident]}")
+            seen[ident] = where
+            _check_train(times, path, where)
+            if times.size and (times[0] < t_start_ms or (t_stop_ms is not None and times[-1] > t_stop_ms)):
+                raise InputError(f"{path}: {where}: spikes outside the recording window [{t_start_ms}, "
+                                 f"{t_stop_ms if t_stop_ms is not None else 'last spike'}] ms")
+        except InputError as e:
+            if not skip_bad:
+                raise
+            skipped.append(str(e))
+            continue
+        kept_ids.append(ident)
+        kept.append(times)
+    if not kept:
+        raise InputError(f"{path}: no usable spike train" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    stops = None if t_stop_ms is None else float(t_stop_ms)  # None: each train's last spike
+    return SpikeTrains.from_list(kept, float(t_start_ms), stops, ids=kept_ids), skipped
+
+
+def _read_spike_csv(path: Path, unit: str | None):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text (UTF-8) file") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise InputError(f"{path}: empty file; expected a header (ID,spiking_times or id,spike_time) and rows")
+    header = [_split_unit(h) for h in rows[0]]
+    names = [h[0].lower() for h in header]
+    try:
+        id_col = names.index("id")
+    except ValueError:
+        raise InputError(f"{path}: row 1: no ID column (header: {', '.join(rows[0])})") from None
+    if "spiking_times" in names:
+        col = names.index("spiking_times")
+        factor = _unit_factor(unit or header[col][1] or "ms", path, "spiking_times unit")
+        ids, arrays, wheres = [], [], []
+        for r, row in enumerate(rows[1:], start=2):
+            where = f"row {r}, column spiking_times"
+            ident = row[id_col].strip() if id_col < len(row) else ""
+            ids.append(ident or f"row{r}")
+            wheres.append(where if ident else f"row {r}")
+            if not ident:
+                arrays.append(InputError(f"{path}: row {r}: empty ID"))
+                continue
+            cell = row[col].strip() if col < len(row) else ""
+            arrays.append(_parse_list(cell, path, where, factor))
+        if not ids:
+            raise InputError(f"{path}: no rows after the header")
+        return ids, arrays, wheres
+    time_cols = [n for n in _TIME_COLUMNS if n in names]
+    if not time_cols:
+        raise InputError(f"{path}: row 1: no spike-time column; expected 'spiking_times' (Spike2Pop) or one of "
+                         f"{', '.join(_TIME_COLUMNS)} (one row per spike)")
+    col = names.index(time_cols[0])
+    factor = _unit_factor(unit or header[col][1] or "ms", path, f"{time_cols[0]} unit")
+    order: list[str] = []
+    values: dict[str, list] = {}
+    first_row: dict[str, int] = {}
+    errors: dict[str, InputError] = {}
+    for r, row in enumerate(rows[1:], start=2):
+        ident = row[id_col].strip() if id_col < len(row) else ""
+        if not ident:
+            raise InputError(f"{path}: row {r}, column id: empty ID")
+        if ident not in values:
+            order.append(ident)
+            values[ident] = []
+            first_row[ident] = r
+        cell = row[col].strip() if col < len(row) else ""
+        try:
+            values[ident].append(float(cell) * factor)
+        except ValueError:
+            errors.setdefault(ident, InputError(f"{path}: row {r}, column {time_cols[0]}: {cell!r} is not a "
+                                                "number"))
+    if not order:
+        raise InputError(f"{path}: no rows after the header")
+    arrays = [errors.get(i, np.array(values[i])) for i in order]
+    return order, arrays, [f"ID {i!r} (rows from {first_row[i]})" for i in order]
+
+
+def _parse_list(cell: str, path: Path, where: str, factor: float):
+    if not (cell.startswith("[") and cell.endswith("]")):
+        return InputError(f"{path}: {where}: expected a bracketed list of times like [12.5, 30.1], got "
+                          f"{cell[:40]!r}")
+    body = cell[1:-1].strip()
+    if not body:
+        return np.empty(0)
+    try:
+        return np.array([float(x) for x in body.replace(";", ",").split(",")]) * factor
+    except ValueError:
+        return InputError(f"{path}: {where}: cannot read the list {cell[:40]!r} as numbers")
+
+
+def _read_nwb(path: Path):
+    try:
+        from pynwb import NWBHDF5IO
+    except ImportError:  # pragma: no cover - declared dependency
+        raise InputError("reading NWB files needs pynwb (pip install pynwb)") from None
+    try:
+        with NWBHDF5IO(str(path), "r") as nwb_io:
+            nwb = nwb_io.read()
+            units = nwb.units
+            if units is None or len(units) == 0:
+                raise InputError(f"{path}: the NWB file has no Units table (no sorted spikes)")
+            df_ids = [str(i) for i in units.id[:]]
+            names = units.colnames
+            label = units["unit_name"][:] if "unit_name" in names else df_ids
+            arrays = [np.asarray(units["spike_times"][k], dtype=float) * 1000.0 for k in range(len(units))]
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{path}: cannot read as NWB ({type(e).__name__}: {e})") from None
+    ids = [str(x) for x in label]
+    return ids, arrays, [f"unit {i} (Units row {k + 1})" for k, i in enumerate(ids)]

@@ -1,0 +1,106 @@
+"""Reading recorded spike trains: every format, every malformed input, --skip-bad."""
+
+from datetime import UTC
+
+import numpy as np
+import pytest
+
+from dicsbi.errors import InputError
+from dicsbi.io import format_spike2pop_csv, read_spike_trains
+from dicsbi.spikes import SpikeTrains
+
+
+def write(tmp_path, text, name="spikes.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_spike2pop_round_trip(tmp_path):
+    trains = SpikeTrains.from_list([[1.5, 10.25, 30.0], [], [5.0, 6.0, 7.5, 100.0]], 0.0, ids=["a", "b", "c"])
+    p = write(tmp_path, format_spike2pop_csv(trains))
+    got, skipped = read_spike_trains(p)
+    assert skipped == [] and list(got.ids) == ["a", "b", "c"]
+    for x, y in zip(got, trains):
+        np.testing.assert_allclose(x, y)
+    assert got.t_stop_ms.tolist() == [30.0, 0.0, 100.0]
+
+
+def test_units_and_window(tmp_path):
+    p = write(tmp_path, 'ID,spiking_times [s]\nn1,"[0.5, 1.0, 2.0]"\n')
+    got, _ = read_spike_trains(p)
+    np.testing.assert_allclose(got[0], [500.0, 1000.0, 2000.0])
+    got, _ = read_spike_trains(write(tmp_path, 'ID,spiking_times\nn1,"[0.5, 1.0, 2.0]"\n', "b.csv"), unit="s",
+                               t_stop_ms=3000.0)
+    np.testing.assert_allclose(got[0], [500.0, 1000.0, 2000.0])
+    assert got.t_stop_ms[0] == 3000.0
+    with pytest.raises(InputError, match="unknown time unit 'min'"):
+        read_spike_trains(p, unit="min")
+    with pytest.raises(InputError, match=r"outside the recording window \[0.0, 1500.0\]"):
+        read_spike_trains(p, t_stop_ms=1500.0)
+
+
+def test_long_csv(tmp_path):
+    p = write(tmp_path, "id,spike_time\nx,1.0\nx,2.5\ny,0.4\nx,3.0\ny,0.9\n")
+    got, _ = read_spike_trains(p)
+    assert list(got.ids) == ["x", "y"]
+    np.testing.assert_allclose(got[0], [1.0, 2.5, 3.0])
+    np.testing.assert_allclose(got[1], [0.4, 0.9])
+
+
+def test_nwb_units_table(tmp_path):
+    from datetime import datetime
+
+    import pynwb
+
+    nwb = pynwb.NWBFile(session_description="test", identifier="id1",
+                        session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
+    nwb.add_unit_column(name="unit_name", description="label")
+    nwb.add_unit(spike_times=[0.1, 0.2, 0.35], unit_name="cellA")
+    nwb.add_unit(spike_times=[1.0, 1.5, 2.5, 3.0], unit_name="cellB")
+    path = tmp_path / "rec.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    got, _ = read_spike_trains(path)
+    assert list(got.ids) == ["cellA", "cellB"]
+    np.testing.assert_allclose(got[0], [100.0, 200.0, 350.0])  # seconds -> ms
+    np.testing.assert_allclose(got[1], [1000.0, 1500.0, 2500.0, 3000.0])
+    (tmp_path / "bad.nwb").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="bad.nwb: cannot read as NWB"):
+        read_spike_trains(tmp_path / "bad.nwb")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty file"),
+    ("ID,spiking_times\n", "no rows after the header"),
+    ("name,spiking_times\na,[1]\n", "row 1: no ID column"),
+    ("ID,times_of_spikes\na,[1]\n", "row 1: no spike-time column"),
+    ('ID,spiking_times\na,"[1, 2, 3]"\nb,"1, 2, 3"\n', "row 3, column spiking_times: expected a bracketed list"),
+    ('ID,spiking_times\na,"[1, x, 3]"\n', "row 2, column spiking_times: cannot read the list"),
+    ('ID,spiking_times\na,"[1, nan, 3]"\n', "row 2, column spiking_times: spike time nan is not a finite"),
+    ('ID,spiking_times\na,"[-1, 2, 3]"\n', "row 2, column spiking_times: negative spike time -1.0"),
+    ('ID,spiking_times\na,"[1, 3, 2]"\n', r"row 2, column spiking_times: spike times are not strictly increasing"),
+    ('ID,spiking_times\na,"[1, 2]"\na,"[3, 4]"\n', "row 3, column spiking_times: ID 'a' repeats row 2"),
+    ('ID,spiking_times\n,"[1, 2]"\n', "row 2: empty ID"),
+    ("id,spike_time\na,1\na,oops\n", r"row 3, column spike_time: 'oops' is not a number"),
+    ("id,spike_time\na,2\na,1\n", r"ID 'a' \(rows from 2\): spike times are not strictly increasing"),
+])
+def test_malformed_inputs_name_file_row_and_field(tmp_path, text, message):
+    p = write(tmp_path, text)
+    with pytest.raises(InputError, match=message) as exc:
+        read_spike_trains(p)
+    assert str(p) in str(exc.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_spike_trains(tmp_path / "nope.csv")
+
+
+def test_skip_bad_keeps_the_rest_and_reports(tmp_path):
+    p = write(tmp_path, 'ID,spiking_times\na,"[1, 2, 3]"\nb,"[3, 1]"\nc,"[5, 6, 7]"\nd,"[1, nan]"\n')
+    got, skipped = read_spike_trains(p, skip_bad=True)
+    assert list(got.ids) == ["a", "c"] and len(skipped) == 2
+    assert "row 3" in skipped[0] and "row 5" in skipped[1]
+    with pytest.raises(InputError, match="no usable spike train"):
+        read_spike_trains(write(tmp_path, 'ID,spiking_times\nb,"[3, 1]"\n', "all_bad.csv"), skip_bad=True)
