@@ -9,3 +9,26 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="numba")
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# a tiny STG training set and posteriors trained on it (seconds), shared by the inference and pipeline tests
+FAST = dict(max_epochs=4, hidden_features=16, num_transforms=2, num_bins=4, batch_size=64, patience=50)
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory):
+    from dicsbi.datasets import DatasetConfig, simulate_dataset
+
+    out = tmp_path_factory.mktemp("tiny") / "stg"
+    cfg = DatasetConfig("stg", n_targets=120, cells_per_target=2, seed=4, duration_ms=1000.0, transient_ms=300.0,
+                        targets_per_shard=40)
+    simulate_dataset(cfg, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_posteriors(tiny_set):
+    from dicsbi.inference import TrainConfig, train_posterior
+
+    return {rep: train_posterior(tiny_set, TrainConfig(representation=rep, embedding_dim=8, **FAST),
+                                 progress=False) for rep in ("summary", "sequence")}

@@ -5,28 +5,8 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from dicsbi.datasets import DatasetConfig, simulate_dataset  # noqa: E402
-from dicsbi.errors import InputError  # noqa: E402
-from dicsbi.inference import PosteriorError, TrainConfig, as_trains, load_posterior, train_posterior  # noqa: E402
-
-FAST = dict(max_epochs=4, hidden_features=16, num_transforms=2, num_bins=4, batch_size=64, patience=50)
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny") / "stg"
-    cfg = DatasetConfig("stg", n_targets=120, cells_per_target=2, seed=4, duration_ms=1000.0, transient_ms=300.0,
-                        targets_per_shard=40)
-    simulate_dataset(cfg, out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_posteriors(tiny_set):
-    return {rep: train_posterior(tiny_set, TrainConfig(representation=rep, embedding_dim=8, **FAST),
-                                 progress=False) for rep in ("summary", "sequence")}
+from dicsbi.errors import InputError
+from dicsbi.inference import PosteriorError, as_trains, load_posterior
 
 
 @pytest.fixture(scope="module")
