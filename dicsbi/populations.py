@@ -6,9 +6,10 @@ For each recording with at least 3 spikes:
 2. each sample becomes the DIC target of one model: a seed cell (the model's tonic-spiking seed population,
    :func:`dicsbi.compensation.draw_seed_population`) whose two re-solved conductances are found by the
    compensation sampler, so the posterior's uncertainty spreads the population;
-3. the pair of re-solved conductances is ranked once per recording by its yield at the posterior median; a
-   sample the best pair cannot reach is tried with the next pairs and with fresh seed cells (up to
-   ``max_rounds``); a sample no pair reaches is replaced by a spare sample and counted in
+3. the pairs of re-solved conductances are ranked once per recording by their yield at the posterior median
+   (64 pilot seed cells); a sample the best pair cannot reach is tried with the next pairs (at most
+   ``max_pairs`` with a non-zero pilot yield) and with fresh seed cells (up to ``max_rounds``); a sample none
+   reaches is replaced by a spare sample and counted in
    ``n_replaced`` (the population is then conditioned on reachability, which the result says);
 4. optionally (``check=N``) N members are simulated and compared with the recording.
 
@@ -80,7 +81,8 @@ def _populate(model, targets: np.ndarray, pairs, rng, vth, max_rounds: int):
 
 
 def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0,
-          max_rounds: int = 3, spare_factor: float = 1.5, progress: bool = False) -> InferenceResult:
+          max_rounds: int = 3, max_pairs: int = 4, spare_factor: float = 1.5,
+          progress: bool = False) -> InferenceResult:
     """Posterior samples -> one compensated model each, for every recording (see the module docstring).
 
     ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.inference.as_trains` accepts without the
@@ -113,6 +115,7 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
             pilot = draw_seed_population(m, 64, rng, post.vth_mV)
             yields = pair_yields(m, pilot, median[0], median[1], pairs_all, post.vth_mV, max_iter=50)
             ranked = sorted(pairs_all, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
+            ranked = [p for p in ranked if yields[p][0] > 0][:max_pairs] or ranked[:1]
             g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
             keep = np.flatnonzero(ok)[:n_models]
             if keep.size < n_models:
