@@ -108,3 +108,19 @@ def test_as_trains_accepts_one_or_many():
     assert len(one) == 1 and len(many) == 2 and many.counts.tolist() == [3, 4]
     with pytest.raises(InputError, match="no spike train"):
         as_trains([])
+
+
+def test_cli_train_writes_a_loadable_posterior(tiny_set, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "post"
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "train", "--data", str(tiny_set), "--out", str(out),
+                        "--max-epochs", "2", "--threads", "1", "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "2 epochs" in r.stderr and "training / " in r.stderr
+    post = load_posterior(out, model="stg")
+    assert post.config["train_config"]["max_epochs"] == 2
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "train", "--data", str(tmp_path / "none"), "--out",
+                        str(tmp_path / "p2")], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a dicsbi data set" in r.stderr and not (tmp_path / "p2").exists()
