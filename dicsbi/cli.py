@@ -186,6 +186,36 @@ def train(
               f"{rep.excluded_silent} silent and {rep.excluded_diverged} diverged excluded", soft_wrap=True)
 
 
+@app.command()
+def infer(
+    spikes: Annotated[Path, typer.Argument(help="recorded spike times: Spike2Pop CSV, long CSV or NWB")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    n_models: Annotated[int, typer.Option(help="models per recording")] = 500,
+    check: Annotated[int, typer.Option(help="simulate this many models per recording and compare")] = 0,
+    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
+    unit: Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")] = None,
+    t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording window [ms]")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="skip malformed recordings (reported) instead of stopping")] = False,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """From recorded spike times to DIC posteriors and degenerate populations (populations.csv, summary.csv)."""
+    from .io import atomic_write_text, read_spike_trains
+    from .populations import infer as run
+    from .populations import populations_table, summary_table
+
+    trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
+    for why in skipped:
+        err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
+    res = run(trains, model, n_models, posterior=posterior, seed=seed, check=check, progress=progress)
+    atomic_write_text(out / "populations.csv", populations_table(res))
+    atomic_write_text(out / "summary.csv", summary_table(res, trains))
+    err.print(f"{len(res.recordings)} recordings -> {n_models} {res.model} models each; {len(res.silent)} silent "
+              f"(no posterior), {len(skipped)} skipped; wrote {out / 'populations.csv'} and {out / 'summary.csv'}",
+              soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
     try:

@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ ARTIFACT_VERSION = 1
 WEIGHTS = "weights.pt"
 CONFIG = "posterior.json"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+# nflows (inside sbi) calls a deprecated torch function on every sample; it is not ours to fix and floods output
+warnings.filterwarnings("ignore", message="torch.triangular_solve is deprecated", category=UserWarning)
 
 
 class PosteriorError(DicsbiError):

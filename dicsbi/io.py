@@ -125,22 +125,48 @@ def write_spike2pop_csv(path: str | os.PathLike, trains: SpikeTrains) -> Path:
 
 
 def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np.ndarray | None = None,
-                          ids=None, vth_mV=None) -> str:
-    """CSV text of a conductance table: ``ID``, one column per conductance with units, then DICs if given."""
+                          ids=None, vth_mV=None, extra: dict | None = None) -> str:
+    """CSV text of a conductance table: ``ID``, one column per conductance with units, then DICs if given,
+    then the ``extra`` columns (name -> one value per row)."""
     model = get_model(model)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     header = ["ID"] + [f"{n} [mS/cm^2]" for n in model.conductance_names]
     if dics is not None:
         header += ["g_f [g_leak]", "g_s [g_leak]", "g_u [g_leak]", "V_th [mV]"]
-    writer.writerow(header)
+    extra = extra or {}
+    header += list(extra)
     ids = [str(i) for i in range(len(conductances))] if ids is None else ids
     for k, (ident, row) in enumerate(zip(ids, conductances)):
         cells = [ident] + [repr(float(v)) for v in row]
         if dics is not None:
             vth = model.vth_mV if vth_mV is None else np.broadcast_to(vth_mV, (len(conductances),))[k]
             cells += [repr(float(v)) for v in dics[k]] + [repr(float(vth))]
+        cells += [_cell(col[k]) for col in extra.values()]
         writer.writerow(cells)
+    return out.getvalue()
+
+
+def _cell(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    return str(v)
+
+
+def format_table_csv(columns: dict) -> str:
+    """CSV text of named columns of equal length (floats written exactly, NaN as empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(columns))
+    n = len(next(iter(columns.values()))) if columns else 0
+    for k in range(n):
+        row = []
+        for col in columns.values():
+            v = col[k]
+            row.append("" if isinstance(v, (float, np.floating)) and not math.isfinite(v) else _cell(v))
+        writer.writerow(row)
     return out.getvalue()
 
 

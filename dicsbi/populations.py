@@ -177,3 +177,57 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
             "vr_median": float(np.median(vr)), "vr_spread_median": ref,
             "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
             "diverged": int((sim.status != 0).sum())}
+
+
+# ---------------------------------------------------------------------------- outputs
+def populations_table(result: InferenceResult) -> str:
+    """``populations.csv``: one row per model (Spike2Pop-like conductance columns with units, DICs, V_th,
+    the recording, the posterior sample it was solved for and the re-solved pair)."""
+    from .io import format_population_csv
+
+    m = get_model(result.model)
+    if not result.recordings:
+        return format_population_csv(m, np.empty((0, m.n_conductances)), np.empty((0, 3)))
+    recs = result.recordings
+    g = np.concatenate([r.conductances for r in recs])
+    d = np.concatenate([r.dics for r in recs])
+    ids = [f"{r.id}-{k}" for r in recs for k in range(len(r.conductances))]
+    extra = {
+        "recording": [r.id for r in recs for _ in range(len(r.conductances))],
+        "posterior_sample": np.concatenate([r.sample_index for r in recs]),
+        "target_g_s [g_leak]": np.concatenate([r.samples[:, 0] for r in recs]),
+        "target_g_u [g_leak]": np.concatenate([r.samples[:, 1] for r in recs]),
+        "pair": ["+".join(r.pairs[p]) for r in recs for p in r.pair],
+    }
+    return format_population_csv(m, g, d, ids=ids, vth_mV=result.vth_mV, extra=extra)
+
+
+def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
+    """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
+    of models and replaced samples, and the predictive-check scores (empty when not run or silent)."""
+    from .io import format_table_csv
+    from .spikes import CLASS_NAMES
+
+    by_id = {r.id: r for r in result.recordings}
+    cls = firing_class(trains)
+    cols: dict[str, list] = {k: [] for k in (
+        "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
+        "g_u_q95", "n_models", "n_replaced", "check_n", "check_class_match", "check_freq_match", "check_reproduce",
+        "check_vr_ratio")}
+    for i, ident in enumerate(trains.ids):
+        r = by_id.get(str(ident))
+        cols["recording"].append(str(ident))
+        cols["n_spikes"].append(int(trains.counts[i]))
+        cols["firing_class"].append(CLASS_NAMES[int(cls[i])])
+        for k, name in enumerate(("g_s", "g_u")):
+            x = r.samples[:, k] if r is not None else None
+            cols[f"{name}_mean"].append(float(x.mean()) if x is not None else np.nan)
+            cols[f"{name}_q05"].append(float(np.quantile(x, 0.05)) if x is not None else np.nan)
+            cols[f"{name}_q95"].append(float(np.quantile(x, 0.95)) if x is not None else np.nan)
+        cols["n_models"].append(len(r.conductances) if r is not None else 0)
+        cols["n_replaced"].append(r.n_replaced if r is not None else 0)
+        c = r.check if r is not None and r.check else {}
+        cols["check_n"].append(c.get("n", 0))
+        for key in ("class_match", "freq_match", "reproduce", "vr_ratio"):
+            cols[f"check_{key}"].append(float(c.get(key, np.nan)))
+    return format_table_csv(cols)
