@@ -124,3 +124,30 @@ def test_cli_train_writes_a_loadable_posterior(tiny_set, tmp_path):
     r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "train", "--data", str(tmp_path / "none"), "--out",
                         str(tmp_path / "p2")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a dicsbi data set" in r.stderr and not (tmp_path / "p2").exists()
+
+
+@pytest.mark.parametrize("model, targets", [("stg", [(-8.0, 6.0), (8.0, 4.0)]), ("da", [(-6.0, 8.0), (2.0, 2.0)])])
+def test_shipped_posterior_recovers_the_firing_regime(model, targets):
+    """Fresh cells at a bursting and a tonic target: the shipped posterior puts them in the right regime."""
+    from dicsbi.compensation import generate_population
+    from dicsbi.inference import PRETRAINED_DIR
+    from dicsbi.simulate import simulate
+    from dicsbi.spikes import firing_class
+
+    if not (PRETRAINED_DIR / model / "posterior.json").exists():
+        pytest.skip(f"no shipped {model} posterior in this checkout yet (experiments/train_pretrained.py)")
+    post = load_posterior(model)
+    for k, (gs, gu) in enumerate(targets):
+        pop = generate_population(model, gs, gu, 4, seed=900 + k)
+        trains = simulate(model, pop.conductances, seed=k).trains
+        trains = trains.select(np.flatnonzero(trains.counts >= 3))
+        assert len(trains) >= 3
+        cls = firing_class(trains)
+        p = post.class_probabilities(trains, n=300)
+        assert np.mean(p.argmax(1) == cls) >= 0.75, (p, cls)
+        mean = post.sample(trains, 500, seed=k).mean(1)
+        # bursting: g_s pinned down to a few g_leak; tonic: barely identifiable g_s, but on the right side
+        if gs < 0:
+            assert np.all(np.abs(mean[:, 0] - gs) < 5.0) and np.all(np.abs(mean[:, 1] - gu) < 5.0), mean
+        else:
+            assert np.all(mean[:, 0] > -3.0), mean
