@@ -200,7 +200,7 @@ def infer(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """From recorded spike times to DIC posteriors and degenerate populations (populations.csv, summary.csv)."""
+    """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
     from .io import atomic_write_text, read_spike_trains
     from .populations import infer as run
     from .populations import populations_table, summary_table
@@ -209,11 +209,14 @@ def infer(
     for why in skipped:
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
     res = run(trains, model, n_models, posterior=posterior, seed=seed, check=check, progress=progress)
+    from .arviz_io import inference_data, to_netcdf
+
     atomic_write_text(out / "populations.csv", populations_table(res))
     atomic_write_text(out / "summary.csv", summary_table(res, trains))
+    to_netcdf(inference_data(res, trains), out / "posterior.nc")
     err.print(f"{len(res.recordings)} recordings -> {n_models} {res.model} models each; {len(res.silent)} silent "
-              f"(no posterior), {len(skipped)} skipped; wrote {out / 'populations.csv'} and {out / 'summary.csv'}",
-              soft_wrap=True)
+              f"(no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv and posterior.nc to "
+              f"{out}", soft_wrap=True)
 
 
 def main() -> None:

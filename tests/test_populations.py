@@ -54,3 +54,21 @@ def test_wrong_model_is_refused(tiny_posteriors, recordings):
     post, _ = tiny_posteriors["summary"]
     with pytest.raises(DicsbiError, match="posterior is for model 'stg', not 'da'"):
         infer(recordings, "da", posterior=post)
+
+
+def test_inference_data_round_trips_through_netcdf(tiny_posteriors, recordings, tmp_path):
+    from dicsbi.arviz_io import from_netcdf, inference_data, to_netcdf
+
+    post, _ = tiny_posteriors["summary"]
+    res = infer(recordings, "stg", n_models=25, posterior=post, seed=2)
+    idata = inference_data(res, recordings)
+    to_netcdf(idata, tmp_path / "posterior.nc")
+    back = from_netcdf(tmp_path / "posterior.nc")
+    assert dict(back.posterior.sizes) == {"chain": 1, "draw": 25, "recording": 2}
+    assert list(back.posterior.recording.values) == ["tonic", "burst"]  # the silent one has no posterior
+    np.testing.assert_array_equal(back.posterior.g_s.values[0, :, 1], res.recordings[1].samples[:, 0])
+    g = back.posterior_predictive.conductance
+    assert g.dims == ("chain", "draw", "recording", "channel") and list(g.channel.values) == list(STG.conductance_names)
+    np.testing.assert_array_equal(g.values[0, :, 0], res.recordings[0].conductances)
+    assert back.observed_data.n_spikes.values.tolist() == recordings.counts[:2].tolist()
+    assert back.posterior.attrs["model"] == "stg" and back.posterior.attrs["seed"] == 2

@@ -1,0 +1,94 @@
+"""The one place that builds ArviZ objects (arviz 0.23, the last line for Python 3.11; a move to ArviZ 1.x
+touches this file only).
+
+:func:`inference_data` turns an :class:`~dicsbi.populations.InferenceResult` into ``InferenceData``:
+
+* ``posterior``: ``g_s``, ``g_u`` with dims ``(chain, draw, recording)`` - the posterior sample each model of the
+  population was solved for (one chain; draws are the models), so ``az.summary``, ``az.plot_pair`` and
+  ``az.plot_forest`` work directly;
+* ``posterior_predictive``: the population itself, ``conductance`` ``(chain, draw, recording, channel)`` in
+  mS/cm^2 and the achieved ``g_f``;
+* ``observed_data``: per recording, the number of spikes, the firing class and the mean ISI of the recording;
+* ``constant_data``: V_th and the re-solved pair of each model.
+
+Attributes record the model, seed, dicsbi version and the posterior's training fingerprint.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .models import get_model
+from .spikes import SpikeTrains, firing_class
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 announces its 1.x refactor on import
+        import arviz
+
+    return arviz
+
+
+def inference_data(result, trains: SpikeTrains):
+    """``InferenceData`` of a pipeline result (see the module docstring); silent recordings are left out."""
+    import xarray as xr
+
+    from . import __version__
+
+    az = _arviz()
+    m = get_model(result.model)
+    recs = result.recordings
+    ids = [r.id for r in recs]
+    n = min((len(r.samples) for r in recs), default=0)
+    samples = np.stack([r.samples[:n] for r in recs], axis=1)[None] if recs else np.empty((1, 0, 0, 2))
+    g = np.stack([r.conductances[:n] for r in recs], axis=1)[None] if recs else np.empty((1, 0, 0, m.n_conductances))
+    gf = np.stack([r.dics[:n, 0] for r in recs], axis=1)[None] if recs else np.empty((1, 0, 0))
+    coords = {"chain": [0], "draw": np.arange(n), "recording": ids, "channel": list(m.conductance_names)}
+    index = {str(t): k for k, t in enumerate(trains.ids)}
+    sel = [index[i] for i in ids]
+    obs = trains.select(sel) if sel else trains.select([])
+    mean_isi = np.array([np.diff(t).mean() if t.size > 1 else np.nan for t in obs])
+    attrs = {"model": m.name, "seed": int(result.seed), "dicsbi_version": __version__,
+             "vth_mV": float(result.vth_mV),
+             "posterior_training_fingerprint": result.posterior_config.get("training_data", {}).get("fingerprint", "")}
+    c3 = {k: coords[k] for k in ("chain", "draw", "recording")}
+    posterior = xr.Dataset({"g_s": (("chain", "draw", "recording"), samples[..., 0]),
+                            "g_u": (("chain", "draw", "recording"), samples[..., 1])}, coords=c3, attrs=attrs)
+    predictive = xr.Dataset({"conductance": (("chain", "draw", "recording", "channel"), g),
+                             "g_f": (("chain", "draw", "recording"), gf)}, coords=coords, attrs=attrs)
+    predictive["conductance"].attrs["units"] = "mS/cm^2"
+    observed = xr.Dataset({"n_spikes": (("recording",), obs.counts.astype(np.int64)),
+                           "firing_class": (("recording",), firing_class(obs).astype(np.int64)),
+                           "mean_isi_ms": (("recording",), mean_isi)}, coords={"recording": ids}, attrs=attrs)
+    pair = np.array([["+".join(r.pairs[p]) for p in r.pair[:n]] for r in recs], dtype=str).T[None] if recs \
+        else np.empty((1, 0, 0), dtype=str)
+    constant = xr.Dataset({"pair": (("chain", "draw", "recording"), pair)}, coords=c3, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.InferenceData(posterior=posterior, posterior_predictive=predictive, observed_data=observed,
+                                constant_data=constant)
+
+
+def to_netcdf(idata, path) -> None:
+    """Write ``InferenceData`` to ``path`` atomically (temporary name in the same folder, then rename)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def from_netcdf(path):
+    return _arviz().from_netcdf(str(path))
