@@ -136,6 +136,7 @@ def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np
         header += ["g_f [g_leak]", "g_s [g_leak]", "g_u [g_leak]", "V_th [mV]"]
     extra = extra or {}
     header += list(extra)
+    writer.writerow(header)
     ids = [str(i) for i in range(len(conductances))] if ids is None else ids
     for k, (ident, row) in enumerate(zip(ids, conductances)):
         cells = [ident] + [repr(float(v)) for v in row]

@@ -72,3 +72,32 @@ def test_inference_data_round_trips_through_netcdf(tiny_posteriors, recordings, 
     np.testing.assert_array_equal(g.values[0, :, 0], res.recordings[0].conductances)
     assert back.observed_data.n_spikes.values.tolist() == recordings.counts[:2].tolist()
     assert back.posterior.attrs["model"] == "stg" and back.posterior.attrs["seed"] == 2
+
+
+def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from dicsbi.io import write_spike2pop_csv
+
+    post, _ = tiny_posteriors["summary"]
+    post.save(tmp_path / "post")
+    write_spike2pop_csv(tmp_path / "rec.csv", recordings)
+    out = tmp_path / "res"
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "infer", str(tmp_path / "rec.csv"), "--out", str(out),
+                        "--posterior", str(tmp_path / "post"), "--n-models", "30", "--check", "4", "--no-progress"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["populations.csv", "posterior.nc", "summary.csv"]
+    rows = list(csv.DictReader(open(out / "populations.csv")))
+    assert len(rows) == 60 and {row["recording"] for row in rows} == {"tonic", "burst"}
+    assert "g_Na [mS/cm^2]" in rows[0] and "g_s [g_leak]" in rows[0] and "posterior_sample" in rows[0]
+    summary = {row["recording"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    assert summary["quiet"]["firing_class"] == "silent" and summary["quiet"]["n_models"] == "0"
+    assert summary["burst"]["check_n"] == "4" and 0 <= float(summary["burst"]["check_class_match"]) <= 1
+    # a bad input file: one clear error, exit 2, nothing written
+    (tmp_path / "bad.csv").write_text('ID,spiking_times\na,"[3, 1, 2]"\n')
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "infer", str(tmp_path / "bad.csv"), "--out",
+                        str(tmp_path / "res2"), "--posterior", str(tmp_path / "post")], capture_output=True, text=True)
+    assert r.returncode == 2 and "row 2, column spiking_times" in r.stderr and not (tmp_path / "res2").exists()
