@@ -214,9 +214,12 @@ def infer(
     atomic_write_text(out / "populations.csv", populations_table(res))
     atomic_write_text(out / "summary.csv", summary_table(res, trains))
     to_netcdf(inference_data(res, trains), out / "posterior.nc")
+    from .report import write_figures_and_report
+
+    write_figures_and_report(res, trains, out, title=f"dicsbi infer {spikes.name}")
     err.print(f"{len(res.recordings)} recordings -> {n_models} {res.model} models each; {len(res.silent)} silent "
-              f"(no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv and posterior.nc to "
-              f"{out}", soft_wrap=True)
+              f"(no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ "
+              f"and report.html to {out}", soft_wrap=True)
 
 
 def main() -> None:

@@ -176,7 +176,8 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
             "reproduce": float((class_ok & freq_ok).mean()), "frequency_key": key,
             "vr_median": float(np.median(vr)), "vr_spread_median": ref,
             "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
-            "diverged": int((sim.status != 0).sum())}
+            "diverged": int((sim.status != 0).sum()), "trains": [t.copy() for t in sim.trains],
+            "window_ms": window}
 
 
 # ---------------------------------------------------------------------------- outputs

@@ -89,7 +89,11 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
                         "--posterior", str(tmp_path / "post"), "--n-models", "30", "--check", "4", "--no-progress"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["populations.csv", "posterior.nc", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "populations.csv", "posterior.nc", "report.html",
+                                                    "summary.csv"]
+    assert len(list((out / "figures").glob("*.png"))) == 8
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 8 and "Silent recordings" in page and "quiet" in page
     rows = list(csv.DictReader(open(out / "populations.csv")))
     assert len(rows) == 60 and {row["recording"] for row in rows} == {"tonic", "burst"}
     assert "g_Na [mS/cm^2]" in rows[0] and "g_s [g_leak]" in rows[0] and "posterior_sample" in rows[0]

@@ -1,0 +1,86 @@
+"""Figures folder and a self-contained ``report.html`` (images embedded as base64 PNG; opens offline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from . import plots
+from .spikes import CLASS_NAMES, SpikeTrains, firing_class
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "recording"
+
+
+def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title: str = "dicsbi inference") -> Path:
+    """Write ``out/figures/<recording>_{raster,isi,posterior,conductances}.png`` and ``out/report.html``.
+
+    Every file goes through a temporary name and a rename (:func:`dicsbi.io.atomic_write_bytes`).
+    """
+    from .io import atomic_write_bytes, atomic_write_text
+
+    out = Path(out)
+    figdir = out / "figures"
+    cls = firing_class(trains)
+    index = {str(t): k for k, t in enumerate(trains.ids)}
+    sections = []
+    for rec in result.recordings:
+        k = index[rec.id]
+        t = trains[k]
+        window = float(max(trains.t_stop_ms[k] - trains.t_start_ms[k], (t[-1] - t[0]) if t.size else 0, 100.0))
+        members = rec.check["trains"][:10] if rec.check else None
+        figs = {
+            "raster": plots.raster(t, members, window, f"{rec.id}: recording and simulated models"),
+            "isi": plots.isi_panels(t, f"{rec.id}: interspike intervals"),
+            "posterior": plots.dic_posterior(rec.samples, result.posterior_config, title=f"{rec.id}: DIC posterior"),
+            "conductances": plots.conductance_violins(result.model, rec.conductances, f"{rec.id}: population"),
+        }
+        imgs = []
+        for name, fig in figs.items():
+            data = _png(fig)
+            atomic_write_bytes(figdir / f"{_safe(rec.id)}_{name}.png", data)
+            imgs.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">')
+        q = np.quantile(rec.samples, [0.05, 0.5, 0.95], axis=0)
+        rows = [("firing class", CLASS_NAMES[int(cls[k])]), ("spikes", int(trains.counts[k])),
+                ("g_s median [90% interval]", f"{q[1, 0]:.2f} [{q[0, 0]:.2f}, {q[2, 0]:.2f}]"),
+                ("g_u median [90% interval]", f"{q[1, 1]:.2f} [{q[0, 1]:.2f}, {q[2, 1]:.2f}]"),
+                ("models", len(rec.conductances)), ("posterior samples replaced (unreachable)", rec.n_replaced)]
+        if rec.check:
+            c = rec.check
+            rows += [("predictive check: models simulated", c["n"]),
+                     ("same firing class", f"{c['class_match']:.0%}"),
+                     (f"main frequency within 10% ({c['frequency_key']})", f"{c['freq_match']:.0%}"),
+                     ("van Rossum distance / population spread (median)", f"{c['vr_ratio']:.2f}")]
+        table = "".join(f"<tr><th>{html.escape(str(a))}</th><td>{html.escape(str(b))}</td></tr>" for a, b in rows)
+        sections.append(f"<section><h2>{html.escape(rec.id)}</h2><table>{table}</table>{''.join(imgs)}</section>")
+    silent = "".join(f"<li>{html.escape(s)}</li>" for s in result.silent)
+    body = "".join(sections) + (f"<section><h2>Silent recordings (no posterior)</h2><ul>{silent}</ul></section>"
+                                if silent else "")
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}}
+img{{max-width:100%;display:block;margin:0.8em 0}}table{{border-collapse:collapse;margin:0.5em 0}}
+th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{background:#f4f4f4}}
+section{{border-top:2px solid #ddd;margin-top:1.5em}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>Model {html.escape(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, seed {result.seed};
+{len(result.recordings)} recordings with a posterior, {len(result.silent)} silent.</p>
+{body}
+</body></html>
+"""
+    atomic_write_text(out / "report.html", doc)
+    return out / "report.html"
