@@ -138,7 +138,7 @@ def input_shape(representation: str) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------- learned encoder
-def build_encoder(output_dim: int = 32, channels: int = 48, dilations=(1, 2, 4, 8, 16)):
+def build_encoder(output_dim: int = 32, channels: int = 32, dilations=(1, 2, 4, 8, 16)):
     """:class:`ISIEncoder` (imported lazily so that numpy-only users never import torch)."""
     import torch
     from torch import nn
