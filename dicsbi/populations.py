@@ -6,8 +6,9 @@ For each recording with at least 3 spikes:
 2. each sample becomes the DIC target of one model: a seed cell (the model's tonic-spiking seed population,
    :func:`dicsbi.compensation.draw_seed_population`) whose two re-solved conductances are found by the
    compensation sampler, so the posterior's uncertainty spreads the population;
-3. the pairs of re-solved conductances are ranked once per recording by their yield at the posterior median
-   (64 pilot seed cells); a sample the best pair cannot reach is tried with the next pairs (at most
+3. the pairs of re-solved conductances are ranked by their yield near the posterior median
+   (:func:`pair_ranking`: 64 pilot seed cells at the centre of the 1 x 1 g_leak cell holding the median, cached);
+   a sample the best pair cannot reach is tried with the next pairs (at most
    ``max_pairs`` with a non-zero pilot yield) and with fresh seed cells (up to ``max_rounds``); a sample none
    reaches is replaced by a spare sample and counted in
    ``n_replaced`` (the population is then conditioned on reachability, which the result says);
@@ -20,6 +21,7 @@ Silent recordings (fewer than 3 spikes) get no posterior and are reported as suc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -102,7 +104,6 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
     cls = firing_class(trains)
     active = np.flatnonzero(trains.counts >= MIN_SPIKES)
     silent = [str(trains.ids[i]) for i in np.flatnonzero(trains.counts < MIN_SPIKES)]
-    pairs_all = candidate_pairs(m)
     n_draw = int(np.ceil(n_models * spare_factor))
     results = []
     if active.size:
@@ -111,11 +112,7 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
         for j, i in enumerate(_progress(active, progress, f"populations ({m.name})")):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(i),)))
             samples = all_samples[j]
-            median = np.median(samples, axis=0)
-            pilot = draw_seed_population(m, 64, rng, post.vth_mV)
-            yields = pair_yields(m, pilot, median[0], median[1], pairs_all, post.vth_mV, max_iter=50)
-            ranked = sorted(pairs_all, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
-            ranked = [p for p in ranked if yields[p][0] > 0][:max_pairs] or ranked[:1]
+            ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
             g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
             keep = np.flatnonzero(ok)[:n_models]
             if keep.size < n_models:
@@ -132,6 +129,29 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
             rec.check = predictive_check(m, trains.select([int(np.flatnonzero(trains.ids == rec.id)[0])]), rec,
                                          check, seed=seed + k)
     return out
+
+
+PAIR_GRID = 1.0  # g_leak: pair rankings are shared by posterior medians in the same grid cell
+
+
+@lru_cache(maxsize=4096)
+def _ranking_in_cell(model, i: int, j: int, vth: float) -> tuple[tuple[str, str], ...]:
+    m = get_model(model)
+    gs, gu = (i + 0.5) * PAIR_GRID, (j + 0.5) * PAIR_GRID
+    rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(i + 10**6, j + 10**6)))
+    pilot = draw_seed_population(m, 64, rng, vth)
+    pairs = candidate_pairs(m)
+    yields = pair_yields(m, pilot, gs, gu, pairs, vth, max_iter=50)
+    ranked = sorted(pairs, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
+    return tuple(p for p in ranked if yields[p][0] > 0) or tuple(ranked[:1])
+
+
+def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[str, str], ...]:
+    """Candidate pairs ranked by their yield of valid cells (64 pilot seed cells, ties: smallest change) at the
+    centre of the ``PAIR_GRID`` cell holding (g_s, g_u); pairs with no valid pilot cell are dropped.  Cached per
+    cell, and seeded by the cell, so the ranking does not depend on the order of recordings."""
+    i, j = int(np.floor(g_s / PAIR_GRID)), int(np.floor(g_u / PAIR_GRID))
+    return _ranking_in_cell(get_model(model).name, i, j, float(vth_mV))
 
 
 def _progress(items, enabled: bool, label: str):
