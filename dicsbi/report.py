@@ -26,10 +26,13 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "recording"
 
 
-def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title: str = "dicsbi inference") -> Path:
+def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title: str = "dicsbi inference",
+                             max_recordings: int = 50) -> Path:
     """Write ``out/figures/<recording>_{raster,isi,posterior,conductances}.png`` and ``out/report.html``.
 
-    Every file goes through a temporary name and a rename (:func:`dicsbi.io.atomic_write_bytes`).
+    Figures are drawn for the first ``max_recordings`` recordings (the page says how many were left out; every
+    recording is in ``summary.csv``).  Every file goes through a temporary name and a rename
+    (:func:`dicsbi.io.atomic_write_bytes`).
     """
     from .io import atomic_write_bytes, atomic_write_text
 
@@ -38,7 +41,7 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
     cls = firing_class(trains)
     index = {str(t): k for k, t in enumerate(trains.ids)}
     sections = []
-    for rec in result.recordings:
+    for rec in result.recordings[:max_recordings]:
         k = index[rec.id]
         t = trains[k]
         window = float(max(trains.t_stop_ms[k] - trains.t_start_ms[k], (t[-1] - t[0]) if t.size else 0, 100.0))
@@ -68,6 +71,10 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
         table = "".join(f"<tr><th>{html.escape(str(a))}</th><td>{html.escape(str(b))}</td></tr>" for a, b in rows)
         sections.append(f"<section><h2>{html.escape(rec.id)}</h2><table>{table}</table>{''.join(imgs)}</section>")
     silent = "".join(f"<li>{html.escape(s)}</li>" for s in result.silent)
+    left_out = len(result.recordings) - len(sections)
+    if left_out > 0:
+        sections.append(f"<section><p>{left_out} more recordings have no figures here (the first "
+                        f"{max_recordings} are shown); all are in summary.csv and posterior.nc.</p></section>")
     body = "".join(sections) + (f"<section><h2>Silent recordings (no posterior)</h2><ul>{silent}</ul></section>"
                                 if silent else "")
     doc = f"""<!DOCTYPE html>
