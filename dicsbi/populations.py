@@ -94,7 +94,10 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
     from .inference import DICPosterior, load_posterior
 
     m = get_model(model)
-    post = posterior if isinstance(posterior, DICPosterior) else load_posterior(posterior or m.name, model=m.name)
+    if isinstance(posterior, DICPosterior) or hasattr(posterior, "sample") and hasattr(posterior, "config"):
+        post = posterior  # anything with DICPosterior's sample / model / vth_mV / config
+    else:
+        post = load_posterior(posterior or m.name, model=m.name)
     if post.model != m.name:
         raise DicsbiError(f"the posterior is for model {post.model!r}, not {m.name!r}")
     if n_models < 1:
