@@ -472,6 +472,21 @@ def _worker_init() -> None:
     import numba
 
     numba.set_num_threads(1)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when its parent dies (even by SIGKILL), so an interrupted run
+    never leaves orphaned workers computing shards nobody will write.  A no-op elsewhere."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except OSError:
+            pass
 
 
 def _execute_dask(cfg: DatasetConfig, pending: list[int], scheduler: str | None,
