@@ -186,3 +186,22 @@ def test_unreachable_targets_are_counted_not_dropped(tmp_path):
     assert man["totals"]["unreachable_targets"] == 2 and man["totals"]["rows"] == 0
     assert man["shards"]["0"]["unreachable_targets"] == [0, 1]
     assert json.loads((tmp_path / "da" / "manifest.json").read_text())["complete"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_killed_coordinator_leaves_no_worker_processes(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "w"
+    args = [sys.executable, "-m", "dicsbi.cli", "simulate-dataset", "--out", str(out), "--no-progress",
+            "--model", "stg", "--n-targets", "40", "--cells-per-target", "4", "--seed", "1", "--duration-ms", "400",
+            "--transient-ms", "150", "--targets-per-shard", "2", "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not shard_path(out, 0).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [p.pid for p in alive]
