@@ -18,7 +18,12 @@ shorter recording is in distribution as long as it holds enough spikes; a longer
 
 Augmentation (published pipeline, applied afresh every epoch): Gaussian jitter of every spike time (std 2 ms,
 times re-sorted), deletion of each spike with probability 0.05 (undone if fewer than 5 would remain), and, for
-trains of more than 10 spikes, a random contiguous window of between floor(n/2) and n - 1 spikes.
+trains of more than 10 spikes, a random contiguous window of between floor(n/2) and n - 1 spikes.  Training
+leaves a fraction ``p_clean`` of the trains unchanged each epoch (0.5 by default, :class:`dicsbi.inference.TrainConfig`): a
+posterior trained on augmented trains only is out of distribution on clean ones.  Measured on the first STG
+posterior (summary statistics, 43k training trains, all augmented): HPD coverage 0.24 / 0.45 / 0.63 at
+50 / 80 / 95% and MAE g_u 2.86 on the clean test set, but 0.49 / 0.81 / 0.95 and MAE g_u 1.84 on the same
+trains augmented.
 """
 
 from __future__ import annotations
@@ -35,12 +40,19 @@ REPRESENTATIONS = ("summary", "sequence")
 
 # ---------------------------------------------------------------------------- augmentation
 @njit(cache=True)
-def _augment_kernel(times, offsets, normal, uniform, window_u, jitter_ms, p_drop, min_keep, window_above,
+def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms, p_drop, min_keep, window_above,
                     out_times, out_offsets):
-    """Deterministic given the random draws: ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2]."""
+    """Deterministic given the random draws: ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2],
+    ``clean`` per train (copied unchanged)."""
     pos = 0
     out_offsets[0] = 0
     for i in range(offsets.size - 1):
+        if clean[i]:
+            for k in range(offsets[i], offsets[i + 1]):
+                out_times[pos] = times[k]
+                pos += 1
+            out_offsets[i + 1] = pos
+            continue
         t = times[offsets[i] : offsets[i + 1]] + jitter_ms * normal[offsets[i] : offsets[i + 1]]
         t.sort()
         keep = uniform[offsets[i] : offsets[i + 1]] >= p_drop
@@ -61,17 +73,18 @@ def _augment_kernel(times, offsets, normal, uniform, window_u, jitter_ms, p_drop
 
 
 def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0.05, min_keep: int = 5,
-            window_above: int = 10) -> SpikeTrains:
+            window_above: int = 10, p_clean: float = 0.0) -> SpikeTrains:
     """A randomly perturbed copy of ``trains`` (see the module docstring); reproducible by ``seed`` (an int,
-    a ``SeedSequence`` or a ``Generator``)."""
+    a ``SeedSequence`` or a ``Generator``).  Each train is left unchanged with probability ``p_clean``."""
     rng = np.random.default_rng(seed)
     times = np.ascontiguousarray(trains.times_ms, dtype=float)
     normal = rng.standard_normal(times.size) if jitter_ms > 0 else np.zeros(times.size)
     uniform = rng.random(times.size) if p_drop > 0 else np.ones(times.size)
     window_u = rng.random((len(trains), 2))
+    clean = rng.random(len(trains)) < p_clean
     out_t = np.empty(times.size)
     out_o = np.empty(len(trains) + 1, np.int64)
-    pos = _augment_kernel(times, trains.offsets.astype(np.int64), normal, uniform, window_u, float(jitter_ms),
+    pos = _augment_kernel(times, trains.offsets.astype(np.int64), normal, uniform, window_u, clean, float(jitter_ms),
                           float(p_drop), int(min_keep), int(window_above), out_t, out_o)
     return SpikeTrains(out_t[:pos], out_o, trains.t_start_ms.copy(), trains.t_stop_ms.copy(), trains.ids)
 

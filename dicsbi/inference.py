@@ -75,6 +75,7 @@ class TrainConfig:
     augment: bool = True
     jitter_ms: float = 2.0
     p_drop: float = 0.05
+    p_clean: float = 0.5
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
@@ -200,7 +201,7 @@ class DICPosterior:
         lead = th.shape[:-2] if th.ndim >= 2 and th.shape[-2] == n_trains else th.shape[:-1]
         th = np.broadcast_to(th if th.ndim >= 2 and th.shape[-2] == n_trains else th[..., None, :],
                              (*lead, n_trains, 2)).reshape(-1, n_trains, 2)
-        th = torch.as_tensor(np.ascontiguousarray(th))
+        th = torch.as_tensor(np.array(th))  # a writable copy
         inside = ((th >= torch.as_tensor(self._lo, dtype=th.dtype)) &
                   (th <= torch.as_tensor(self._hi, dtype=th.dtype))).all(-1)
         u, log_jac = self._to_u(th)
@@ -390,7 +391,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         return post_for_u._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
 
     def feats(trains, seed):
-        tr = augment(trains, seed, cfg.jitter_ms, cfg.p_drop) if cfg.augment else trains
+        tr = augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean) if cfg.augment else trains
         return torch.as_tensor(represent(tr, cfg.representation, stats))
 
     u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])
