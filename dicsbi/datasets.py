@@ -45,7 +45,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -295,15 +294,9 @@ def _write_atomic_bytes(path: Path, data: bytes) -> None:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from .io import package_versions
 
-    out = {"python": platform.python_version()}
-    for pkg in ("dicsbi", "numpy", "scipy", "numba", "pyarrow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(("dicsbi", "numpy", "scipy", "numba", "pyarrow"))
 
 
 def _manifest(cfg: DatasetConfig, shards: dict[int, dict], created: str) -> dict:

@@ -19,9 +19,10 @@ shorter recording is in distribution as long as it holds enough spikes; a longer
 Augmentation (published pipeline, applied afresh every epoch): Gaussian jitter of every spike time (std 2 ms,
 times re-sorted), deletion of each spike with probability 0.05 (undone if fewer than 5 would remain), and, for
 trains of more than 10 spikes, a random contiguous window of between floor(n/2) and n - 1 spikes.  Training
-leaves a fraction ``p_clean`` of the trains unchanged each epoch (0.5 by default, :class:`dicsbi.inference.TrainConfig`): a
-posterior trained on augmented trains only is out of distribution on clean ones.  Measured on the first STG
-posterior (summary statistics, 43k training trains, all augmented): HPD coverage 0.24 / 0.45 / 0.63 at
+leaves a fraction ``p_clean`` of the trains unchanged each epoch (0.5 by default,
+:class:`dicsbi.inference.TrainConfig`): a posterior trained on augmented trains only is out of distribution
+on clean ones.  Measured on the first STG posterior (summary statistics, 43k training trains, all augmented):
+HPD coverage 0.24 / 0.45 / 0.63 at
 50 / 80 / 95% and MAE g_u 2.86 on the clean test set, but 0.49 / 0.81 / 0.95 and MAE g_u 1.84 on the same
 trains augmented.
 """

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -294,15 +293,9 @@ def _build_estimator(config: dict, theta_u, x):
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from .io import package_versions
 
-    out = {"python": platform.python_version()}
-    for pkg in ("dicsbi", "sbi", "torch", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(("dicsbi", "sbi", "torch", "numpy"))
 
 
 def _class_map(targets: np.ndarray, classes: np.ndarray, box, bins: int = 40) -> dict:

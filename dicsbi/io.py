@@ -30,6 +30,20 @@ ID_COLUMNS = ("id", "ID", "Id")
 DERIVED_COLUMNS = ("g_f", "g_s", "g_u", "v_th", "vth", "target_g_s", "target_g_u")  # ignored on input
 
 
+def package_versions(packages=("dicsbi", "numpy", "scipy", "numba")) -> dict:
+    """Python and package versions for the provenance of an output (None for a package not installed)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
