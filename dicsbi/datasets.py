@@ -376,13 +376,11 @@ class DatasetRun:
     shards_computed: int
     shards_skipped: int
     seconds: float
+    rows_computed: int = 0
 
     @property
     def cells_per_s(self) -> float:
-        rows = sum(self.manifest["shards"][str(k)]["rows"] for k in self._computed) if self._computed else 0
-        return rows / self.seconds if self.seconds > 0 else float("nan")
-
-    _computed: tuple[int, ...] = ()
+        return self.rows_computed / self.seconds if self.seconds > 0 else float("nan")
 
 
 def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int = 0,
@@ -425,9 +423,8 @@ def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int
         for data, summary in _execute(cfg, pending, workers, scheduler, dask_local, n_threads):
             advance(finished(data, summary), summary)
     seconds = time.perf_counter() - t0
-    run = DatasetRun(out, read_manifest(out), len(computed), skipped, seconds)
-    run._computed = tuple(computed)
-    return run
+    return DatasetRun(out, read_manifest(out), len(computed), skipped, seconds,
+                      sum(done[k]["rows"] for k in computed))
 
 
 def _write_manifest(out: Path, cfg: DatasetConfig, done: dict[int, dict], created: str) -> None:
