@@ -82,11 +82,18 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------- input checking
 def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
-    """Accept a :class:`SpikeTrains`, one array of spike times or a list of arrays; check every train.
+    """Accept a :class:`SpikeTrains`, one array of spike times, a list of arrays or Neo spike trains (a
+    ``neo.SpikeTrain``, a list of them, a ``Segment`` or a ``Block``; see :func:`dicsbi.io.from_neo`); check
+    every train.
 
     A train must be finite, non-negative, strictly increasing and hold at least 3 spikes; the error names the
     train (its id) and what is wrong.
     """
+    if type(trains).__module__.startswith("neo") or (
+            isinstance(trains, (list, tuple)) and trains and type(trains[0]).__module__.startswith("neo")):
+        from .io import from_neo
+
+        trains = from_neo(trains, name)
     if not isinstance(trains, SpikeTrains):
         if isinstance(trains, np.ndarray) and trains.ndim == 1 or (
                 isinstance(trains, (list, tuple)) and trains and np.isscalar(trains[0])):

@@ -241,7 +241,9 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
       recording, times in ms unless ``unit`` (or a unit in the header, ``spiking_times [s]``) says otherwise;
     * long CSV: columns ``id`` and ``spike_time`` (or ``spike_times``, ``time``, ``t``), one row per spike, rows
       of a recording in time order;
-    * NWB (``.nwb``): the Units table (spike times in seconds by the NWB standard; unit names are the ids).
+    * NWB (``.nwb``): the Units table (spike times in seconds by the NWB standard; unit names are the ids);
+    * any other file Neo reads (``.abf``, ``.smr``, ``.nix``, ...; optional extra ``pip install dicsbi[neo]``):
+      every ``SpikeTrain`` of every segment, with its own units (see :func:`from_neo`).
 
     The recording window is ``[t_start_ms, t_stop_ms]`` (default: from 0 to each train's last spike); a spike
     outside it is an error.  Every problem raises :class:`InputError` naming the file, the row and the field;
@@ -252,6 +254,8 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
         raise InputError(f"{path}: no such file")
     if path.suffix.lower() == ".nwb":
         ids, arrays, wheres = _read_nwb(path)
+    elif path.suffix.lower() not in (".csv", ".txt", ".tsv", ""):
+        ids, arrays, wheres = _read_neo_file(path)
     else:
         ids, arrays, wheres = _read_spike_csv(path, unit)
     kept_ids, kept, skipped = [], [], []
@@ -376,3 +380,71 @@ def _read_nwb(path: Path):
         raise InputError(f"{path}: cannot read as NWB ({type(e).__name__}: {e})") from None
     ids = [str(x) for x in label]
     return ids, arrays, [f"unit {i} (Units row {k + 1})" for k, i in enumerate(ids)]
+
+
+# ---------------------------------------------------------------------------- Neo (optional)
+def _import_neo(what: str):
+    try:
+        import neo
+    except ImportError:
+        raise InputError(f"{what} needs the optional package neo (pip install 'dicsbi[neo]')") from None
+    return neo
+
+
+def _neo_trains(obj) -> list:
+    """Every ``neo.SpikeTrain`` in a SpikeTrain, a list of them, a Segment or a Block."""
+    neo = _import_neo("reading Neo objects")
+    if isinstance(obj, neo.SpikeTrain):
+        return [obj]
+    if isinstance(obj, neo.Block):
+        return [st for seg in obj.segments for st in seg.spiketrains]
+    if isinstance(obj, neo.Segment):
+        return list(obj.spiketrains)
+    if isinstance(obj, (list, tuple)):
+        return [st for o in obj for st in _neo_trains(o)]
+    raise InputError(f"expected neo SpikeTrain(s), a Segment or a Block, got {type(obj).__name__}")
+
+
+def _neo_ident(st, k: int) -> str:
+    ann = getattr(st, "annotations", {}) or {}
+    return str(st.name or ann.get("id") or ann.get("channel_id") or f"spiketrain{k}")
+
+
+def from_neo(obj, source: str = "neo input") -> SpikeTrains:
+    """Spike trains from Neo (``SpikeTrain``, list, ``Segment`` or ``Block``), converted to ms.
+
+    Each train keeps its own window (``t_start``, ``t_stop``) and its name (or annotation ``id``) as ID; the
+    same checks as the file readers apply (finite, non-negative, strictly increasing, unique IDs).
+    """
+    trains = _neo_trains(obj)
+    if not trains:
+        raise InputError(f"{source}: no spike trains")
+    arrays, starts, stops, ids = [], [], [], []
+    for k, st in enumerate(trains):
+        ident = _neo_ident(st, k)
+        where = f"spike train {k + 1} ({ident!r})"
+        if ident in ids:
+            raise InputError(f"{source}: {where}: ID {ident!r} repeats spike train {ids.index(ident) + 1}")
+        times = np.asarray(st.times.rescale("ms").magnitude, dtype=float)
+        _check_train(times, Path(source), where)
+        arrays.append(times)
+        starts.append(float(st.t_start.rescale("ms").magnitude))
+        stops.append(float(st.t_stop.rescale("ms").magnitude))
+        ids.append(ident)
+    return SpikeTrains.from_list(arrays, np.array(starts), np.array(stops), ids=ids)
+
+
+def _read_neo_file(path: Path):
+    neo = _import_neo(f"{path}: reading a {path.suffix} file")
+    try:
+        reader = neo.io.get_io(str(path))
+        blocks = reader.read(lazy=False)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read spike trains with Neo ({type(e).__name__}: {e}); expected a CSV "
+                         "(Spike2Pop or long), an NWB file or a Neo-readable recording") from None
+    trains = _neo_trains(list(blocks))
+    if not trains:
+        raise InputError(f"{path}: the recording holds no spike trains (Neo found no SpikeTrain)")
+    ids = [_neo_ident(st, k) for k, st in enumerate(trains)]
+    arrays = [np.asarray(st.times.rescale("ms").magnitude, dtype=float) for st in trains]
+    return ids, arrays, [f"spike train {k + 1} ({i!r})" for k, i in enumerate(ids)]

@@ -8,6 +8,10 @@ evaluation figures of both candidates, so the choice is visible.
 
     python experiments/train_pretrained.py --model stg                # about 20-40 min per model on 2 cores
     python experiments/train_pretrained.py --model da --representations summary --max-minutes 20
+    python experiments/train_pretrained.py --model stg --reuse summary   # keep the trained summary candidate
+
+``--reuse`` re-evaluates an already trained candidate folder (its training figures come from its
+posterior.json) instead of training it again, so a long run can be completed one representation at a time.
 
 Ends with one line: model=.. shipped=<representation> train_trains=.. seconds=.. mae_gs=.. mae_gu=..
 """
@@ -18,7 +22,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_posterior import evaluate  # noqa: E402
 
 from dicsbi.datasets import load_dataset  # noqa: E402
-from dicsbi.inference import PRETRAINED_DIR, TrainConfig, train_posterior  # noqa: E402
+from dicsbi.inference import PRETRAINED_DIR, TrainConfig, load_posterior, train_posterior  # noqa: E402
 
 
 def main() -> None:
@@ -41,27 +44,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="out/pretrained-candidates")
+    ap.add_argument("--reuse", default="", help="comma-separated representations whose candidate folder under "
+                    "--work is evaluated again rather than retrained")
     args = ap.parse_args()
     train = args.train or f"data/{args.model}-shipped-train"
     test = args.test or f"data/{args.model}-shipped-test"
     data = load_dataset(train)
     candidates = {}
+    reuse = set(filter(None, args.reuse.split(",")))
     for rep in args.representations.split(","):
-        cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
-                          learning_rate=1e-3 if rep == "summary" else 5e-4)
-        t0 = time.time()
-        post, rep_ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes)
-        secs = time.time() - t0
-        folder = post.save(Path(args.work) / f"{args.model}-{rep}")
+        folder = Path(args.work) / f"{args.model}-{rep}"
+        if rep in reuse:
+            post = load_posterior(folder, model=args.model)
+            if post.config["representation"] != rep or post.config["training_data"]["fingerprint"] != \
+                    data.manifest["fingerprint"]:
+                raise SystemExit(f"{folder}: not a {rep} posterior trained on {train}; retrain it")
+        else:
+            cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
+                              learning_rate=1e-3 if rep == "summary" else 5e-4)
+            post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes)
+            post.save(folder)
+        tr = post.config["training"]
+        secs = tr["seconds"]
         ev = evaluate(post, test, 500, args.eval_trains, args.seed)
         score = float(np.mean(ev["mae_mean_all"]))
-        candidates[rep] = {"folder": str(folder), "score": score, "seconds": round(secs, 1), "epochs": rep_.epochs,
-                           "best_val_loss": rep_.best_val_loss, "train_trains": rep_.n_train,
+        candidates[rep] = {"folder": str(folder), "score": score, "seconds": secs, "epochs": tr["epochs"],
+                           "best_val_loss": tr["best_val_loss"],
+                           "train_trains": post.config["training_data"]["train_trains"],
                            "mae_mean": {k: ev[f"mae_mean_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "mae_median": {k: ev[f"mae_median_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "coverage": ev["coverage"], "sbc_ks_p": ev["sbc_p"].tolist(),
                            "tarp_atc": ev["tarp"]["atc"], "eval_trains": ev["n"]}
-        print(f"{rep}: {rep_.epochs} epochs in {secs:.0f} s, val loss {rep_.best_val_loss:.4f}, "
+        print(f"{rep}: {tr['epochs']} epochs in {secs:.0f} s, val loss {tr['best_val_loss']:.4f}, "
               f"MAE g_s/g_u {ev['mae_mean_all'][0]:.3f} / {ev['mae_mean_all'][1]:.3f}, "
               f"coverage {ev['coverage']}", flush=True)
     best = min(candidates, key=lambda r: candidates[r]["score"])

@@ -104,3 +104,35 @@ def test_skip_bad_keeps_the_rest_and_reports(tmp_path):
     assert "row 3" in skipped[0] and "row 5" in skipped[1]
     with pytest.raises(InputError, match="no usable spike train"):
         read_spike_trains(write(tmp_path, 'ID,spiking_times\nb,"[3, 1]"\n', "all_bad.csv"), skip_bad=True)
+
+
+def test_neo_spiketrains_and_neo_readable_file(tmp_path):
+    neo = pytest.importorskip("neo")
+    pq = pytest.importorskip("quantities")
+    from dicsbi.inference import as_trains
+    from dicsbi.io import from_neo
+
+    a = neo.SpikeTrain([0.1, 0.25, 0.4] * pq.s, t_stop=1.0 * pq.s, name="u1")
+    b = neo.SpikeTrain([10, 20, 35.5] * pq.ms, t_start=5 * pq.ms, t_stop=50 * pq.ms, name="u2")
+    t = from_neo([a, b])
+    assert list(t.ids) == ["u1", "u2"]
+    np.testing.assert_allclose(t.times_ms, [100, 250, 400, 10, 20, 35.5])
+    np.testing.assert_allclose(t.t_start_ms, [0, 5])
+    np.testing.assert_allclose(t.t_stop_ms, [1000, 50])
+    np.testing.assert_allclose(as_trains(a).times_ms, [100, 250, 400])  # the Python API takes Neo directly
+    blk = neo.Block()
+    seg = neo.Segment()
+    seg.spiketrains += [a, b]
+    blk.segments.append(seg)
+    path = tmp_path / "rec.mat"
+    neo.io.NeoMatlabIO(str(path)).write_block(blk)
+    trains, skipped = read_spike_trains(path)
+    assert list(trains.ids) == ["u1", "u2"] and not skipped
+    np.testing.assert_allclose(trains[1], [10, 20, 35.5])
+    with pytest.raises(InputError, match="ID 'u1' repeats"):
+        from_neo([a, a])
+    with pytest.raises(InputError, match="expected neo SpikeTrain"):
+        from_neo([a, 3.0])
+    (tmp_path / "junk.abf").write_bytes(b"not an abf file")
+    with pytest.raises(InputError, match="junk.abf: cannot read spike trains with Neo"):
+        read_spike_trains(tmp_path / "junk.abf")
