@@ -201,7 +201,7 @@ def infer(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
-    from .io import atomic_write_text, read_spike_trains
+    from .io import OutputFolder, atomic_write_text, read_spike_trains
     from .populations import infer as run
     from .populations import populations_table, summary_table
 
@@ -210,13 +210,13 @@ def infer(
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
     res = run(trains, model, n_models, posterior=posterior, seed=seed, check=check, progress=progress)
     from .arviz_io import inference_data, to_netcdf
-
-    atomic_write_text(out / "populations.csv", populations_table(res))
-    atomic_write_text(out / "summary.csv", summary_table(res, trains))
-    to_netcdf(inference_data(res, trains), out / "posterior.nc")
     from .report import write_figures_and_report
 
-    write_figures_and_report(res, trains, out, title=f"dicsbi infer {spikes.name}")
+    with OutputFolder(out) as stage:  # all or nothing: a killed run leaves only a temporary folder
+        atomic_write_text(stage / "populations.csv", populations_table(res))
+        atomic_write_text(stage / "summary.csv", summary_table(res, trains))
+        to_netcdf(inference_data(res, trains), stage / "posterior.nc")
+        write_figures_and_report(res, trains, stage, title=f"dicsbi infer {spikes.name}")
     err.print(f"{len(res.recordings)} recordings -> {n_models} {res.model} models each; {len(res.silent)} silent "
               f"(no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ "
               f"and report.html to {out}", soft_wrap=True)

@@ -105,3 +105,85 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
     r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "infer", str(tmp_path / "bad.csv"), "--out",
                         str(tmp_path / "res2"), "--posterior", str(tmp_path / "post")], capture_output=True, text=True)
     assert r.returncode == 2 and "row 2, column spiking_times" in r.stderr and not (tmp_path / "res2").exists()
+
+
+def _infer_cmd(tmp_path, out, *extra):
+    import sys
+
+    return [sys.executable, "-m", "dicsbi.cli", "infer", str(tmp_path / "rec.csv"), "--out", str(out),
+            "--posterior", str(tmp_path / "post"), "--n-models", "30", "--check", "4", "--no-progress", *extra]
+
+
+def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(tiny_posteriors, recordings, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from dicsbi.io import write_spike2pop_csv
+
+    tiny_posteriors["summary"][0].save(tmp_path / "post")
+    write_spike2pop_csv(tmp_path / "rec.csv", recordings)
+    out = tmp_path / "res"
+    proc = subprocess.Popen(_infer_cmd(tmp_path, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:  # kill while it writes: the stage holds a file
+        stages = list(out.glob(".partial-*"))
+        if stages and any(stages[0].rglob("*")):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = {p.name for p in out.iterdir()}
+    assert left <= {".dicsbi.lock"} | {p.name for p in out.glob(".partial-*")}, left  # temporary names only
+    r = subprocess.run(_infer_cmd(tmp_path, out), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "populations.csv", "posterior.nc", "report.html",
+                                                    "summary.csv"]  # stale lock taken over, stage removed
+
+
+def test_failure_while_writing_keeps_the_previous_outputs(tiny_posteriors, recordings, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import dicsbi.report
+    from dicsbi.cli import app
+    from dicsbi.io import write_spike2pop_csv
+
+    tiny_posteriors["summary"][0].save(tmp_path / "post")
+    write_spike2pop_csv(tmp_path / "rec.csv", recordings)
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "summary.csv").write_text("an earlier result\n")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dicsbi.report, "write_figures_and_report", boom)
+    args = _infer_cmd(tmp_path, out)[3:]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code != 0
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv"]
+    assert (out / "summary.csv").read_text() == "an earlier result\n"
+
+
+def test_two_runs_on_one_folder_refuse_each_other(tiny_posteriors, recordings, tmp_path):
+    import subprocess
+    import sys
+
+    from dicsbi.errors import DicsbiError
+    from dicsbi.io import OutputFolder
+
+    out = tmp_path / "res"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        out.mkdir()
+        (out / ".dicsbi.lock").write_text(str(other.pid))
+        with pytest.raises(DicsbiError, match=f"another dicsbi run \\(process {other.pid}\\)"):
+            with OutputFolder(out):
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    with OutputFolder(out) as stage:  # the holder is gone: its lock is stale and taken over
+        (stage / "a.txt").write_text("x")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
