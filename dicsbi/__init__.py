@@ -14,7 +14,9 @@ from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distan
 __version__ = "0.1.0.dev0"
 
 _LAZY = {"load_posterior": "inference", "train_posterior": "inference", "DICPosterior": "inference",
-         "simulate_dataset": "datasets", "load_dataset": "datasets", "DatasetConfig": "datasets"}
+         "simulate_dataset": "datasets", "load_dataset": "datasets", "DatasetConfig": "datasets",
+         "TrainConfig": "inference", "infer": "populations", "read_spike_trains": "io", "from_neo": "io",
+         "inference_data": "arviz_io"}
 
 
 def __getattr__(name):
@@ -25,7 +27,8 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dicsbi' has no attribute {name!r}")
 
-__all__ = ["DICPosterior", "DatasetConfig", "DicsbiError", "SimulationResult", "SpikeTrains", "compensate",
-           "compute_dics", "find_vth", "firing_class", "generate_population", "get_model", "load_dataset",
-           "load_posterior", "simulate", "simulate_dataset", "spike_features", "train_posterior",
-           "van_rossum_distance", "__version__"]
+__all__ = ["DICPosterior", "DatasetConfig", "DicsbiError", "SimulationResult", "SpikeTrains", "TrainConfig",
+           "compensate", "compute_dics", "find_vth", "firing_class", "from_neo", "generate_population",
+           "get_model", "infer", "inference_data", "load_dataset", "load_posterior", "read_spike_trains",
+           "simulate", "simulate_dataset", "spike_features", "train_posterior", "van_rossum_distance",
+           "__version__"]
