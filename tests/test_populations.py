@@ -187,3 +187,40 @@ def test_two_runs_on_one_folder_refuse_each_other(tiny_posteriors, recordings, t
     with OutputFolder(out) as stage:  # the holder is gone: its lock is stale and taken over
         (stage / "a.txt").write_text("x")
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+
+
+@pytest.mark.parametrize("model", ["stg", "da"])
+def test_shipped_pair_table_equals_recomputation(model):
+    import json
+
+    from dicsbi.populations import compute_pair_ranking, pair_table_path
+
+    path = pair_table_path(model)
+    if not path.exists():
+        pytest.skip(f"no shipped pair table for {model}")
+    table = json.loads(path.read_text())
+    keys = sorted(table["cells"])
+    for key in np.random.default_rng(3).choice(keys, 3, replace=False):
+        i, j = map(int, key.split(","))
+        assert [list(p) for p in compute_pair_ranking(model, i, j, table["vth_mV"])] == table["cells"][key]
+
+
+def test_report_renders_in_headless_chromium(tiny_posteriors, recordings, tmp_path):
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    spec = importlib.util.spec_from_file_location(
+        "screenshot_report", Path(__file__).parents[1] / "experiments" / "screenshot_report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from dicsbi.report import write_figures_and_report
+
+    res = infer(recordings, "stg", 20, posterior=tiny_posteriors["summary"][0], seed=0, check=3)
+    page = write_figures_and_report(res, recordings, tmp_path)
+    r = mod.render(page, tmp_path / "report.png", height=1500)
+    assert r["returncode"] == 0 and r["errors"] == []
+    assert r["rendered_images"] == r["expected_images"] == 8
+    assert (tmp_path / "report.png").stat().st_size > 10_000
