@@ -92,3 +92,53 @@ def to_netcdf(idata, path) -> None:
 
 def from_netcdf(path):
     return _arviz().from_netcdf(str(path))
+
+
+def diagnostics_data(diag):
+    """``InferenceData`` of a :class:`~dicsbi.diagnose.Diagnostics`: posterior draws ``g_s``, ``g_u`` over
+    ``(chain, draw, simulation)``; the truths and firing classes in ``observed_data``; SBC ranks in
+    ``sample_stats`` (``rank_g_s``, ``rank_g_u`` over ``simulation``)."""
+    import xarray as xr
+
+    from . import __version__
+
+    az = _arviz()
+    n, s, _ = diag.samples.shape
+    coords = {"chain": [0], "draw": np.arange(s), "simulation": np.arange(n)}
+    attrs = {"model": diag.model, "seed": int(diag.seed), "dicsbi_version": __version__, "source": diag.source,
+             "verdict": diag.verdict}
+    dims = ("chain", "draw", "simulation")
+    posterior = xr.Dataset({"g_s": (dims, diag.samples[..., 0].T[None]), "g_u": (dims, diag.samples[..., 1].T[None])},
+                           coords=coords, attrs=attrs)
+    sim = {"simulation": np.arange(n)}
+    observed = xr.Dataset({"g_s_true": (("simulation",), diag.theta[:, 0]),
+                           "g_u_true": (("simulation",), diag.theta[:, 1]),
+                           "firing_class": (("simulation",), diag.classes.astype(np.int64))}, coords=sim, attrs=attrs)
+    stats = xr.Dataset({"rank_g_s": (("simulation",), diag.ranks[:, 0]),
+                        "rank_g_u": (("simulation",), diag.ranks[:, 1])}, coords=sim, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.InferenceData(posterior=posterior, observed_data=observed, sample_stats=stats)
+
+
+def plot_rank_ecdf(ranks: np.ndarray, names):
+    """SBC rank ECDF minus the uniform CDF with simultaneous 95% bands (ArviZ ``plot_ecdf``), one panel per
+    parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from scipy.stats import uniform
+
+    az = _arviz()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[0], names)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            az.plot_ecdf(ranks[:, k], cdf=uniform(0, 1).cdf, difference=True, confidence_bands=True,
+                         ci_prob=0.95, random_state=0, ax=ax)
+        ax.set_title(f"SBC ranks of {name}")
+        ax.set_xlabel("normalised rank")
+        ax.set_ylabel("ECDF - uniform")
+    fig.tight_layout()
+    return fig

@@ -222,6 +222,38 @@ def infer(
               f"and report.html to {out}", soft_wrap=True)
 
 
+@app.command()
+def diagnose(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    posterior: Annotated[str, typer.Option(help="posterior folder, or stg / da for a shipped one")] = "stg",
+    n_sims: Annotated[int, typer.Option(help="fresh test simulations from the posterior's prior")] = 1000,
+    data: Annotated[Path | None, typer.Option(help="held-out data set folder instead of fresh simulations")] = None,
+    n_samples: Annotated[int, typer.Option(help="posterior samples per test train")] = 1000,
+    check: Annotated[int, typer.Option(help="test trains in the predictive check (0: skip)")] = 50,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Check a posterior: SBC, coverage, TARP, recovery, contraction, predictive check; verdicts and report."""
+    from .diagnose import THRESHOLDS, write_diagnostics
+    from .diagnose import diagnose as run
+    from .inference import load_posterior
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    post = load_posterior(posterior)
+    diag = run(post, n_sims=n_sims, data=data, n_samples=n_samples, check=check, seed=seed, progress=progress)
+    write_diagnostics(diag, out, post.config)
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for name, (verdict, value) in diag.verdicts.items():
+        err.print(f"[{colour[verdict]}]{verdict:4}[/] {name:12} {value:9.4g}   ({THRESHOLDS[name]})", soft_wrap=True)
+    err.print(f"{diag.n_test} test trains ({diag.source}); wrote diagnostics.json, diagnostics.nc, figures/ and "
+              f"report.html to {out}", soft_wrap=True)
+    print(diag.key_line())
+
+
 def main() -> None:
     """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
     try:

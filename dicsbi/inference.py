@@ -376,6 +376,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
         "num_bins": cfg.num_bins, "embedding_dim": cfg.embedding_dim,
         "window_ms": float(dcfg["duration_ms"]), "noise_std": float(dcfg["noise_std"]),
+        "simulator": {k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
         "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
                           "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
                           "excluded_silent": n_silent, "excluded_diverged": n_diverged},

@@ -98,3 +98,71 @@ def conductance_violins(model, conductances: np.ndarray, title: str = ""):
     ax.set_title(title or f"population conductances ({len(conductances)} models)")
     fig.tight_layout()
     return fig
+
+
+def coverage_curves(figures: dict, n: int):
+    """Expected coverage against credibility level: joint (HPD) and marginal (central), with a 95% binomial
+    band around the diagonal."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    levels = np.array([float(a) for a in figures["coverage_joint"]])
+    ax.fill_between(levels, levels - 1.96 * np.sqrt(levels * (1 - levels) / n),
+                    levels + 1.96 * np.sqrt(levels * (1 - levels) / n), color="0.85", label="95% band (calibrated)")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(levels, list(figures["coverage_joint"].values()), "o-", ms=3, label="joint (HPD)")
+    for name, cov in figures["coverage_marginal"].items():
+        ax.plot([float(a) for a in cov], list(cov.values()), "s--", ms=2, label=f"{name} (central)")
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("expected coverage")
+    ax.set_title("coverage")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tarp_curve(curve: dict, atc: float):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(curve["alpha"], curve["ecp"], "-", color="C3")
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("expected coverage (TARP)")
+    ax.set_title(f"TARP, ATC = {atc:+.3f}")
+    fig.tight_layout()
+    return fig
+
+
+def recovery(theta: np.ndarray, mean: np.ndarray, classes: np.ndarray, names):
+    """Posterior mean against the truth per parameter, coloured by the firing class of the train."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[0], names)):
+        for c in (1, 2):
+            sel = classes == c
+            ax.scatter(theta[sel, k], mean[sel, k], s=4, alpha=0.5, color=CLASS_COLOURS[c], label=CLASS_NAMES[c])
+        lo, hi = float(min(theta[:, k].min(), mean[:, k].min())), float(max(theta[:, k].max(), mean[:, k].max()))
+        ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"posterior mean {name}")
+        ax.legend(fontsize=8)
+    fig.suptitle("parameter recovery")
+    fig.tight_layout()
+    return fig
+
+
+def contraction(samples: np.ndarray, theta: np.ndarray, config: dict, names):
+    """Posterior z-score against contraction (1 - posterior variance / prior variance) per test train."""
+    plt = _plt()
+    box = np.asarray(config.get("box", [[theta[:, k].min(), theta[:, k].max()] for k in range(theta.shape[1])]))
+    prior_var = (box[:, 1] - box[:, 0]) ** 2 / 12
+    mean, sd = samples.mean(1), samples.std(1)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[0], names)):
+        ax.scatter(1 - sd[:, k] ** 2 / prior_var[k], (mean[:, k] - theta[:, k]) / np.maximum(sd[:, k], 1e-12),
+                   s=4, alpha=0.5)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"posterior contraction of {name}")
+        ax.set_ylabel("posterior z-score")
+    fig.tight_layout()
+    return fig
