@@ -471,6 +471,45 @@ class _EpochBar:
 
 
 # ---------------------------------------------------------------------------- loading
+CONFIG_KEYS = {"format", "format_version", "model", "vth_mV", "box", "representation", "input_shape",
+               "sequence_stats", "flow", "hidden_features", "num_transforms", "num_bins", "embedding_dim",
+               "window_ms", "noise_std", "simulator", "training_data", "train_config", "class_map", "versions",
+               "training", "weights_sha256"}
+FLOWS = ("nsf", "maf", "mdn")
+
+
+def _validate_config(config: dict, path: Path) -> None:
+    """Refuse a configuration with unknown keys or fields of the wrong kind before anything is built from it."""
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise PosteriorError(f"{path}: unexpected field(s) {', '.join(map(repr, unknown))}; this file was not "
+                             "written by dicsbi (or by a newer version) and is refused")
+    problems = []
+    try:
+        get_model(config.get("model", ""))
+    except DicsbiError:
+        problems.append(f"unknown model {config.get('model')!r}")
+    box = config.get("box")
+    if not (isinstance(box, list) and len(box) == 2 and all(
+            isinstance(b, list) and len(b) == 2 and all(isinstance(v, (int, float)) for v in b) and b[0] < b[1]
+            for b in box)):
+        problems.append(f"box must be [[g_s lo, hi], [g_u lo, hi]], got {box!r}")
+    if config.get("representation") not in REPRESENTATIONS:
+        problems.append(f"representation must be one of {REPRESENTATIONS}, got {config.get('representation')!r}")
+    if config.get("flow") not in FLOWS:
+        problems.append(f"flow must be one of {FLOWS}, got {config.get('flow')!r}")
+    for key, hi in (("hidden_features", 4096), ("num_transforms", 64), ("num_bins", 256), ("embedding_dim", 4096)):
+        v = config.get(key)
+        if not (isinstance(v, int) and 0 < v <= hi):
+            problems.append(f"{key} must be an integer in 1..{hi}, got {v!r}")
+    if not isinstance(config.get("vth_mV"), (int, float)):
+        problems.append(f"vth_mV must be a number, got {config.get('vth_mV')!r}")
+    if not isinstance(config.get("weights_sha256"), str):
+        problems.append("weights_sha256 is missing")
+    if problems:
+        raise PosteriorError(f"{path}: invalid posterior configuration: {'; '.join(problems)}")
+
+
 def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPosterior:
     """Load a posterior: a shipped one by model name (``"stg"``, ``"da"``) or a folder written by
     :meth:`DICPosterior.save`.  ``model`` makes loading refuse an artifact made for another model."""
@@ -495,6 +534,7 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
     if config.get("format_version") != ARTIFACT_VERSION:
         raise PosteriorError(f"{folder / CONFIG}: format version {config.get('format_version')}, this dicsbi "
                              f"reads {ARTIFACT_VERSION}")
+    _validate_config(config, folder / CONFIG)
     if model is not None and config.get("model") != get_model(model).name:
         raise PosteriorError(f"{folder} holds a posterior for model {config.get('model')!r}, not {model!r}")
     wpath = folder / WEIGHTS
