@@ -130,7 +130,7 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
                 conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced))
     out = InferenceResult(m.name, float(post.vth_mV), int(seed), results, silent, post.config)
     if check:
-        for k, rec in enumerate(results):
+        for k, rec in enumerate(_progress(results, progress, f"predictive check ({check} simulated each)")):
             rec.check = predictive_check(m, trains.select([int(np.flatnonzero(trains.ids == rec.id)[0])]), rec,
                                          check, seed=seed + k)
     return out
