@@ -198,9 +198,13 @@ def infer(
     t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording window [ms]")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed recordings (reported) instead of stopping")] = False,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for sampling, compensation and simulation "
+                                                    "(outputs are identical for any number)")] = None,
+    device: Annotated[str, typer.Option(help="torch device for the posterior: cpu or cuda")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
+    _set_threads(threads)
     from .io import OutputFolder, atomic_write_text, read_spike_trains
     from .populations import infer as run
     from .populations import populations_table, summary_table
@@ -208,7 +212,10 @@ def infer(
     trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
     for why in skipped:
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
-    res = run(trains, model, n_models, posterior=posterior, seed=seed, check=check, progress=progress)
+    from .inference import load_posterior
+
+    post = load_posterior(posterior or model, model=model).to(device)
+    res = run(trains, model, n_models, posterior=post, seed=seed, check=check, progress=progress)
     from .arviz_io import inference_data, to_netcdf
     from .report import write_figures_and_report
 
@@ -239,10 +246,7 @@ def diagnose(
     from .diagnose import diagnose as run
     from .inference import load_posterior
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     post = load_posterior(posterior)
     diag = run(post, n_sims=n_sims, data=data, n_samples=n_samples, check=check, seed=seed, progress=progress)
     write_diagnostics(diag, out, post.config)
@@ -252,6 +256,16 @@ def diagnose(
     err.print(f"{diag.n_test} test trains ({diag.source}); wrote diagnostics.json, diagnostics.nc, figures/ and "
               f"report.html to {out}", soft_wrap=True)
     print(diag.key_line())
+
+
+def _set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads in numba kernels and torch (None: their defaults)."""
+    if threads:
+        import numba
+        import torch
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        torch.set_num_threads(int(threads))
 
 
 def main() -> None:

@@ -136,6 +136,7 @@ class DICPosterior:
 
     def __init__(self, estimator, config: dict):
         self.estimator = estimator.eval()
+        self.device = "cpu"
         self.config = config
         self.model = config["model"]
         self.vth_mV = config["vth_mV"]
@@ -146,6 +147,18 @@ class DICPosterior:
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
                 f"box={self.config['box']}, V_th={self.vth_mV} mV)")
+
+    def to(self, device: str) -> DICPosterior:
+        """Run the network on ``device`` (``"cuda"``: worth it for large batches; samples come back as numpy
+        either way, and differ from the CPU's in the last bits, so a seed reproduces a result per device)."""
+        import torch
+
+        try:
+            self.estimator.to(torch.device(device))
+        except (RuntimeError, AssertionError) as e:
+            raise DicsbiError(f"cannot use torch device {device!r}: {e}") from None
+        self.device = str(device)
+        return self
 
     # -- transforms between the box and the flow's unbounded space
     def _to_u(self, theta):
@@ -170,7 +183,7 @@ class DICPosterior:
     def _condition(self, trains):
         import torch
 
-        return torch.as_tensor(self.features(trains))
+        return torch.as_tensor(self.features(trains)).to(self.device)
 
     def sample(self, trains, n: int, seed: int | None = 0) -> np.ndarray:
         """``n`` posterior samples of (g_s, g_u) per train: shape ``[n_trains, n, 2]`` (``[n, 2]`` for one
@@ -185,7 +198,7 @@ class DICPosterior:
             torch.manual_seed(int(seed))
         try:
             with torch.no_grad():
-                u = self.estimator.sample((int(n),), condition=x)  # [n, B, 2]
+                u = self.estimator.sample((int(n),), condition=x).cpu()  # [n, B, 2]
         finally:
             if gen_state is not None:
                 torch.random.set_rng_state(gen_state)
@@ -212,7 +225,7 @@ class DICPosterior:
                   (th <= torch.as_tensor(self._hi, dtype=th.dtype))).all(-1)
         u, log_jac = self._to_u(th)
         with torch.no_grad():
-            lp = self.estimator.log_prob(u, condition=x) + log_jac
+            lp = self.estimator.log_prob(u.to(self.device), condition=x).cpu() + log_jac
         lp = torch.where(inside, lp, torch.full_like(lp, -math.inf)).numpy().astype(float)
         lp = lp.reshape(*lead, n_trains)
         return lp[..., 0] if single else lp
@@ -225,13 +238,14 @@ class DICPosterior:
         x = self._condition(trains)
         torch.manual_seed(seed)
         with torch.no_grad():
-            u0 = self.estimator.sample((n,), condition=x)
-            lp = self.estimator.log_prob(u0, condition=x) + self._u_log_jac_theta(u0)
+            u0 = self.estimator.sample((n,), condition=x).cpu()
+            lp = self.estimator.log_prob(u0.to(self.device), condition=x).cpu() + self._u_log_jac_theta(u0)
         u = u0[lp.argmax(0), torch.arange(x.shape[0])].clone().requires_grad_(True)
         opt = torch.optim.Adam([u], lr=0.02)
         for _ in range(100):
             opt.zero_grad()
-            loss = -(self.estimator.log_prob(u[None], condition=x)[0] + self._u_log_jac_theta(u)).sum()
+            loss = -(self.estimator.log_prob(u[None].to(self.device), condition=x)[0].cpu()
+                     + self._u_log_jac_theta(u)).sum()
             loss.backward()
             opt.step()
         return self._to_theta(u.detach()).numpy().astype(float)
