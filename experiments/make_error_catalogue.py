@@ -29,6 +29,17 @@ line prints it as one line (`error: ...`) and exits with status 2, writing nothi
 """
 
 
+FOOTER = """
+## Property tests and fuzzing
+
+`tests/test_properties.py` (hypothesis) feeds the readers arbitrary CSV text and bytes and the feature
+extraction arbitrary finite sorted trains: each either works or raises a `DicsbiError` naming the file.
+`experiments/fuzz_inputs.py` fuzzes the CSV and NWB readers coverage-guided (atheris / libFuzzer,
+`pip install atheris`); on 2026-11-30: `--target csv --seconds 60` ran 51,610 inputs, `--target nwb
+--seconds 90` ran 3,814 inputs (each one a full HDF5 open), no finding.
+"""
+
+
 def run_case(fn) -> tuple[str, str]:
     """(exception class name, message with the scratch folder replaced by <dir>) of one case."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +59,7 @@ def catalogue() -> str:
         name, msg = run_case(fn)
         msg = re.sub(r"\(([A-Za-z]*Error): .*\)", r"(\1: ...)", msg)  # third-party details vary by version
         rows.append(f"| {area} | {situation} | `{name}` | {msg.replace('|', '/')} |")
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + FOOTER
 
 
 def main() -> None:
