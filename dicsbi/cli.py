@@ -171,15 +171,17 @@ def train(
     seed: Annotated[int, typer.Option(help="seed (initialisation, batches, augmentation)")] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    resume: Annotated[Path | None, typer.Option(help="continue training this posterior folder")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
-    from .inference import TrainConfig, train_posterior
+    from .inference import TrainConfig, load_posterior, train_posterior
 
     cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, threads=threads, device=device)
     post, rep = train_posterior(data, cfg, progress=progress,
-                                max_seconds=None if max_minutes is None else 60 * max_minutes)
+                                max_seconds=None if max_minutes is None else 60 * max_minutes,
+                                resume_from=load_posterior(resume) if resume else None)
     post.save(out)
     err.print(f"wrote {post!r} to {out}: {rep.epochs} epochs in {rep.seconds:.0f} s, best validation loss "
               f"{rep.best_val_loss:.4f}; {rep.n_train} training / {rep.n_val} validation trains, "

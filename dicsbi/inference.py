@@ -352,8 +352,13 @@ class TrainingReport:
 
 
 def train_posterior(data, config: TrainConfig | None = None, progress: bool = True,
-                    max_seconds: float | None = None) -> tuple[DICPosterior, TrainingReport]:
+                    max_seconds: float | None = None,
+                    resume_from: DICPosterior | None = None) -> tuple[DICPosterior, TrainingReport]:
     """Train a :class:`DICPosterior` on a data set folder (or a loaded :class:`~dicsbi.datasets.TrainingSet`).
+
+    ``resume_from``: continue from a posterior trained on the same data with the same network settings (its
+    weights and z-scoring are kept; epochs and seconds add up in the artifact), so a long training can run in
+    several sessions.
 
     Silent trains and failed simulations are excluded and counted in the report and the artifact.
     ``max_seconds`` stops training (keeping the best weights so far) when the time is up.
@@ -383,6 +388,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     rng = np.random.default_rng(cfg.seed)
     train_trains, val_trains = ds.trains.select(tr_idx), ds.trains.select(va_idx)
     stats = sequence_stats(train_trains) if cfg.representation == "sequence" else None
+    if resume_from is not None and resume_from.config.get("sequence_stats") is not None:
+        stats = resume_from.config["sequence_stats"]
     meta = {
         "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": model.name,
         "vth_mV": float(np.median(ds.vth_mV)), "box": box, "representation": cfg.representation,
@@ -412,7 +419,19 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])
     x_val = feats(val_trains, cfg.seed + 10**6)  # fixed augmented copy
     x0 = feats(train_trains, int(rng.integers(2**31)))
-    net = _build_estimator(meta, u_train, x0).to(cfg.device)
+    net = _build_estimator(meta, u_train, x0)
+    before = {"epochs": 0, "seconds": 0.0}
+    if resume_from is not None:
+        keys = ("representation", "flow", "hidden_features", "num_transforms", "num_bins", "box") + (
+            ("embedding_dim",) if cfg.representation == "sequence" else ())
+        differ = [k for k in keys if resume_from.config.get(k) != meta[k]]
+        if resume_from.config["training_data"]["fingerprint"] != meta["training_data"]["fingerprint"]:
+            differ.append("training data")
+        if differ:
+            raise DicsbiError(f"cannot resume: the earlier posterior differs in {', '.join(differ)}")
+        net.load_state_dict(resume_from.estimator.state_dict())
+        before = resume_from.config.get("training", before)
+    net = net.to(cfg.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 3, 2))
     best, best_state, bad_epochs, history = math.inf, None, 0, []
@@ -455,8 +474,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     net = net.to("cpu")
     seconds = time.perf_counter() - t0
     report = TrainingReport(epoch, best, seconds, int(n_tr), int(va_idx.size), n_silent, n_diverged, history)
-    meta["training"] = {"epochs": epoch, "best_val_loss": best, "seconds": round(seconds, 1),
-                        "seed": cfg.seed}
+    meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
+                        "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
     return DICPosterior(net, meta), report
 
 

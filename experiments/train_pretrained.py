@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="out/pretrained-candidates")
+    ap.add_argument("--resume", default="", help="comma-separated representations whose candidate folder under "
+                    "--work is trained further (for --max-minutes more)")
     ap.add_argument("--reuse", default="", help="comma-separated representations whose candidate folder under "
                     "--work is evaluated again rather than retrained")
     args = ap.parse_args()
@@ -52,6 +54,7 @@ def main() -> None:
     data = load_dataset(train)
     candidates = {}
     reuse = set(filter(None, args.reuse.split(",")))
+    resume = set(filter(None, args.resume.split(",")))
     for rep in args.representations.split(","):
         folder = Path(args.work) / f"{args.model}-{rep}"
         if rep in reuse:
@@ -62,7 +65,8 @@ def main() -> None:
         else:
             cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
                               learning_rate=1e-3 if rep == "summary" else 5e-4)
-            post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes)
+            earlier = load_posterior(folder, model=args.model) if rep in resume else None
+            post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes, resume_from=earlier)
             post.save(folder)
         tr = post.config["training"]
         secs = tr["seconds"]

@@ -151,3 +151,18 @@ def test_shipped_posterior_recovers_the_firing_regime(model, targets):
             assert np.all(np.abs(mean[:, 0] - gs) < 5.0) and np.all(np.abs(mean[:, 1] - gu) < 5.0), mean
         else:
             assert np.all(mean[:, 0] > -3.0), mean
+
+
+def test_training_resumes_from_an_earlier_posterior(tiny_set, tiny_posteriors):
+    from conftest import FAST
+
+    from dicsbi.errors import DicsbiError
+    from dicsbi.inference import TrainConfig, train_posterior
+
+    first, _ = tiny_posteriors["summary"]
+    cfg = TrainConfig(**{**FAST, "max_epochs": 2})
+    more, rep = train_posterior(tiny_set, cfg, progress=False, resume_from=first)
+    assert more.config["training"]["epochs"] == first.config["training"]["epochs"] + rep.epochs
+    assert rep.best_val_loss <= first.config["training"]["best_val_loss"] + 0.5  # starts from trained weights
+    with pytest.raises(DicsbiError, match="cannot resume: the earlier posterior differs in hidden_features"):
+        train_posterior(tiny_set, TrainConfig(**{**FAST, "hidden_features": 8}), progress=False, resume_from=first)
