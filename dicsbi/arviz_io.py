@@ -72,7 +72,7 @@ def inference_data(result, trains: SpikeTrains):
                                 constant_data=constant)
 
 
-def to_netcdf(idata, path) -> None:
+def to_netcdf(idata, path):
     """Write ``InferenceData`` to ``path`` atomically (temporary name in the same folder, then rename)."""
     import os
     import tempfile
@@ -88,6 +88,36 @@ def to_netcdf(idata, path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+GROUPS = ("posterior", "posterior_predictive", "observed_data", "constant_data")
+
+
+def merge_netcdf_parts(paths, out) -> None:
+    """Concatenate netCDF parts of :func:`inference_data` along ``recording`` into one ``InferenceData`` file,
+    lazily (dask), so the merged file never has to fit in memory."""
+    import os
+
+    import xarray as xr
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        to_netcdf(_arviz().InferenceData(), out)
+        return
+    if len(paths) == 1:
+        os.replace(paths[0], out)
+        return
+    groups = {g: xr.open_mfdataset(paths, group=g, combine="nested", concat_dim="recording", data_vars="minimal",
+                                   coords="minimal", compat="override", engine="h5netcdf")
+              for g in GROUPS}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            to_netcdf(_arviz().InferenceData(**groups), out)
+    finally:
+        for ds in groups.values():
+            ds.close()
 
 
 def from_netcdf(path):

@@ -207,28 +207,20 @@ def infer(
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
     _set_threads(threads)
-    from .io import OutputFolder, atomic_write_text, read_spike_trains
-    from .populations import infer as run
-    from .populations import populations_table, summary_table
+    from .inference import load_posterior
+    from .io import OutputFolder, read_spike_trains
+    from .populations import run_to_folder
 
     trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
     for why in skipped:
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
-    from .inference import load_posterior
-
     post = load_posterior(posterior or model, model=model).to(device)
-    res = run(trains, model, n_models, posterior=post, seed=seed, check=check, progress=progress)
-    from .arviz_io import inference_data, to_netcdf
-    from .report import write_figures_and_report
-
     with OutputFolder(out) as stage:  # all or nothing: a killed run leaves only a temporary folder
-        atomic_write_text(stage / "populations.csv", populations_table(res))
-        atomic_write_text(stage / "summary.csv", summary_table(res, trains))
-        to_netcdf(inference_data(res, trains), stage / "posterior.nc")
-        write_figures_and_report(res, trains, stage, title=f"dicsbi infer {spikes.name}")
-    err.print(f"{len(res.recordings)} recordings -> {n_models} {res.model} models each; {len(res.silent)} silent "
-              f"(no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ "
-              f"and report.html to {out}", soft_wrap=True)
+        n_rec, n_silent = run_to_folder(trains, stage, model, n_models, post, seed, check, progress,
+                                        title=f"dicsbi infer {spikes.name}")
+    err.print(f"{n_rec} recordings -> {n_models} {post.model} models each; {n_silent} silent (no posterior), "
+              f"{len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ and report.html "
+              f"to {out}", soft_wrap=True)
 
 
 @app.command()

@@ -84,6 +84,9 @@ def _populate(model, targets: np.ndarray, pairs, rng, vth, max_rounds: int):
     return g_out, d_out, p_out, p_out >= 0
 
 
+CHUNK = 256  # recordings per posterior call; part of the seed contract (see iter_infer)
+
+
 def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0,
           max_rounds: int = 3, max_pairs: int = 4, spare_factor: float = 1.5,
           progress: bool = False) -> InferenceResult:
@@ -91,49 +94,106 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
 
     ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.inference.as_trains` accepts without the
     3-spike rule); ``posterior``: a :class:`~dicsbi.inference.DICPosterior` or a path (default: the shipped
-    one for ``model``).  Reproducible by ``seed``: recording ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``.
+    one for ``model``).  Reproducible by ``seed`` (see :func:`iter_infer`, of which this collects the chunks).
     """
+    parts = list(iter_infer(trains, model, n_models, posterior, seed, check, max_rounds, max_pairs, spare_factor,
+                            progress))
+    first = parts[0]
+    return InferenceResult(first.model, first.vth_mV, first.seed, [r for p in parts for r in p.recordings],
+                           [s for p in parts for s in p.silent], first.posterior_config)
+
+
+def _resolve_posterior(posterior, m):
     from .inference import DICPosterior, load_posterior
 
-    m = get_model(model)
     if isinstance(posterior, DICPosterior) or hasattr(posterior, "sample") and hasattr(posterior, "config"):
         post = posterior  # anything with DICPosterior's sample / model / vth_mV / config
     else:
         post = load_posterior(posterior or m.name, model=m.name)
     if post.model != m.name:
         raise DicsbiError(f"the posterior is for model {post.model!r}, not {m.name!r}")
+    return post
+
+
+def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0,
+               max_rounds: int = 3, max_pairs: int = 4, spare_factor: float = 1.5, progress: bool = False):
+    """:func:`infer` in chunks of :data:`CHUNK` recordings: yields one :class:`InferenceResult` per chunk, so a
+    file of any number of recordings is processed in bounded memory.
+
+    Seeds: the posterior draws of chunk ``c`` use ``seed`` for ``c = 0`` and ``SeedSequence(seed, spawn_key=
+    (2**31 + c,))`` after; recording ``i`` (its index in ``trains``) solves its population with
+    ``SeedSequence(seed, spawn_key=(i,))`` and simulates its predictive check with seed ``seed + i``.  The
+    output therefore depends on the seed and the input only, never on how it is consumed.
+    """
+    m = get_model(model)
+    post = _resolve_posterior(posterior, m)
     if n_models < 1:
         raise DicsbiError(f"n_models must be >= 1, got {n_models}")
     if not isinstance(trains, SpikeTrains):
         trains = SpikeTrains.from_list(trains, 0.0)
-    cls = firing_class(trains)
-    active = np.flatnonzero(trains.counts >= MIN_SPIKES)
-    silent = [str(trains.ids[i]) for i in np.flatnonzero(trains.counts < MIN_SPIKES)]
     n_draw = int(np.ceil(n_models * spare_factor))
-    results = []
-    if active.size:
-        sub = trains.select(active)
-        all_samples = post.sample(sub, n_draw, seed=seed)  # [n_active, n_draw, 2], one batched call
-        for j, i in enumerate(_progress(active, progress, f"populations ({m.name})")):
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(i),)))
-            samples = all_samples[j]
-            ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
-            g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
-            keep = np.flatnonzero(ok)[:n_models]
-            if keep.size < n_models:
-                raise DicsbiError(f"recording {trains.ids[i]!r}: only {keep.size} of {n_models} posterior samples "
-                                  f"are reachable by compensation from the seed population ({n_draw} drawn); "
-                                  "use a larger spare_factor or fewer models")
-            n_replaced = int((~ok[: keep[-1] + 1]).sum())
-            results.append(RecordingPopulation(
-                id=str(trains.ids[i]), firing_class=int(cls[i]), samples=samples[keep], sample_index=keep,
-                conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced))
-    out = InferenceResult(m.name, float(post.vth_mV), int(seed), results, silent, post.config)
-    if check:
-        for k, rec in enumerate(_progress(results, progress, f"predictive check ({check} simulated each)")):
-            rec.check = predictive_check(m, trains.select([int(np.flatnonzero(trains.ids == rec.id)[0])]), rec,
-                                         check, seed=seed + k)
-    return out
+    bar = _Bar(progress, len(trains), f"recordings ({m.name})")
+    with bar:
+        for c, c0 in enumerate(range(0, len(trains), CHUNK)):
+            idx = np.arange(c0, min(c0 + CHUNK, len(trains)))
+            part = trains.select(idx)
+            cls = firing_class(part)
+            ok = part.counts >= MIN_SPIKES
+            results = []
+            if ok.any():
+                sample_seed = seed if c == 0 else int(np.random.SeedSequence(seed, spawn_key=(2**31 + c,))
+                                                      .generate_state(1)[0])
+                all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
+                for j, k in enumerate(np.flatnonzero(ok)):
+                    i = int(idx[k])
+                    rec = _one_population(m, post, all_samples[j], str(trains.ids[i]), int(cls[k]), i, seed, n_models,
+                                          n_draw, max_rounds, max_pairs)
+                    if check:
+                        rec.check = predictive_check(m, part.select([k]), rec, check, seed=seed + i)
+                    results.append(rec)
+                    bar.advance()
+            bar.advance(int((~ok).sum()))
+            yield InferenceResult(m.name, float(post.vth_mV), int(seed), results,
+                                  [str(part.ids[k]) for k in np.flatnonzero(~ok)], post.config)
+
+
+def _one_population(m, post, samples, ident, cls, i, seed, n_models, n_draw, max_rounds, max_pairs):
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+    ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
+    g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
+    keep = np.flatnonzero(ok)[:n_models]
+    if keep.size < n_models:
+        raise DicsbiError(f"recording {ident!r}: only {keep.size} of {n_models} posterior samples are reachable by "
+                          f"compensation from the seed population ({n_draw} drawn); use a larger spare_factor or "
+                          "fewer models")
+    n_replaced = int((~ok[: keep[-1] + 1]).sum())
+    return RecordingPopulation(id=ident, firing_class=cls, samples=samples[keep], sample_index=keep,
+                               conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced)
+
+
+class _Bar:
+    """A rich progress bar over recordings (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.enabled, self.total, self.label = enabled, total, label
+
+    def __enter__(self):
+        if self.enabled:
+            from rich import progress as rp
+
+            self.bar = rp.Progress(rp.TextColumn(self.label), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                   rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task("r", total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        if self.enabled and n:
+            self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
 
 
 PAIR_GRID = 1.0  # g_leak: pair rankings are shared by posterior medians in the same grid cell
@@ -188,14 +248,6 @@ def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[st
     return _ranking_in_cell(get_model(model).name, i, j, float(vth_mV))
 
 
-def _progress(items, enabled: bool, label: str):
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, description=label)
-
-
 def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n: int, seed: int = 0,
                      freq_tol: float = 0.10) -> dict:
     """Simulate ``n`` members and compare them with the recording.
@@ -232,6 +284,50 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
             "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
             "diverged": int((sim.status != 0).sum()), "trains": [t.copy() for t in sim.trains],
             "window_ms": window}
+
+
+# ---------------------------------------------------------------------------- the output folder, streamed
+MAX_FIGURES = 50
+
+
+def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
+                  progress: bool = False, title: str = "dicsbi inference") -> tuple[int, int]:
+    """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
+    ``report.html`` into ``folder`` chunk by chunk (tables appended, one netCDF part per chunk merged lazily at
+    the end), so memory stays bounded for any number of recordings.  ``folder`` should be a staging folder
+    (:class:`dicsbi.io.OutputFolder`): files are complete only when this returns.  Returns (recordings with a
+    population, silent recordings)."""
+    import shutil
+
+    from .arviz_io import inference_data, merge_netcdf_parts, to_netcdf
+    from .report import write_figures_and_report
+
+    folder = Path(folder)
+    parts_dir = folder / ".parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    shown, silent, parts, n_rec = [], [], [], 0
+    first = None
+    with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
+                                                                          newline="") as summ:
+        for c, part in enumerate(iter_infer(trains, model, n_models, posterior, seed, check, progress=progress)):
+            first = first or part
+            chunk = trains.select(np.arange(c * CHUNK, min((c + 1) * CHUNK, len(trains))))
+            pop.write(_body(populations_table(part), c > 0))
+            summ.write(_body(summary_table(part, chunk), c > 0))
+            if part.recordings:
+                parts.append(to_netcdf(inference_data(part, chunk), parts_dir / f"{c:06d}.nc"))
+            shown.extend(part.recordings[: max(0, MAX_FIGURES - len(shown))])
+            silent.extend(part.silent)
+            n_rec += len(part.recordings)
+    merge_netcdf_parts(parts, folder / "posterior.nc")
+    shutil.rmtree(parts_dir)
+    result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config)
+    write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
+    return n_rec, len(silent)
+
+
+def _body(table: str, drop_header: bool) -> str:
+    return table.split("\n", 1)[1] if drop_header else table
 
 
 # ---------------------------------------------------------------------------- outputs

@@ -27,7 +27,7 @@ def _safe(name: str) -> str:
 
 
 def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title: str = "dicsbi inference",
-                             max_recordings: int = 50) -> Path:
+                             max_recordings: int = 50, n_total: int | None = None) -> Path:
     """Write ``out/figures/<recording>_{raster,isi,posterior,conductances}.png`` and ``out/report.html``.
 
     Figures are drawn for the first ``max_recordings`` recordings (the page says how many were left out; every
@@ -71,7 +71,8 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
         table = "".join(f"<tr><th>{html.escape(str(a))}</th><td>{html.escape(str(b))}</td></tr>" for a, b in rows)
         sections.append(f"<section><h2>{html.escape(rec.id)}</h2><table>{table}</table>{''.join(imgs)}</section>")
     silent = "".join(f"<li>{html.escape(s)}</li>" for s in result.silent)
-    left_out = len(result.recordings) - len(sections)
+    n_total = len(result.recordings) if n_total is None else n_total
+    left_out = n_total - len(sections)
     if left_out > 0:
         sections.append(f"<section><p>{left_out} more recordings have no figures here (the first "
                         f"{max_recordings} are shown); all are in summary.csv and posterior.nc.</p></section>")
@@ -85,7 +86,7 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{
 section{{border-top:2px solid #ddd;margin-top:1.5em}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Model {html.escape(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, seed {result.seed};
-{len(result.recordings)} recordings with a posterior, {len(result.silent)} silent.</p>
+{n_total} recordings with a posterior, {len(result.silent)} silent.</p>
 {body}
 </body></html>
 """

@@ -243,3 +243,28 @@ def test_same_seed_gives_byte_identical_tables_across_runs_and_thread_counts(tin
     for name in ("populations.csv", "summary.csv"):
         first = (outs[0] / name).read_bytes()
         assert all((o / name).read_bytes() == first for o in outs[1:]), name
+
+
+def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors, recordings, tmp_path, monkeypatch):
+    import csv
+
+    import dicsbi.populations as pops
+    from dicsbi.arviz_io import from_netcdf
+
+    monkeypatch.setattr(pops, "CHUNK", 2)
+    trains = SpikeTrains.from_list([recordings[k % 3] for k in range(7)], 0.0, 1000.0,
+                                   ids=[f"r{k}" for k in range(7)])  # r2 and r5 are silent
+    post = tiny_posteriors["summary"][0]
+    whole = infer(trains, "stg", 12, posterior=post, seed=3)
+    n_rec, n_silent = pops.run_to_folder(trains, tmp_path, "stg", 12, post, seed=3)
+    assert (n_rec, n_silent) == (5, 2) and [r.id for r in whole.recordings] == ["r0", "r1", "r3", "r4", "r6"]
+    rows = list(csv.DictReader(open(tmp_path / "populations.csv")))
+    assert len(rows) == 60 and [r["recording"] for r in rows[::12]] == ["r0", "r1", "r3", "r4", "r6"]
+    got = np.array([[float(r["g_s [g_leak]"]), float(r["g_u [g_leak]"])] for r in rows])
+    np.testing.assert_allclose(got, np.concatenate([r.dics[:, 1:] for r in whole.recordings]), rtol=1e-6, atol=1e-6)
+    summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [r["recording"] for r in summary] == [f"r{k}" for k in range(7)]
+    idata = from_netcdf(tmp_path / "posterior.nc")
+    assert list(idata.posterior["recording"].values) == ["r0", "r1", "r3", "r4", "r6"]
+    np.testing.assert_allclose(idata.posterior["g_s"].values[0, :, 2], whole.recordings[2].samples[:, 0])
+    assert not (tmp_path / ".parts").exists()
