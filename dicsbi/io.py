@@ -163,7 +163,11 @@ def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"{path}: cannot read conductance table ({exc.strerror or exc})") from exc
-    rows = list(csv.reader(io.StringIO(text)))
+    csv.field_size_limit(2**31 - 1)  # one Spike2Pop cell holds a whole train: a million spikes is ~10 MB
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV ({e})") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise InputError(f"{path}: empty file; expected a header with {', '.join(model.conductance_names)}")
@@ -369,7 +373,11 @@ def _read_spike_csv(path: Path, unit: str | None):
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text (UTF-8) file") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    csv.field_size_limit(2**31 - 1)  # one Spike2Pop cell holds a whole train: a million spikes is ~10 MB
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV ({e})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise InputError(f"{path}: empty file; expected a header (ID,spiking_times or id,spike_time) and rows")

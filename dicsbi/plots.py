@@ -44,7 +44,8 @@ def isi_panels(recording: np.ndarray, title: str = ""):
         bins = np.geomspace(max(isi.min(), 1e-2) * 0.8, isi.max() * 1.25, 30)
         a.hist(isi, bins=bins, color="0.3")
         a.set_xscale("log")
-        b.loglog(isi[:-1], isi[1:], ".", color="0.2", ms=4)
+        step = max(1, isi.size // 20_000)  # a return map of a very long recording shows 20,000 pairs
+        b.loglog(isi[:-1:step], isi[1::step], ".", color="0.2", ms=4 if step == 1 else 1)
         lim = (bins[0], bins[-1])
         b.plot(lim, lim, ":", color="0.6", lw=1)
     a.set_xlabel("ISI (ms)")

@@ -248,6 +248,9 @@ def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[st
     return _ranking_in_cell(get_model(model).name, i, j, float(vth_mV))
 
 
+MAX_CHECK_MS = 60_000.0
+
+
 def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n: int, seed: int = 0,
                      freq_tol: float = 0.10) -> dict:
     """Simulate ``n`` members and compare them with the recording.
@@ -264,7 +267,9 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     n = int(min(n, rec.conductances.shape[0]))
     t = recording[0]
     window = float(max(recording.t_stop_ms[0] - recording.t_start_ms[0], t[-1] - t[0] if t.size else 0.0, 100.0))
+    window = min(window, MAX_CHECK_MS)  # a long recording is compared over its first MAX_CHECK_MS
     sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed)
+    t = t[t - recording.t_start_ms[0] <= window]
     rel = SpikeTrains.from_list([t - recording.t_start_ms[0]], 0.0, window)
     f_rec, f_sim = spike_features(rel), spike_features(sim.trains)
     cls_rec = int(f_rec["firing_class"][0])

@@ -26,6 +26,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "recording"
 
 
+RASTER_MS = 20_000.0
+
+
 def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title: str = "dicsbi inference",
                              max_recordings: int = 50, n_total: int | None = None) -> Path:
     """Write ``out/figures/<recording>_{raster,isi,posterior,conductances}.png`` and ``out/report.html``.
@@ -45,9 +48,11 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
         k = index[rec.id]
         t = trains[k]
         window = float(max(trains.t_stop_ms[k] - trains.t_start_ms[k], (t[-1] - t[0]) if t.size else 0, 100.0))
+        window = min(window, RASTER_MS)  # a raster of a long recording shows its beginning
+        t_shown = t[t - t[0] <= window] if t.size else t
         members = rec.check["trains"][:10] if rec.check else None
         figs = {
-            "raster": plots.raster(t, members, window, f"{rec.id}: recording and simulated models"),
+            "raster": plots.raster(t_shown, members, window, f"{rec.id}: recording and simulated models"),
             "isi": plots.isi_panels(t, f"{rec.id}: interspike intervals"),
             "posterior": plots.dic_posterior(rec.samples, result.posterior_config, title=f"{rec.id}: DIC posterior"),
             "conductances": plots.conductance_violins(result.model, rec.conductances, f"{rec.id}: population"),
