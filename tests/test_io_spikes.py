@@ -136,3 +136,11 @@ def test_neo_spiketrains_and_neo_readable_file(tmp_path):
     (tmp_path / "junk.abf").write_bytes(b"not an abf file")
     with pytest.raises(InputError, match="junk.abf: cannot read spike trains with Neo"):
         read_spike_trains(tmp_path / "junk.abf")
+
+
+def test_a_very_long_train_in_one_spike2pop_cell(tmp_path):
+    t = np.cumsum(np.full(300_000, 10.0))  # ~3 MB in one CSV field (csv's default limit is 131 kB)
+    p = tmp_path / "long.csv"
+    p.write_text(format_spike2pop_csv(SpikeTrains.from_list([t], ids=["long"])))
+    trains, _ = read_spike_trains(p)
+    assert trains.counts[0] == 300_000 and trains[0][-1] == pytest.approx(t[-1])
