@@ -166,3 +166,16 @@ def test_training_resumes_from_an_earlier_posterior(tiny_set, tiny_posteriors):
     assert rep.best_val_loss <= first.config["training"]["best_val_loss"] + 0.5  # starts from trained weights
     with pytest.raises(DicsbiError, match="cannot resume: the earlier posterior differs in hidden_features"):
         train_posterior(tiny_set, TrainConfig(**{**FAST, "hidden_features": 8}), progress=False, resume_from=first)
+
+
+@pytest.mark.parametrize("rep", ["summary", "sequence"])
+def test_log_prob_embeds_once_with_sbi_s_numbers(tiny_posteriors, some_trains, rep):
+    import torch
+
+    post, _ = tiny_posteriors[rep]
+    x = post._condition(some_trains[0])
+    u = torch.randn(7, x.shape[0], 2)
+    with torch.no_grad():
+        ours = post._flow_log_prob(u, x, max_rows=3 * x.shape[0])  # several chunks
+        sbi = post.estimator.log_prob(u, condition=x)
+    torch.testing.assert_close(ours, sbi, rtol=1e-5, atol=1e-5)
