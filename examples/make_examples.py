@@ -20,7 +20,7 @@ from dicsbi.spikes import SpikeTrains, firing_class
 
 EXAMPLES = {
     "stg": [("stg_tonic", 8.0, 4.0, 0.0), ("stg_burst", -8.0, 6.0, 0.0), ("stg_irregular", 2.0, 2.0, 6.0)],
-    "da": [("da_tonic", 2.0, 2.0, 0.0), ("da_burst", -6.0, 8.0, 0.0)],
+    "da": [("da_tonic", 4.0, 5.0, 0.0), ("da_burst", -6.0, 8.0, 0.0)],
 }
 
 

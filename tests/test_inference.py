@@ -126,7 +126,7 @@ def test_cli_train_writes_a_loadable_posterior(tiny_set, tmp_path):
     assert r.returncode == 2 and "not a dicsbi data set" in r.stderr and not (tmp_path / "p2").exists()
 
 
-@pytest.mark.parametrize("model, targets", [("stg", [(-8.0, 6.0), (8.0, 4.0)]), ("da", [(-6.0, 8.0), (2.0, 2.0)])])
+@pytest.mark.parametrize("model, targets", [("stg", [(-8.0, 6.0), (8.0, 4.0)]), ("da", [(-6.0, 8.0), (4.0, 5.0)])])
 def test_shipped_posterior_recovers_the_firing_regime(model, targets):
     """Fresh cells at a bursting and a tonic target: the shipped posterior puts them in the right regime."""
     from dicsbi.compensation import generate_population
