@@ -46,6 +46,7 @@ class RecordingPopulation:
     pair: np.ndarray             # [n_models] index into ``pairs``
     pairs: list[tuple[str, str]]
     n_replaced: int              # posterior samples no pair could reach (replaced by spares)
+    n_reused: int = 0            # models solved again (fresh seed cell) for an already used reachable sample
     check: dict | None = None
 
 
@@ -57,6 +58,7 @@ class InferenceResult:
     recordings: list[RecordingPopulation]
     silent: list[str] = field(default_factory=list)
     posterior_config: dict = field(default_factory=dict)
+    unreachable: list[str] = field(default_factory=list)  # no posterior sample reachable by compensation
 
 
 def _populate(model, targets: np.ndarray, pairs, rng, vth, max_rounds: int):
@@ -100,7 +102,8 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
                             progress))
     first = parts[0]
     return InferenceResult(first.model, first.vth_mV, first.seed, [r for p in parts for r in p.recordings],
-                           [s for p in parts for s in p.silent], first.posterior_config)
+                           [s for p in parts for s in p.silent], first.posterior_config,
+                           [u for p in parts for u in p.unreachable])
 
 
 def _resolve_posterior(posterior, m):
@@ -139,34 +142,77 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
             part = trains.select(idx)
             cls = firing_class(part)
             ok = part.counts >= MIN_SPIKES
-            results = []
+            results, unreachable = [], []
             if ok.any():
                 sample_seed = seed if c == 0 else int(np.random.SeedSequence(seed, spawn_key=(2**31 + c,))
                                                       .generate_state(1)[0])
                 all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
                 for j, k in enumerate(np.flatnonzero(ok)):
                     i = int(idx[k])
-                    rec = _one_population(m, post, all_samples[j], str(trains.ids[i]), int(cls[k]), i, seed, n_models,
-                                          n_draw, max_rounds, max_pairs)
-                    if check:
-                        rec.check = predictive_check(m, part.select([k]), rec, check, seed=seed + i)
-                    results.append(rec)
+                    one = part.select([k])
+
+                    def more(n, r, one=one, i=i):
+                        s_ = int(np.random.SeedSequence(seed, spawn_key=(i, 2**20 + r)).generate_state(1)[0])
+                        return post.sample(one, n, seed=s_)[0]
+
+                    rec = _one_population(m, post, all_samples[j], str(trains.ids[i]), int(cls[k]), i, seed,
+                                          n_models, max_rounds, max_pairs, more)
+                    if rec is None:
+                        unreachable.append(str(trains.ids[i]))
+                    else:
+                        if check:
+                            rec.check = predictive_check(m, one, rec, check, seed=seed + i)
+                        results.append(rec)
                     bar.advance()
             bar.advance(int((~ok).sum()))
             yield InferenceResult(m.name, float(post.vth_mV), int(seed), results,
-                                  [str(part.ids[k]) for k in np.flatnonzero(~ok)], post.config)
+                                  [str(part.ids[k]) for k in np.flatnonzero(~ok)], post.config, unreachable)
 
 
-def _one_population(m, post, samples, ident, cls, i, seed, n_models, n_draw, max_rounds, max_pairs):
+def _one_population(m, post, samples, ident, cls, i, seed, n_models, max_rounds, max_pairs, more,
+                    extra_draws: int = 2):
+    """One population for one recording, or None when no posterior sample is reachable.
+
+    Samples no pair reaches are replaced by spares; if the first draw has too few reachable samples, up to
+    ``extra_draws`` further draws (4x larger each) are made for this recording; if still short, reachable
+    samples are solved again with fresh seed cells (counted in ``n_reused``): the population is then the
+    posterior conditioned on reachability, and the summary says so."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
     ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
     g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
-    keep = np.flatnonzero(ok)[:n_models]
-    if keep.size < n_models:
-        raise DicsbiError(f"recording {ident!r}: only {keep.size} of {n_models} posterior samples are reachable by "
-                          f"compensation from the seed population ({n_draw} drawn); use a larger spare_factor or "
-                          "fewer models")
+    for r in range(extra_draws):
+        if ok.sum() >= n_models:
+            break
+        new = more(4 * len(samples), r)
+        g2, d2, p2, ok2 = _populate(m, new, ranked, rng, post.vth_mV, max_rounds)
+        samples, g, d, p, ok = (np.concatenate(a) for a in ((samples, new), (g, g2), (d, d2), (p, p2), (ok, ok2)))
+    good = np.flatnonzero(ok)
+    if good.size == 0:
+        return None
+    keep = good[:n_models]
     n_replaced = int((~ok[: keep[-1] + 1]).sum())
+    n_reused = 0
+    if keep.size < n_models:  # solve reachable samples again from fresh seed cells
+        need = n_models - keep.size
+        extra_idx, eg, ed, ep = [], [], [], []
+        for _ in range(4 * max_rounds):
+            pick = keep[rng.integers(0, keep.size, need - len(extra_idx))]
+            g3, d3, p3, ok3 = _populate(m, samples[pick], ranked, rng, post.vth_mV, 1)
+            extra_idx += list(pick[ok3])
+            eg.append(g3[ok3])
+            ed.append(d3[ok3])
+            ep.append(p3[ok3])
+            if len(extra_idx) >= need:
+                break
+        extra_idx = np.array(extra_idx[:need], dtype=np.int64)
+        n_reused = int(extra_idx.size)
+        g_all = np.concatenate([g[keep], *eg])[: keep.size + n_reused]
+        d_all = np.concatenate([d[keep], *ed])[: keep.size + n_reused]
+        p_all = np.concatenate([p[keep], *ep])[: keep.size + n_reused]
+        idx_all = np.concatenate([keep, extra_idx])
+        return RecordingPopulation(id=ident, firing_class=cls, samples=samples[idx_all], sample_index=idx_all,
+                                   conductances=g_all, dics=d_all, pair=p_all, pairs=ranked, n_replaced=n_replaced,
+                                   n_reused=n_reused)
     return RecordingPopulation(id=ident, firing_class=cls, samples=samples[keep], sample_index=keep,
                                conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced)
 
@@ -310,7 +356,7 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
     folder = Path(folder)
     parts_dir = folder / ".parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    shown, silent, parts, n_rec = [], [], [], 0
+    shown, silent, unreachable, parts, n_rec = [], [], [], [], 0
     first = None
     with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
                                                                           newline="") as summ:
@@ -323,10 +369,12 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
                 parts.append(to_netcdf(inference_data(part, chunk), parts_dir / f"{c:06d}.nc"))
             shown.extend(part.recordings[: max(0, MAX_FIGURES - len(shown))])
             silent.extend(part.silent)
+            unreachable.extend(part.unreachable)
             n_rec += len(part.recordings)
     merge_netcdf_parts(parts, folder / "posterior.nc")
     shutil.rmtree(parts_dir)
-    result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config)
+    result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config,
+                             unreachable)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
     return n_rec, len(silent)
 
@@ -368,8 +416,8 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     cls = firing_class(trains)
     cols: dict[str, list] = {k: [] for k in (
         "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
-        "g_u_q95", "n_models", "n_replaced", "check_n", "check_class_match", "check_freq_match", "check_reproduce",
-        "check_vr_ratio")}
+        "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
+        "check_reproduce", "check_vr_ratio")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
@@ -382,6 +430,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
             cols[f"{name}_q95"].append(float(np.quantile(x, 0.95)) if x is not None else np.nan)
         cols["n_models"].append(len(r.conductances) if r is not None else 0)
         cols["n_replaced"].append(r.n_replaced if r is not None else 0)
+        cols["n_reused"].append(r.n_reused if r is not None else 0)
         c = r.check if r is not None and r.check else {}
         cols["check_n"].append(c.get("n", 0))
         for key in ("class_match", "freq_match", "reproduce", "vr_ratio"):

@@ -83,6 +83,10 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
                         f"{max_recordings} are shown); all are in summary.csv and posterior.nc.</p></section>")
     body = "".join(sections) + (f"<section><h2>Silent recordings (no posterior)</h2><ul>{silent}</ul></section>"
                                 if silent else "")
+    unreachable = "".join(f"<li>{html.escape(u)}</li>" for u in getattr(result, "unreachable", []))
+    if unreachable:
+        body += ("<section><h2>No population (no posterior sample reachable by compensation)</h2>"
+                 f"<ul>{unreachable}</ul></section>")
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}}

@@ -268,3 +268,31 @@ def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors,
     assert list(idata.posterior["recording"].values) == ["r0", "r1", "r3", "r4", "r6"]
     np.testing.assert_allclose(idata.posterior["g_s"].values[0, :, 2], whole.recordings[2].samples[:, 0])
     assert not (tmp_path / ".parts").exists()
+
+
+class _FarPosterior:
+    """Wraps a posterior; a chosen fraction of its samples sits far outside the box, where no valid cell reaches."""
+
+    def __init__(self, post, frac_unreachable):
+        self.post, self.frac = post, frac_unreachable
+        self.model, self.vth_mV, self.config = post.model, post.vth_mV, post.config
+
+    def sample(self, trains, n, seed=0):
+        x = np.array(self.post.sample(trains, n, seed=seed))
+        bad = np.random.default_rng(seed).random(x.shape[:2]) < self.frac
+        x[bad] = (300.0, 300.0)  # far outside the box: no valid (positive, plausible) cell reaches it
+        return x
+
+
+def test_mostly_unreachable_posteriors_do_not_abort_the_run(tiny_posteriors, recordings):
+    from dicsbi.compensation import UnreachableTargetError, generate_population
+
+    with pytest.raises((UnreachableTargetError, DicsbiError)):
+        generate_population("stg", 300.0, 300.0, 4, seed=0)  # really unreachable
+    post = tiny_posteriors["summary"][0]
+    res = infer(recordings, "stg", 20, posterior=_FarPosterior(post, 0.9), seed=1)
+    for rec in res.recordings:  # extra draws and re-solved samples fill the population
+        assert len(rec.conductances) == 20 and rec.n_replaced > 0
+        np.testing.assert_allclose(rec.dics[:, 1:], rec.samples, atol=1e-4)
+    res = infer(recordings, "stg", 20, posterior=_FarPosterior(post, 1.0), seed=1)
+    assert res.recordings == [] and res.unreachable == ["tonic", "burst"] and res.silent == ["quiet"]
