@@ -296,3 +296,26 @@ def test_mostly_unreachable_posteriors_do_not_abort_the_run(tiny_posteriors, rec
         np.testing.assert_allclose(rec.dics[:, 1:], rec.samples, atol=1e-4)
     res = infer(recordings, "stg", 20, posterior=_FarPosterior(post, 1.0), seed=1)
     assert res.recordings == [] and res.unreachable == ["tonic", "burst"] and res.silent == ["quiet"]
+
+
+def test_arviz_summary_and_plots_work_on_the_inference_data(tiny_posteriors, recordings):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dicsbi.arviz_io import _arviz, inference_data
+
+    az = _arviz()
+    res = infer(recordings, "stg", n_models=30, posterior=tiny_posteriors["summary"][0], seed=4)
+    idata = inference_data(res, recordings)
+    table = az.summary(idata, var_names=["g_s", "g_u"], kind="stats")
+    assert list(table.index) == ["g_s[tonic]", "g_s[burst]", "g_u[tonic]", "g_u[burst]"]
+    np.testing.assert_allclose(table.loc["g_u[burst]", "mean"], res.recordings[1].samples[:, 1].mean(), atol=1e-3)
+    for plot in (az.plot_pair, az.plot_forest, az.plot_posterior):
+        axes = plot(idata, var_names=["g_s", "g_u"])
+        assert np.size(axes) >= 1
+        plt.close("all")
+    axes = az.plot_forest(idata.posterior_predictive, var_names=["conductance"], combined=True)  # the population
+    assert np.size(axes) >= 1
+    plt.close("all")
