@@ -1,0 +1,289 @@
+"""``modulate``: which subsets of channels explain the change between a before and an after recording.
+
+Pipeline per neuron (recordings matched by ID): the before recording's DIC posterior gives the before-
+population (:func:`dicsbi.populations.infer`, ``n_members`` cells); the after recording's posterior density is
+tabulated (:class:`~dicsbi.modulation.likelihood.GridLikelihood`); every hypothesis's evidence is estimated
+(:func:`~dicsbi.modulation.evidence.estimate_evidence`, one vectorised pass per subset size).  Several neurons
+share the hypothesis (the modulator acts on the same channels in each) but have their own changes, so their
+log evidences add.  Posterior probabilities follow from the hypothesis prior
+(:func:`~dicsbi.modulation.hypotheses.hypothesis_log_prior`); a channel's targeting probability is the total
+probability of the hypotheses that name it.
+
+Seeds: the before-populations use ``seed`` (as :func:`dicsbi.populations.infer`); neuron ``i`` (its position in
+the before file) tabulates its likelihood and draws its importance samples from
+``SeedSequence(seed, spawn_key=(2**30 + i,))``, one independent stream per neuron and subset size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DicsbiError, InputError
+from ..models import get_model
+from ..spikes import MIN_SPIKES, SpikeTrains, firing_class
+from .evidence import ConductanceForward, estimate_evidence
+from .hypotheses import Hypothesis, enumerate_hypotheses, hypothesis_log_prior, parse_hypotheses
+from .likelihood import GridLikelihood
+from .model import COST_PRIORS, cost_scale
+
+N_DRAWS = 400          # resampled posterior draws of the change kept per hypothesis and neuron
+FLAT_PROBABILITY = 0.5  # below this, the best hypothesis is reported as not identified
+
+
+class ModelMismatchError(DicsbiError):
+    """Before and after inputs (or a posterior) belong to different models."""
+
+
+@dataclass
+class NeuronModulation:
+    """One neuron: its before-population, the after posterior's summary and, per hypothesis, the evidence and
+    resampled draws of the change (``member[H][draw]`` indexes the population, ``log_ratio[H][draw, s]``)."""
+
+    id: str
+    before: np.ndarray            # [N, n_g] before-population
+    before_dics: np.ndarray       # [N, 3]
+    before_samples: np.ndarray    # [N, 2] the posterior samples the population was solved for
+    after_samples: np.ndarray     # [n, 2] after posterior draws
+    log_evidence: np.ndarray      # [H]
+    se: np.ndarray
+    se_population: np.ndarray
+    ess: np.ndarray
+    member: list = field(default_factory=list)
+    log_ratio: list = field(default_factory=list)
+    after_dics: list = field(default_factory=list)   # [H][draw, 2] (g_s, g_u) of the modulated draws
+    class_before: int = 0
+    class_after: int = 0
+    rate_before: float = 0.0
+    rate_after: float = 0.0
+
+
+@dataclass
+class ModulationResult:
+    model: str
+    vth_mV: float
+    seed: int
+    hypotheses: list[Hypothesis]
+    log_prior: np.ndarray
+    neurons: list[NeuronModulation]
+    settings: dict
+
+    @property
+    def log_evidence(self) -> np.ndarray:
+        return np.sum([n.log_evidence for n in self.neurons], axis=0)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.sum([n.se**2 for n in self.neurons], axis=0))
+
+    @property
+    def se_population(self) -> np.ndarray:
+        return np.sqrt(np.sum([n.se_population**2 for n in self.neurons], axis=0))
+
+    @property
+    def probability(self) -> np.ndarray:
+        lp = self.log_prior + self.log_evidence
+        if not np.isfinite(lp).any():
+            return np.zeros_like(lp)
+        p = np.exp(lp - np.max(lp))
+        return p / p.sum()
+
+    @property
+    def log_bayes_factor(self) -> np.ndarray:
+        """log Z_m - log Z_best (natural log; 0 for the best hypothesis)."""
+        le = self.log_evidence
+        return le - np.max(le)
+
+    def order(self) -> np.ndarray:
+        return np.argsort(-self.probability, kind="stable")
+
+    def channel_probability(self) -> dict[str, float]:
+        p = self.probability
+        m = get_model(self.model)
+        from .hypotheses import modulable_channels
+
+        return {c: float(sum(p[i] for i, h in enumerate(self.hypotheses) if c in h.channels))
+                for c in modulable_channels(m)}
+
+    def changes(self, h: int) -> dict[str, np.ndarray]:
+        """Pooled draws of each modulated channel's log-ratio under hypothesis ``h`` (all neurons)."""
+        hyp = self.hypotheses[h]
+        return {c: np.concatenate([n.log_ratio[h][:, j] for n in self.neurons]) for j, c in enumerate(hyp.channels)}
+
+    @property
+    def identified(self) -> bool:
+        return bool(self.probability.max() >= FLAT_PROBABILITY)
+
+    def warnings(self) -> list[str]:
+        """Situations the numbers alone do not show (DIC blind spots, unidentified changes)."""
+        out = []
+        for n in self.neurons:
+            moved = _dic_shift(n.before_samples, n.after_samples)
+            changed = n.class_before != n.class_after or (
+                n.rate_before > 0 and abs(n.rate_after / n.rate_before - 1) > 0.25)
+            if changed and moved < 0.5:
+                out.append(f"neuron {n.id}: the firing changed (class {n.class_before}->{n.class_after}, rate "
+                           f"{n.rate_before:.2f}->{n.rate_after:.2f} Hz) but its DIC posterior barely moved "
+                           f"(shift {moved:.2f} posterior SDs): the change may lie in a DIC blind spot (e.g. "
+                           "g_Kd or g_KCa in STG), which a comparison in DIC space cannot attribute")
+        if not self.identified:
+            out.append(f"no hypothesis reaches probability {FLAT_PROBABILITY}: the change is not identified from "
+                       "these spike trains (several subsets explain it about equally well)")
+        return out
+
+
+def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """Distance between the two posterior means in units of their pooled standard deviation (Mahalanobis)."""
+    cov = 0.5 * (np.cov(before.T) + np.cov(after.T)) + 1e-9 * np.eye(2)
+    d = after.mean(0) - before.mean(0)
+    return float(np.sqrt(d @ np.linalg.solve(cov, d)))
+
+
+def _as_trains(x, name: str) -> SpikeTrains:
+    if isinstance(x, SpikeTrains):
+        return x
+    from ..io import read_spike_trains
+
+    if isinstance(x, str) or hasattr(x, "__fspath__"):
+        return read_spike_trains(x)
+    try:
+        return SpikeTrains.from_list(x, 0.0)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+        raise InputError(f"{name}: expected spike trains (a SpikeTrains, a file or a list of arrays): {exc}") from exc
+
+
+def match_recordings(before: SpikeTrains, after: SpikeTrains, names=("before", "after")):
+    """Pair recordings by ID; returns (before, after) in the before file's order or raises a clear error."""
+    b_ids, a_ids = [str(i) for i in before.ids], [str(i) for i in after.ids]
+    for ids, name in ((b_ids, names[0]), (a_ids, names[1])):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise InputError(f"{name}: recording ID(s) {', '.join(dup)} appear more than once")
+    only_b, only_a = [i for i in b_ids if i not in a_ids], [i for i in a_ids if i not in b_ids]
+    if only_b or only_a:
+        parts = []
+        if only_b:
+            parts.append(f"in {names[0]} only: {', '.join(only_b[:10])}")
+        if only_a:
+            parts.append(f"in {names[1]} only: {', '.join(only_a[:10])}")
+        raise InputError("before and after recordings must have the same IDs (one pair per neuron); "
+                         + "; ".join(parts))
+    index = {i: k for k, i in enumerate(a_ids)}
+    return before, after.select([index[i] for i in b_ids])
+
+
+def _check_not_silent(trains: SpikeTrains, name: str) -> None:
+    silent = [str(trains.ids[k]) for k in np.flatnonzero(trains.counts < MIN_SPIKES)]
+    if silent:
+        raise InputError(f"{name}: recording(s) {', '.join(silent[:10])} have fewer than {MIN_SPIKES} spikes; a "
+                         "silent recording has no DIC posterior, so a modulation into or out of silence cannot be "
+                         "compared in DIC space (drop the neuron, or record a longer window)")
+
+
+def _rate_hz(trains: SpikeTrains) -> np.ndarray:
+    return trains.counts / np.maximum(trains.duration_ms, 1e-9) * 1e3
+
+
+def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int = 3,
+             size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
+             n_members: int = 200, posterior=None, n_pilot: int = 64, n_particles: int = 256,
+             seed: int = 0, progress: bool = False) -> ModulationResult:
+    """Compare hypotheses of which channels a modulator changed (see the module docstring).
+
+    ``before``/``after``: spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID),
+    or for ``before`` an :class:`~dicsbi.populations.InferenceResult` already computed.  ``hypotheses``: None
+    (every subset of 1..``max_size`` modulable channels), a string ``"CaS+A, H"`` or a list of name tuples.
+    ``typical_change``: the factor by which a modulated conductance is expected to move (sets the Laplace scale,
+    :func:`~dicsbi.modulation.model.cost_scale`).
+    """
+    from ..populations import InferenceResult, _resolve_posterior, infer
+
+    m = get_model(model)
+    if cost not in COST_PRIORS:
+        raise DicsbiError(f"cost must be one of {COST_PRIORS}, got {cost!r}")
+    try:
+        scale = cost_scale(float(typical_change))
+    except (TypeError, ValueError) as exc:
+        raise DicsbiError(str(exc)) from None
+    if n_members < 2 or n_pilot < 2 or n_particles < 2:
+        raise DicsbiError("n_members, n_pilot and n_particles must each be at least 2")
+    post = _resolve_posterior(posterior, m)
+    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
+            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    if isinstance(before, InferenceResult):
+        if before.model != m.name:
+            raise ModelMismatchError(f"the before-populations are for model {before.model!r}, not {m.name!r}")
+        pre = before
+        before_trains = None
+    else:
+        before_trains = _as_trains(before, "before")
+        pre = None
+    after_trains = _as_trains(after, "after")
+    if isinstance(after, InferenceResult):
+        raise DicsbiError("after must be spike trains: the after recording enters through its DIC posterior")
+    _check_not_silent(after_trains, "after")
+    if before_trains is not None:
+        _check_not_silent(before_trains, "before")
+        before_trains, after_trains = match_recordings(before_trains, after_trains)
+        pre = infer(before_trains, m.name, n_members, post, seed, progress=progress)
+    else:
+        ids = [r.id for r in pre.recordings]
+        index = {str(i): k for k, i in enumerate(after_trains.ids)}
+        missing = [i for i in ids if i not in index]
+        if missing or len(ids) != len(after_trains):
+            raise InputError(f"before-populations and after recordings must have the same IDs; before: "
+                             f"{', '.join(ids[:10])}; after: {', '.join(map(str, after_trains.ids[:10]))}")
+        after_trains = after_trains.select([index[i] for i in ids])
+    if pre.unreachable:
+        raise DicsbiError(f"no before-population for {', '.join(pre.unreachable)}: none of its posterior samples "
+                          "can be reached by compensation")
+    by_size: dict[int, list[int]] = {}
+    for i, h in enumerate(hyps):
+        by_size.setdefault(h.size, []).append(i)
+    cls_after = firing_class(after_trains)
+    rate_after = _rate_hz(after_trains)
+    cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
+    rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
+    neurons = []
+    for i, rec in enumerate(pre.recordings):
+        ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
+        s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
+        like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
+        nm = _neuron(m, post, rec, like, hyps, by_size, s_size, scale, cost, n_pilot, n_particles)
+        nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
+        nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
+        neurons.append(nm)
+    settings = {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
+                "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
+                "n_particles": n_particles, "max_size": max_size,
+                "posterior_fingerprint": post.config.get("training_data", {}).get("fingerprint", "")}
+    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, hypothesis_log_prior(hyps, size_penalty),
+                            neurons, settings)
+
+
+def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_particles) -> NeuronModulation:
+    H = len(hyps)
+    out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
+                           np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
+                           [None] * H, [None] * H, [None] * H)
+    out.after_samples = like.samples
+    for (_, idx), sd in zip(sorted(by_size.items()), seeds, strict=True):
+        index = np.array([[m.conductance_names.index(c) for c in hyps[i].channels] for i in idx])
+        fw = ConductanceForward(m, rec.conductances, index, post.vth_mV)
+        ev = estimate_evidence(fw, like, like.mean, like.cov, scale, cost, n_pilot, n_particles, seed=sd)
+        rng = np.random.default_rng(sd)
+        for j, i in enumerate(idx):
+            out.log_evidence[i], out.se[i] = ev.log_z[j], ev.se[j]
+            out.se_population[i], out.ess[i] = ev.se_population[j], ev.ess[j]
+            lw = ev.log_w[j].ravel()
+            if np.isfinite(ev.log_z[j]):
+                p = np.exp(lw - lw.max())
+                pick = rng.choice(lw.size, N_DRAWS, p=p / p.sum())
+            else:
+                pick = np.zeros(0, dtype=np.int64)
+            k, s = np.unravel_index(pick, ev.log_w[j].shape)
+            out.member[i] = k
+            out.log_ratio[i] = ev.theta[j][k, s]
+            out.after_dics[i] = fw.dics(j, k, ev.theta[j][k, s])
+    return out
