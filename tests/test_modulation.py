@@ -8,8 +8,7 @@ import pytest
 from scipy import integrate, stats
 
 from dicsbi.errors import DicsbiError, InputError
-from dicsbi.modulation import (ModelMismatchError, enumerate_hypotheses, hypothesis_log_prior, modulate,
-                               parse_hypotheses)
+from dicsbi.modulation import ModelMismatchError, enumerate_hypotheses, hypothesis_log_prior, modulate, parse_hypotheses
 from dicsbi.modulation.evidence import ConductanceForward, LinearForward, estimate_evidence
 from dicsbi.modulation.likelihood import GaussianLikelihood, GridLikelihood
 from dicsbi.spikes import SpikeTrains
@@ -73,7 +72,7 @@ def test_evidence_with_truncated_laplace_prior_matches_quadrature():
         for h in range(2):
             mass = (stats.laplace.cdf(0.6, scale=b)) ** s
 
-            def f(*th, h=h):
+            def f(*th, h=h, d0=d0, B=B, mass=mass):
                 th = np.array(th)
                 d = d0[0] + B[h] @ th
                 return np.exp(like(d) + stats.laplace.logpdf(th, scale=b).sum()) / mass
@@ -94,7 +93,7 @@ def _brute_force(fw: ConductanceForward, like, scale, h: int, n1: int = 20001, n
         hi = np.minimum(fw.high[h, k], 6.0)
         mass = np.prod(stats.laplace.cdf(fw.high[h, k], scale=scale) - stats.laplace.cdf(fw.low[h, k], scale=scale))
 
-        def integrand(th, k=k):
+        def integrand(th, k=k, mass=mass):
             full = np.zeros((fw.index.shape[0], 1, th.shape[0], s))
             full[h, 0] = th
             one = ConductanceForward.__new__(ConductanceForward)
@@ -154,3 +153,24 @@ def test_evidence_agrees_with_brute_force_integration_on_a_real_stg_case(stg_cas
         # within 3 reported standard errors (plus the quadrature's own error, ~1e-3)
         print(channels[h], round(float(ev.log_z[h]), 4), round(ref, 4), round(float(ev.se[h]), 4))
         assert abs(ev.log_z[h] - ref) < 3 * ev.se[h] + 2e-3, (channels[h], ev.log_z[h], ref, ev.se[h])
+
+
+def _trains(ids, n=20, period=50.0):
+    return SpikeTrains.from_list([np.arange(1, n + 1) * period] * len(ids), 0.0, n * period + 100.0, ids=ids)
+
+
+def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
+    with pytest.raises(InputError, match="same IDs.*in before only: n2.*in after only: n3"):
+        modulate(_trains(["n1", "n2"]), _trains(["n1", "n3"]), "stg")
+    with pytest.raises(InputError, match="after: recording\\(s\\) n1 have fewer than 3 spikes"):
+        modulate(_trains(["n1"]), SpikeTrains.from_list([np.array([10.0])], 0.0, 1000.0, ids=["n1"]), "stg")
+    with pytest.raises(InputError, match="appear more than once"):
+        modulate(_trains(["n1", "n1"]), _trains(["n1", "n1"]), "stg")
+    from dicsbi.populations import InferenceResult
+
+    with pytest.raises(ModelMismatchError, match="model 'da', not 'stg'"):
+        modulate(InferenceResult("da", -55.5, 0, []), _trains(["n1"]), "stg")
+    with pytest.raises(DicsbiError, match="posterior for model 'stg', not 'da'"):
+        modulate(_trains(["n1"]), _trains(["n1"]), "da", posterior="stg")
+    with pytest.raises(DicsbiError, match="typical_change"):
+        modulate(_trains(["n1"]), _trains(["n1"]), "stg", typical_change=1.0)
