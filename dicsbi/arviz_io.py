@@ -172,3 +172,78 @@ def plot_rank_ecdf(ranks: np.ndarray, names):
         ax.set_ylabel("ECDF - uniform")
     fig.tight_layout()
     return fig
+
+
+def modulation_data(result):
+    """``InferenceData`` of a :class:`~dicsbi.modulation.ModulationResult`.
+
+    * ``posterior``: ``log_ratio`` ``(chain, draw, hypothesis, neuron, channel)``: draws of each hypothesis's
+      change posterior (resampled by importance weight; 0 for channels the hypothesis leaves alone), and
+      ``g_s``/``g_u`` of the modulated cell ``(chain, draw, hypothesis, neuron)``;
+    * ``prior``: the before-population ``conductance`` ``(chain, draw, neuron, channel)`` (draw = member) and
+      its ``g_s``/``g_u``;
+    * ``sample_stats``: per hypothesis ``log_evidence`` (all neurons), its standard errors, ``probability``,
+      ``log_prior``, ``log_bayes_factor``, and per (hypothesis, neuron) ``log_evidence_neuron`` and ``ess``;
+    * ``observed_data``: per neuron the firing class and rate before and after, and the after posterior's
+      mean (g_s, g_u); ``constant_data``: which channels each hypothesis modulates.
+    """
+    import xarray as xr
+
+    from . import __version__
+
+    az = _arviz()
+    m = get_model(result.model)
+    hyps, neurons = result.hypotheses, result.neurons
+    channels = list(m.conductance_names)
+    n_draw = min((len(n.log_ratio[h]) for n in neurons for h in range(len(hyps)) if len(n.log_ratio[h])),
+                 default=0)
+    lr = np.zeros((1, n_draw, len(hyps), len(neurons), len(channels)))
+    dics = np.full((1, n_draw, len(hyps), len(neurons), 2), np.nan)
+    for h, hyp in enumerate(hyps):
+        cols = [channels.index(c) for c in hyp.channels]
+        for i, n in enumerate(neurons):
+            if len(n.log_ratio[h]) >= n_draw and n_draw:
+                lr[0, :, h, i, cols] = n.log_ratio[h][:n_draw].T
+                dics[0, :, h, i] = n.after_dics[h][:n_draw]
+            elif n_draw:
+                lr[0, :, h, i, cols] = np.nan
+    labels = [h.label for h in hyps]
+    ids = [n.id for n in neurons]
+    n_mem = min(len(n.before) for n in neurons)
+    attrs = {"model": m.name, "seed": int(result.seed), "dicsbi_version": __version__, "vth_mV": float(result.vth_mV),
+             **{k: (str(v) if not isinstance(v, (int, float)) else v) for k, v in result.settings.items()}}
+    dims = ("chain", "draw", "hypothesis", "neuron")
+    coords = {"chain": [0], "draw": np.arange(n_draw), "hypothesis": labels, "neuron": ids, "channel": channels}
+    posterior = xr.Dataset({"log_ratio": ((*dims, "channel"), lr), "g_s": (dims, dics[..., 0]),
+                            "g_u": (dims, dics[..., 1])}, coords=coords, attrs=attrs)
+    before = np.stack([n.before[:n_mem] for n in neurons], axis=1)[None]
+    bd = np.stack([n.before_dics[:n_mem] for n in neurons], axis=1)[None]
+    pc = {"chain": [0], "draw": np.arange(n_mem), "neuron": ids, "channel": channels}
+    prior = xr.Dataset({"conductance": (("chain", "draw", "neuron", "channel"), before),
+                        "g_s": (("chain", "draw", "neuron"), bd[..., 1]),
+                        "g_u": (("chain", "draw", "neuron"), bd[..., 2])}, coords=pc, attrs=attrs)
+    hc = {"hypothesis": labels, "neuron": ids}
+    stats = xr.Dataset({"log_evidence": (("hypothesis",), result.log_evidence), "se": (("hypothesis",), result.se),
+                        "se_population": (("hypothesis",), result.se_population),
+                        "probability": (("hypothesis",), result.probability),
+                        "log_prior": (("hypothesis",), result.log_prior),
+                        "log_bayes_factor": (("hypothesis",), result.log_bayes_factor),
+                        "log_evidence_neuron": (("hypothesis", "neuron"),
+                                                np.stack([n.log_evidence for n in neurons], 1)),
+                        "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1))},
+                       coords=hc, attrs=attrs)
+    nc = {"neuron": ids}
+    observed = xr.Dataset({"firing_class_before": (("neuron",), np.array([n.class_before for n in neurons])),
+                           "firing_class_after": (("neuron",), np.array([n.class_after for n in neurons])),
+                           "rate_before_hz": (("neuron",), np.array([n.rate_before for n in neurons])),
+                           "rate_after_hz": (("neuron",), np.array([n.rate_after for n in neurons])),
+                           "after_g_s_mean": (("neuron",), np.array([n.after_samples[:, 0].mean() for n in neurons])),
+                           "after_g_u_mean": (("neuron",), np.array([n.after_samples[:, 1].mean() for n in neurons]))},
+                          coords=nc, attrs=attrs)
+    member = np.array([[c in h.channels for c in channels] for h in hyps])
+    constant = xr.Dataset({"modulated": (("hypothesis", "channel"), member)},
+                          coords={"hypothesis": labels, "channel": channels}, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.InferenceData(posterior=posterior, prior=prior, sample_stats=stats, observed_data=observed,
+                                constant_data=constant)

@@ -252,6 +252,112 @@ def diagnose(
     print(diag.key_line())
 
 
+def _size_penalty(text: str) -> float | str:
+    if text == "uniform":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise DicsbiError(f"--size-penalty must be a positive number or 'uniform', got {text!r}") from None
+
+
+@app.command()
+def modulate(
+    before: Annotated[Path, typer.Argument(help="spike times before the modulator (Spike2Pop CSV, long CSV, NWB)")],
+    after: Annotated[Path, typer.Argument(help="spike times after, same neuron IDs")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    hypotheses: Annotated[str | None, typer.Option(help="hypotheses to compare, e.g. 'CaS+A, H, A+H' "
+                                                        "(default: every subset of 1..max-size channels)")] = None,
+    max_size: Annotated[int, typer.Option(help="largest subset when enumerating hypotheses")] = 3,
+    size_penalty: Annotated[str, typer.Option(help="prior weight per extra channel, or 'uniform'")] = "1",
+    typical_change: Annotated[float, typer.Option(help="factor a modulated conductance typically moves by "
+                                                       "(sets the cost prior's scale)")] = 1.5,
+    cost: Annotated[str, typer.Option(help="cost prior on log-ratios: laplace or gaussian")] = "laplace",
+    n_members: Annotated[int, typer.Option(help="before-population size per neuron")] = 200,
+    n_particles: Annotated[int, typer.Option(help="importance samples per member and hypothesis")] = 256,
+    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
+    unit: Annotated[str | None, typer.Option(help="time unit of the inputs: ms, s or us (default ms)")] = None,
+    maps: Annotated[bool, typer.Option(help="draw reachability maps of the top 3 hypotheses")] = True,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes."""
+    _set_threads(threads)
+    from .inference import load_posterior
+    from .io import OutputFolder, read_spike_trains
+    from .modulation import modulate as run
+    from .modulation.output import write_modulation
+
+    b, _ = read_spike_trains(before, unit=unit)
+    a, _ = read_spike_trains(after, unit=unit)
+    post = load_posterior(posterior or model, model=model)
+    result = run(b, a, model, hypotheses, max_size, _size_penalty(size_penalty), typical_change, cost, n_members,
+                 post, n_particles=n_particles, seed=seed, progress=progress)
+    with OutputFolder(out) as stage:
+        write_modulation(result, stage, maps=maps)
+    best = result.order()[0]
+    err.print(f"{len(result.neurons)} neuron(s), {len(result.hypotheses)} hypotheses: best "
+              f"{result.hypotheses[best].label} (P = {result.probability[best]:.2f}); wrote hypotheses.csv, "
+              f"channels.csv, changes.csv, modulation.nc, figures/ and report.html to {out}", soft_wrap=True)
+    for w in result.warnings():
+        err.print(f"[yellow]note:[/] {w}", soft_wrap=True)
+
+
+@app.command()
+def reachability(
+    channels: Annotated[list[str], typer.Option("--channels", "-c", help="subset to modulate, e.g. CaS+A "
+                                                                         "(repeat for several maps)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    before: Annotated[Path | None, typer.Option(help="before recording(s): the population of the first one "
+                                                     "(default: the model's tonic seed population)")] = None,
+    after: Annotated[Path | None, typer.Option(help="after recording(s): its posterior is drawn on the map")] = None,
+    n_members: Annotated[int, typer.Option(help="population members used per map")] = 100,
+    step: Annotated[float, typer.Option(help="grid step in g_s and g_u (units of g_leak)")] = 1.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Which (g_s, g_u) targets a subset of channels can reach from a population, coloured by cost."""
+    from .compensation import draw_seed_population
+    from .io import OutputFolder, atomic_write_bytes, atomic_write_text, format_table_csv, read_spike_trains
+    from .models import get_model
+    from .modulation import parse_hypotheses
+    from .modulation.maps import cost_map, default_grid, plot_cost_map
+    from .report import _png
+
+    m = get_model(model)
+    subsets = parse_hypotheses(m, ",".join(channels))
+    before_samples = after_samples = None
+    if before is not None:
+        from .populations import infer
+
+        b, _ = read_spike_trains(before)
+        res = infer(b.select([0]), m.name, n_members, seed=seed)
+        if not res.recordings:
+            raise DicsbiError(f"{before}: the first recording ({b.ids[0]}) is silent or unreachable: no population")
+        members, before_samples = res.recordings[0].conductances, res.recordings[0].samples
+    else:
+        members = draw_seed_population(m, n_members, np.random.default_rng(seed))
+    if after is not None:
+        from .inference import load_posterior
+
+        a, _ = read_spike_trains(after)
+        after_samples = load_posterior(m.name, model=m.name).sample(a.select([0]), 500, seed=seed)[0]
+    g_s, g_u = default_grid(m, step)
+    with OutputFolder(out) as stage:
+        for h in subsets:
+            cm = cost_map(m, h.channels, members, g_s, g_u, max_members=n_members, seed=seed)
+            GS, GU = np.meshgrid(cm.g_s, cm.g_u)
+            atomic_write_text(stage / f"reachability_{h.label}.csv", format_table_csv(
+                {"g_s": GS.ravel(), "g_u": GU.ravel(), "fraction_reached": cm.fraction.ravel(),
+                 "median_cost": cm.cost.ravel()}))
+            atomic_write_bytes(stage / f"reachability_{h.label}.png",
+                               _png(plot_cost_map(cm, before_samples, after_samples)))
+            err.print(f"{h.label}: {np.mean(cm.fraction > 0):.0%} of the grid reachable", soft_wrap=True)
+    err.print(f"wrote {len(subsets)} map(s) to {out}", soft_wrap=True)
+
+
 def _set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads in numba kernels and torch (None: their defaults)."""
     if threads:

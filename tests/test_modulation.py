@@ -174,3 +174,59 @@ def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
         modulate(_trains(["n1"]), _trains(["n1"]), "da", posterior="stg")
     with pytest.raises(DicsbiError, match="typical_change"):
         modulate(_trains(["n1"]), _trains(["n1"]), "stg", typical_change=1.0)
+
+
+@pytest.fixture(scope="module")
+def two_neuron_files(tmp_path_factory):
+    """Two STG neurons (bursting and tonic) before and after H x1.6, A x0.7 (a 'DA on LP'-like change)."""
+    from dicsbi.compensation import generate_population
+    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.simulate import simulate
+
+    d = tmp_path_factory.mktemp("mod")
+    g = np.vstack([generate_population("stg", -6.0, 5.0, 2, seed=5).conductances[:1],
+                   generate_population("stg", 5.0, 5.0, 2, seed=6).conductances[:1]])
+    g_after = g.copy()
+    g_after[:, 6] *= 1.6
+    g_after[:, 5] *= 0.7
+    res = simulate("stg", np.vstack([g, g_after]), seed=0)
+    b, a = res.trains.select([0, 1]), res.trains.select([3, 2])  # after file in another order
+    b = SpikeTrains.from_list(b.to_list(), 0.0, float(b.t_stop_ms[0]), ids=["LP1", "LP2"])
+    a = SpikeTrains.from_list(a.to_list(), 0.0, float(a.t_stop_ms[0]), ids=["LP2", "LP1"])
+    write_spike2pop_csv(d / "before.csv", b)
+    write_spike2pop_csv(d / "after.csv", a)
+    return d
+
+
+def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from dicsbi.arviz_io import from_netcdf
+    from dicsbi.cli import app
+
+    out = tmp_path / "mod"
+    r = CliRunner().invoke(app, ["modulate", str(two_neuron_files / "before.csv"), str(two_neuron_files / "after.csv"),
+                                 "--model", "stg", "--out", str(out), "--hypotheses", "A+H, CaS+A, H, A, Kd+KCa",
+                                 "--n-members", "40", "--n-particles", "96", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    for f in ("hypotheses.csv", "channels.csv", "changes.csv", "modulation.nc", "report.html",
+              "figures/hypotheses.png", "figures/channels.png"):
+        assert (out / f).stat().st_size > 0, f
+    assert len(list((out / "figures").glob("reachability_*.png"))) == 3
+    rows = list(csv.DictReader(open(out / "hypotheses.csv")))
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
+    p = np.array([float(r["probability"]) for r in rows])
+    assert p.sum() == pytest.approx(1.0) and np.all(np.diff(p) <= 0)
+    assert all(float(r["log_evidence_se"]) < 0.2 for r in rows if np.isfinite(float(r["log_evidence"])))
+    changes = list(csv.DictReader(open(out / "changes.csv")))
+    assert {r["neuron"] for r in changes} == {"LP1", "LP2"}  # per-neuron changes, IDs matched across orders
+    idata = from_netcdf(out / "modulation.nc")
+    assert idata.posterior["log_ratio"].dims == ("chain", "draw", "hypothesis", "neuron", "channel")
+    assert list(idata.posterior.neuron.values) == ["LP1", "LP2"]
+    le = idata.sample_stats["log_evidence_neuron"].values
+    assert np.allclose(le.sum(1), idata.sample_stats["log_evidence"].values)  # shared hypothesis: evidences add
+    untouched = idata.posterior["log_ratio"].sel(hypothesis="H", channel="g_A").values
+    assert np.all(untouched == 0)
+    assert "Which channels did the modulator change?" in (out / "report.html").read_text()

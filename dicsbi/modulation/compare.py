@@ -245,15 +245,18 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     rate_after = _rate_hz(after_trains)
     cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
     rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
+    from ..populations import _Bar
+
     neurons = []
-    for i, rec in enumerate(pre.recordings):
-        ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
-        s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
-        like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
-        nm = _neuron(m, post, rec, like, hyps, by_size, s_size, scale, cost, n_pilot, n_particles)
-        nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
-        nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
-        neurons.append(nm)
+    with _Bar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
+        for i, rec in enumerate(pre.recordings):
+            ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
+            s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
+            like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
+            nm = _neuron(m, post, rec, like, hyps, by_size, s_size, scale, cost, n_pilot, n_particles, bar)
+            nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
+            nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
+            neurons.append(nm)
     settings = {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
                 "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
                 "n_particles": n_particles, "max_size": max_size,
@@ -262,7 +265,7 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
                             neurons, settings)
 
 
-def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_particles) -> NeuronModulation:
+def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_particles, bar) -> NeuronModulation:
     H = len(hyps)
     out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
                            np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
@@ -286,4 +289,5 @@ def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_pa
             out.member[i] = k
             out.log_ratio[i] = ev.theta[j][k, s]
             out.after_dics[i] = fw.dics(j, k, ev.theta[j][k, s])
+        bar.advance(len(idx))
     return out

@@ -1,0 +1,270 @@
+"""Tables, figures, ``modulation.nc`` and the self-contained ``report.html`` of a modulation comparison.
+
+``hypotheses.csv`` ranks every hypothesis (posterior probability, log evidence +- its Monte Carlo errors,
+Bayes factor against the best, median change factors); ``channels.csv`` gives each channel's probability of
+being targeted; ``changes.csv`` the posterior of the changes per neuron and hypothesis (median and 90%
+interval of the factor ``g'/g``).  Figures: hypothesis probabilities, channel probabilities, the before and
+after populations of the top hypotheses (conductance space and DIC plane) and cost-coloured reachability maps
+of the top three (:mod:`dicsbi.modulation.maps`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_bytes, atomic_write_text, format_table_csv
+from ..models import get_model
+from ..report import _png
+from ..spikes import CLASS_NAMES
+from .hypotheses import modulable_channels
+from .maps import cost_map, plot_cost_map
+
+TOP_FIGURES = 3
+
+
+def _q(x: np.ndarray, q) -> np.ndarray:
+    return np.quantile(x, q) if len(x) else np.full(np.shape(q), np.nan)
+
+
+def _describe(changes: dict[str, np.ndarray]) -> str:
+    parts = []
+    for c, lr in changes.items():
+        lo, med, hi = np.exp(_q(lr, [0.05, 0.5, 0.95]))
+        parts.append(f"{c[2:]} x{med:.2f} [{lo:.2f}, {hi:.2f}]")
+    return "; ".join(parts)
+
+
+def hypotheses_table(result) -> str:
+    order = result.order()
+    chans = modulable_channels(result.model)
+    prob, le, bf = result.probability, result.log_evidence, result.log_bayes_factor
+    ess = np.min([n.ess for n in result.neurons], axis=0)
+    cols = {"rank": list(range(1, len(order) + 1)), "hypothesis": [result.hypotheses[i].label for i in order],
+            "n_channels": [result.hypotheses[i].size for i in order], "probability": [prob[i] for i in order],
+            "log_evidence": [le[i] for i in order], "log_evidence_se": [result.se[i] for i in order],
+            "log_evidence_se_population": [result.se_population[i] for i in order],
+            "log_bayes_factor_vs_best": [bf[i] for i in order], "log_prior": [result.log_prior[i] for i in order],
+            "ess_min": [ess[i] for i in order]}
+    med = {c: [] for c in chans}
+    text = []
+    for i in order:
+        ch = result.changes(i)
+        text.append(_describe(ch))
+        for c in chans:
+            med[c].append(float(np.exp(np.median(ch[c]))) if c in ch and len(ch[c]) else float("nan"))
+    for c in chans:
+        cols[f"factor_{c[2:]}"] = med[c]
+    cols["changes_median_90pct"] = text
+    return format_table_csv(cols)
+
+
+def _mixture_draws(result, channel: str) -> np.ndarray:
+    """Draws of a channel's log-ratio given that it is targeted: hypotheses weighted by probability."""
+    prob = result.probability
+    rng = np.random.default_rng(result.seed)
+    idx = [i for i, h in enumerate(result.hypotheses) if channel in h.channels and prob[i] > 0]
+    if not idx:
+        return np.empty(0)
+    w = prob[idx] / prob[idx].sum()
+    counts = rng.multinomial(2000, w)
+    out = []
+    for i, k in zip(idx, counts):
+        d = result.changes(i)[channel]
+        if k and len(d):
+            out.append(rng.choice(d, k))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def channels_table(result) -> str:
+    p = result.channel_probability()
+    chans = sorted(p, key=lambda c: -p[c])
+    meds, lo, hi = [], [], []
+    for c in chans:
+        q = np.exp(_q(_mixture_draws(result, c), [0.05, 0.5, 0.95]))
+        lo.append(q[0])
+        meds.append(q[1])
+        hi.append(q[2])
+    return format_table_csv({"channel": [c[2:] for c in chans], "probability_targeted": [p[c] for c in chans],
+                             "factor_median_if_targeted": meds, "factor_q05_if_targeted": lo,
+                             "factor_q95_if_targeted": hi})
+
+
+def changes_table(result) -> str:
+    rows = {k: [] for k in ("neuron", "hypothesis", "probability", "channel", "factor_median", "factor_q05",
+                            "factor_q95", "log_ratio_median")}
+    prob = result.probability
+    for i in result.order():
+        h = result.hypotheses[i]
+        for n in result.neurons:
+            for j, c in enumerate(h.channels):
+                lr = n.log_ratio[i][:, j] if len(n.log_ratio[i]) else np.empty(0)
+                q = _q(lr, [0.05, 0.5, 0.95])
+                rows["neuron"].append(n.id)
+                rows["hypothesis"].append(h.label)
+                rows["probability"].append(prob[i])
+                rows["channel"].append(c[2:])
+                rows["factor_median"].append(float(np.exp(q[1])))
+                rows["factor_q05"].append(float(np.exp(q[0])))
+                rows["factor_q95"].append(float(np.exp(q[2])))
+                rows["log_ratio_median"].append(float(q[1]))
+    return format_table_csv(rows)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def hypothesis_bars(result, top: int = 15):
+    plt = _plt()
+    order = result.order()[:top]
+    prob = result.probability
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
+    y = np.arange(len(order))[::-1]
+    ax.barh(y, prob[order], color="#1f77b4")
+    ax.set_yticks(y, [result.hypotheses[i].label for i in order], fontsize=8)
+    for yy, i in zip(y, order):
+        ax.text(prob[i] + 0.01, yy, f"log BF {result.log_bayes_factor[i]:.1f} ± {result.se[i]:.2f}", va="center",
+                fontsize=7)
+    ax.set_xlim(0, 1.25)
+    ax.set_xlabel("posterior probability of the hypothesis")
+    ax.set_title(f"Which channels changed? (top {len(order)} of {len(result.hypotheses)})")
+    fig.tight_layout()
+    return fig
+
+
+def channel_bars(result):
+    plt = _plt()
+    p = result.channel_probability()
+    chans = list(p)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar([c[2:] for c in chans], [p[c] for c in chans], color="#ff7f0e")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(channel targeted)")
+    ax.set_title("Marginal probability that each channel was modulated")
+    fig.tight_layout()
+    return fig
+
+
+def populations_figure(result, h: int, neuron: int = 0):
+    """Before (grey) and after (colour) populations under hypothesis ``h``: the modulated channels' conductances
+    (log axes) and the DIC plane with the after posterior."""
+    plt = _plt()
+    m = get_model(result.model)
+    n = result.neurons[neuron]
+    hyp = result.hypotheses[h]
+    cols = [m.conductance_names.index(c) for c in hyp.channels]
+    after = n.before[n.member[h]].copy() if len(n.member[h]) else np.empty((0, n.before.shape[1]))
+    if len(after):
+        after[:, cols] *= np.exp(n.log_ratio[h])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    if len(cols) >= 2:
+        a, b = cols[0], cols[1]
+    else:
+        spread = np.std(np.log(n.before), axis=0)
+        spread[cols[0]] = -1
+        spread[m.conductance_names.index("g_leak")] = -1
+        a, b = cols[0], int(np.argmax(spread))
+    ax.scatter(n.before[:, a], n.before[:, b], s=6, c="0.6", label="before")
+    if len(after):
+        ax.scatter(after[:, a], after[:, b], s=6, c="#d62728", alpha=0.6, label=f"after ({hyp.label})")
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{m.conductance_names[a]} (mS/cm²)")
+    ax.set_ylabel(f"{m.conductance_names[b]} (mS/cm²)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{n.id}: population in conductance space")
+    ax = axes[1]
+    ax.scatter(n.after_samples[:600, 0], n.after_samples[:600, 1], s=4, c="k", alpha=0.25,
+               label="after posterior")
+    ax.scatter(n.before_dics[:, 1], n.before_dics[:, 2], s=6, c="0.6", label="before population")
+    if len(after):
+        ax.scatter(n.after_dics[h][:, 0], n.after_dics[h][:, 1], s=6, c="#d62728", alpha=0.6,
+                   label="modulated population")
+    ax.set_xlabel("g_s (units of g_leak)")
+    ax.set_ylabel("g_u (units of g_leak)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"DIC plane, P({hyp.label}) = {result.probability[h]:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) -> Path:
+    """Write the tables, ``modulation.nc``, ``figures/`` and ``report.html`` into the folder ``out``."""
+    from ..arviz_io import modulation_data, to_netcdf
+
+    out = Path(out)
+    atomic_write_text(out / "hypotheses.csv", hypotheses_table(result))
+    atomic_write_text(out / "channels.csv", channels_table(result))
+    atomic_write_text(out / "changes.csv", changes_table(result))
+    to_netcdf(modulation_data(result), out / "modulation.nc")
+    figs = {"hypotheses": hypothesis_bars(result), "channels": channel_bars(result)}
+    top = [i for i in result.order()[:TOP_FIGURES] if result.probability[i] > 0]
+    n0 = result.neurons[0]
+    for rank, i in enumerate(top, 1):
+        figs[f"populations_{rank}_{result.hypotheses[i].label}"] = populations_figure(result, i)
+        if maps:
+            cm = cost_map(result.model, result.hypotheses[i].channels, n0.before, max_members=max_map_members,
+                          seed=result.seed)
+            figs[f"reachability_{rank}_{result.hypotheses[i].label}"] = plot_cost_map(
+                cm, before=n0.before_samples, after=n0.after_samples,
+                title=f"{n0.id}: targets reachable by modulating {result.hypotheses[i].label}")
+    images = []
+    for name, fig in figs.items():
+        data = _png(fig)
+        atomic_write_bytes(out / "figures" / f"{name}.png", data)
+        images.append((name, base64.b64encode(data).decode()))
+    atomic_write_text(out / "report.html", _report_html(result, images))
+    return out
+
+
+def _report_html(result, images) -> str:
+    order = result.order()[:10]
+    prob = result.probability
+    rows = "".join(
+        f"<tr><td>{k}</td><td>{html.escape(result.hypotheses[i].label)}</td><td>{prob[i]:.3f}</td>"
+        f"<td>{result.log_evidence[i]:.2f} ± {result.se[i]:.2f}</td><td>{result.log_bayes_factor[i]:.2f}</td>"
+        f"<td>{html.escape(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
+    chan = result.channel_probability()
+    crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td></tr>" for c, p in sorted(chan.items(), key=lambda x: -x[1]))
+    neurons = "".join(
+        f"<tr><td>{html.escape(n.id)}</td><td>{CLASS_NAMES[n.class_before]} → {CLASS_NAMES[n.class_after]}</td>"
+        f"<td>{n.rate_before:.2f} → {n.rate_after:.2f}</td></tr>" for n in result.neurons)
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings())
+    imgs = "".join(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,{b}">'
+                   for name, b in images)
+    s = result.settings
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dicsbi modulation</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+img{{max-width:100%;display:block;margin:0.5em 0}}table{{border-collapse:collapse;margin:0.5em 0}}
+th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{background:#f4f4f4}}
+.warn{{background:#fff3cd;padding:0.5em 1em}}</style></head>
+<body><h1>Which channels did the modulator change?</h1>
+<p>Model {html.escape(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, {len(result.neurons)} neuron(s),
+{len(result.hypotheses)} hypotheses, cost prior {html.escape(str(s['cost']))} with typical change factor
+{s['typical_change']} (scale {s['cost_scale']:.3f}), {s['n_members']} population members,
+{s['n_particles']} importance samples per member, seed {result.seed}.</p>
+{f'<div class="warn"><ul>{warn}</ul></div>' if warn else ''}
+<h2>Neurons</h2><table><tr><th>neuron</th><th>firing class</th><th>rate (Hz)</th></tr>{neurons}</table>
+<h2>Top hypotheses</h2>
+<table><tr><th>rank</th><th>channels</th><th>P</th><th>log evidence ± MC error</th><th>log BF vs best</th>
+<th>changes: median factor [90% interval]</th></tr>{rows}</table>
+<h2>Channels</h2><table><tr><th>channel</th><th>P(targeted)</th></tr>{crow}</table>
+<h2>Figures</h2>{imgs}
+</body></html>
+"""
