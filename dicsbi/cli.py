@@ -358,6 +358,35 @@ def reachability(
     err.print(f"wrote {len(subsets)} map(s) to {out}", soft_wrap=True)
 
 
+@app.command()
+def track(
+    spikes: Annotated[Path, typer.Argument(help="long recording(s): Spike2Pop CSV, long CSV or NWB")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    window_ms: Annotated[float | None, typer.Option(help="window length [ms] (default: the posterior's "
+                                                          "training window)")] = None,
+    step_ms: Annotated[float | None, typer.Option(help="step between windows [ms] (default: half a window)")] = None,
+    n_models: Annotated[int, typer.Option(help="models per window")] = 100,
+    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
+    unit: Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")] = None,
+    t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording [ms]")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Track DIC posteriors and populations through a long recording in sliding windows."""
+    from .io import OutputFolder, read_spike_trains
+    from .modulation.tracking import track as run
+    from .modulation.tracking import write_tracking
+
+    trains, _ = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms)
+    result = run(trains, model, window_ms, step_ms, n_models, posterior, seed, progress)
+    with OutputFolder(out) as stage:
+        written = write_tracking(result, stage)
+    err.print(f"{result.n_windows} windows of {result.settings['window_ms']:.0f} ms (step "
+              f"{result.settings['step_ms']:.0f} ms), {len(result.silent)} silent; wrote "
+              f"{', '.join(p.name for p in written)} to {out}", soft_wrap=True)
+
+
 def _set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads in numba kernels and torch (None: their defaults)."""
     if threads:

@@ -230,3 +230,61 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
     untouched = idata.posterior["log_ratio"].sel(hypothesis="H", channel="g_A").values
     assert np.all(untouched == 0)
     assert "Which channels did the modulator change?" in (out / "report.html").read_text()
+
+
+def test_cost_maps_agree_with_an_independent_root_solve_and_the_geometry_of_h():
+    from scipy.optimize import fsolve
+
+    from dicsbi.compensation import generate_population, plausible_upper_bounds
+    from dicsbi.dics import compute_dics
+    from dicsbi.modulation import cost_map
+
+    g = generate_population("stg", 4.0, 5.0, 3, seed=2).conductances
+    one = g[:1]
+    cm = cost_map("stg", ["CaS", "A"], one, g_s=np.array([-2.0, 0.0, 2.0]), g_u=np.array([4.0, 5.0]))
+    for i, gu in enumerate(cm.g_u):
+        for j, gs in enumerate(cm.g_s):
+
+            def f(th, gs=gs, gu=gu):
+                x = one[0].copy()
+                x[[3, 5]] *= np.exp(th)
+                return compute_dics("stg", x[None])[0, 1:] - [gs, gu]
+
+            th, _, ok, _ = fsolve(f, np.zeros(2), full_output=True)
+            x = one[0].copy()
+            x[[3, 5]] *= np.exp(th)
+            valid = ok == 1 and np.all(x <= plausible_upper_bounds(__import__("dicsbi").models.get_model("stg")))
+            assert (cm.fraction[i, j] > 0) == valid
+            if valid:
+                assert cm.cost[i, j] == pytest.approx(np.abs(th).sum(), abs=1e-5)
+    # H is (nearly) purely ultraslow at V_th: its curve is vertical, so each member reaches only its own g_s column
+    h = cost_map("stg", ["H"], g)
+    d = compute_dics("stg", g)
+    reached_cols = set(np.nonzero(h.fraction.max(0) > 0)[0].tolist())
+    assert reached_cols <= {int(np.rint(x - h.g_s[0])) for x in d[:, 1]} | {int(np.rint(x - h.g_s[0])) + s
+                                                                           for x in d[:, 1] for s in (-1, 1)}
+    assert h.fraction.max() > 0
+
+
+def test_reachability_and_track_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from dicsbi.cli import app
+
+    r = CliRunner().invoke(app, ["reachability", "--channels", "CaS+A", "--channels", "H", "--model", "stg",
+                                 "--n-members", "20", "--out", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "maps" / "reachability_CaS+A.png").stat().st_size > 0
+    rows = (tmp_path / "maps" / "reachability_H.csv").read_text().splitlines()
+    assert rows[0] == "g_s,g_u,fraction_reached,median_cost" and len(rows) == 1 + 41 * 21
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "reachability", "--channels", "leak", "--out",
+                        str(tmp_path / "bad")], capture_output=True, text=True)
+    assert r.returncode == 2 and "g_leak cannot be modulated" in r.stderr
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    r = CliRunner().invoke(app, ["track", "examples/stg_recordings.csv", "--window-ms", "1500", "--step-ms", "750",
+                                 "--n-models", "10", "--no-progress", "--out", str(tmp_path / "trk")])
+    assert r.exit_code == 0, r.output
+    assert len((tmp_path / "trk" / "tracking.csv").read_text().splitlines()) == 1 + 3 * 2  # ~2.96 s each: 2 windows
