@@ -185,8 +185,8 @@ def estimate_evidence(forward, log_likelihood, mean, cov, scale: float, kind: st
 
     def prior(S):
         H, N, s = forward.low.shape
-        return cost_prior(kind, scale, low_t[:, :, None, :].expand(H, N, S, s),
-                          high_t[:, :, None, :].expand(H, N, S, s))
+        # bounds [H, N, 1, s]: the truncation mass is computed per member, then expanded over particles
+        return cost_prior(kind, scale, low_t[:, :, None, :], high_t[:, :, None, :]).expand((H, N, S))
 
     centre, C = solution_centres(forward, mean, cov, scale)
     with torch.random.fork_rng(devices=[]):

@@ -45,17 +45,20 @@ class Truncated(TorchDistribution):
     support = constraints.real
     has_rsample = False
 
-    def __init__(self, base, low, high, validate_args=False):
+    def __init__(self, base, low, high, validate_args=False, _cached=None):
         shape = torch.broadcast_shapes(base.batch_shape, low.shape, high.shape)
         self.base = base.expand(shape)
         self.low, self.high = low.expand(shape), high.expand(shape)
-        self._c_low, self._c_high = self.base.cdf(self.low), self.base.cdf(self.high)
-        self._log_mass = torch.log(self._c_high - self._c_low)
+        if _cached is None:  # the CDF at the bounds, once per distinct bound (expand reuses it as a view)
+            c_low, c_high = base.cdf(low), base.cdf(high)
+            _cached = (c_low, c_high, torch.log(c_high - c_low))
+        self._c_low, self._c_high, self._log_mass = (c.expand(shape) for c in _cached)
         super().__init__(batch_shape=shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        return Truncated(self.base.expand(batch_shape), self.low.expand(batch_shape), self.high.expand(batch_shape))
+        return Truncated(self.base.expand(batch_shape), self.low.expand(batch_shape), self.high.expand(batch_shape),
+                         _cached=(self._c_low, self._c_high, self._log_mass))
 
     def sample(self, sample_shape=()):
         shape = self._extended_shape(torch.Size(sample_shape))
