@@ -271,3 +271,37 @@ def _(d):
     (d / "out" / ".dicsbi.lock").write_text(str(os.getppid()))
     with OutputFolder(d / "out"):
         pass
+
+
+# ---------------------------------------------------------------------------- neuromodulation
+def _pair(d: Path, after_text: str):
+    from .modulation import modulate
+
+    before = _csv(d, 'ID,spiking_times\nLP1,"[10, 60, 110, 160, 210]"\nLP2,"[15, 65, 115, 165]"\n', "before.csv")
+    after = _csv(d, after_text, "after.csv")
+    modulate(_read(before)[0], _read(after)[0], "stg", n_members=4, n_pilot=4, n_particles=4)
+
+
+@case("modulation", "before and after neuron IDs differ")
+def _(d):
+    _pair(d, 'ID,spiking_times\nLP1,"[10, 50, 90, 130]"\nLP3,"[10, 50, 90, 130]"\n')
+
+
+@case("modulation", "a silent after recording")
+def _(d):
+    _pair(d, 'ID,spiking_times\nLP1,"[10, 50, 90, 130]"\nLP2,"[40]"\n')
+
+
+@case("modulation", "before-populations of another model")
+def _(d):
+    from .modulation import modulate
+    from .populations import InferenceResult
+
+    modulate(InferenceResult("da", -55.5, 0, []), [[10.0, 50.0, 90.0]], "stg")
+
+
+@case("modulation", "a channel the model cannot modulate")
+def _(d):
+    from .modulation import parse_hypotheses
+
+    parse_hypotheses("stg", "CaS+leak")
