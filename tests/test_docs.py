@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/tutorial.md", "docs/training.md", "docs/inference.md", "docs/posterior.md"]
+PAGES = ["README.md", "docs/tutorial.md", "docs/training.md", "docs/inference.md", "docs/posterior.md",
+         "docs/modulation.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 

@@ -229,6 +229,12 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
     assert np.allclose(le.sum(1), idata.sample_stats["log_evidence"].values)  # shared hypothesis: evidences add
     untouched = idata.posterior["log_ratio"].sel(hypothesis="H", channel="g_A").values
     assert np.all(untouched == 0)
+    import arviz as az
+
+    summary = az.summary(idata, var_names=["log_ratio"], coords={"hypothesis": ["A+H"], "channel": ["g_A", "g_H"]},
+                         kind="stats")
+    assert len(summary) == 4 and np.all(np.isfinite(summary["mean"]))
+    assert idata.prior["conductance"].sizes["draw"] == 40
     assert "Which channels did the modulator change?" in (out / "report.html").read_text()
 
 

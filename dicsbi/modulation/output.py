@@ -189,8 +189,8 @@ def populations_figure(result, h: int, neuron: int = 0):
     ax.legend(fontsize=7)
     ax.set_title(f"{n.id}: population in conductance space")
     ax = axes[1]
-    ax.scatter(n.after_samples[:600, 0], n.after_samples[:600, 1], s=4, c="k", alpha=0.25,
-               label="after posterior")
+    ax.scatter(n.after_samples[:600, 0], n.after_samples[:600, 1], s=4, c="#1f77b4", alpha=0.3,
+               label="after posterior (recording)")
     ax.scatter(n.before_dics[:, 1], n.before_dics[:, 2], s=6, c="0.6", label="before population")
     if len(after):
         ax.scatter(n.after_dics[h][:, 0], n.after_dics[h][:, 1], s=6, c="#d62728", alpha=0.6,
