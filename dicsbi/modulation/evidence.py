@@ -24,6 +24,7 @@ scaled conductances, calcium dependence included) or, for checks with a closed f
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,7 +190,7 @@ def estimate_evidence(forward, log_likelihood, mean, cov, scale: float, kind: st
         return cost_prior(kind, scale, low_t[:, :, None, :], high_t[:, :, None, :]).expand((H, N, S))
 
     centre, C = solution_centres(forward, mean, cov, scale)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), one_torch_thread():
         torch.manual_seed(int(seed))
         pilot = Context(prior(n_pilot), loglik, None)
         pilot.proposal = DefensiveMixture(pilot.prior, _t_proposal(centre, 1.5 * C, n_pilot), 2 * alpha)
@@ -205,6 +206,19 @@ def estimate_evidence(forward, log_likelihood, mean, cov, scale: float, kind: st
         theta, lw = log_weights(main)
     theta, lw = theta.numpy(), lw.numpy()
     return Evidence(*_summarise(lw), theta=theta, log_w=lw)
+
+
+@contextmanager
+def one_torch_thread():
+    """Run torch on one thread: a torch op split over threads can round differently in the last bit (vectorised
+    and scalar paths meet at other places), so results would depend on the thread count (1e-11 nats, but outputs
+    must be byte-identical for any ``--threads``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _summarise(lw: np.ndarray):

@@ -63,6 +63,13 @@ class GridLikelihood:
                        seed: int = 0) -> GridLikelihood:
         """Tabulate ``posterior``'s density for one spike ``train`` (an array of spike times or a one-train
         :class:`~dicsbi.spikes.SpikeTrains`)."""
+        from .evidence import one_torch_thread
+
+        with one_torch_thread():  # identical tables for any thread count (see one_torch_thread)
+            return cls._tabulate(posterior, train, n_coarse, n_fine, n_samples, seed)
+
+    @classmethod
+    def _tabulate(cls, posterior, train, n_coarse, n_fine, n_samples, seed) -> GridLikelihood:
         from ..spikes import SpikeTrains
 
         one = train if isinstance(train, SpikeTrains) else SpikeTrains.from_list([np.asarray(train, float)])
