@@ -185,7 +185,8 @@ def modulation_data(result):
     * ``sample_stats``: per hypothesis ``log_evidence`` (all neurons), its standard errors, ``probability``,
       ``log_prior``, ``log_bayes_factor``, and per (hypothesis, neuron) ``log_evidence_neuron`` and ``ess``;
     * ``observed_data``: per neuron the firing class and rate before and after, and the after posterior's
-      mean (g_s, g_u); ``constant_data``: which channels each hypothesis modulates.
+      mean (g_s, g_u); ``constant_data``: which channels each hypothesis modulates, each channel's (g_s, g_u)
+      sensitivity per neuron and the log evidence of "no change".
     """
     import xarray as xr
 
@@ -228,6 +229,7 @@ def modulation_data(result):
                         "probability": (("hypothesis",), result.probability),
                         "log_prior": (("hypothesis",), result.log_prior),
                         "log_bayes_factor": (("hypothesis",), result.log_bayes_factor),
+                        "log_bayes_factor_vs_no_change": (("hypothesis",), result.log_bayes_factor_vs_no_change),
                         "log_evidence_neuron": (("hypothesis", "neuron"),
                                                 np.stack([n.log_evidence for n in neurons], 1)),
                         "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1))},
@@ -241,8 +243,10 @@ def modulation_data(result):
                            "after_g_u_mean": (("neuron",), np.array([n.after_samples[:, 1].mean() for n in neurons]))},
                           coords=nc, attrs=attrs)
     member = np.array([[c in h.channels for c in channels] for h in hyps])
-    constant = xr.Dataset({"modulated": (("hypothesis", "channel"), member)},
-                          coords={"hypothesis": labels, "channel": channels}, attrs=attrs)
+    constant = xr.Dataset({"modulated": (("hypothesis", "channel"), member),
+                           "dic_sensitivity": (("neuron", "channel"), np.stack([n.sensitivity for n in neurons])),
+                           "log_evidence_no_change": (("neuron",), np.array([n.log_evidence_null for n in neurons]))},
+                          coords={"hypothesis": labels, "channel": channels, "neuron": ids}, attrs=attrs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return az.InferenceData(posterior=posterior, prior=prior, sample_stats=stats, observed_data=observed,

@@ -342,3 +342,27 @@ def test_killed_modulate_leaves_temporary_names_only_and_rerun_completes(two_neu
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["changes.csv", "channels.csv", "figures", "hypotheses.csv",
                                                     "modulation.nc", "report.html"]
+
+
+def test_dic_invisible_channels_are_flagged_and_equal_the_no_change_hypothesis():
+    """DA NMDA is fully fast by the DIC convention: it cannot move (g_s, g_u), so 'NMDA' is the same hypothesis
+    as 'nothing changed' and 'ERG+NMDA' the same as 'ERG'; the result says so instead of hiding it."""
+    from dicsbi.compensation import generate_population
+    from dicsbi.simulate import simulate
+
+    g0 = generate_population("da", -1.5, 5.0, 2, seed=3).conductances[:1]
+    g1 = g0.copy()
+    g1[0, 4] *= 0.6  # ERG
+    tr = simulate("da", np.vstack([g0, g1]), seed=0).trains
+    b = SpikeTrains.from_list([tr[0]], 0.0, float(tr.t_stop_ms[0]), ids=["c"])
+    a = SpikeTrains.from_list([tr[1]], 0.0, float(tr.t_stop_ms[1]), ids=["c"])
+    res = modulate(b, a, "da", hypotheses="ERG, NMDA, ERG+NMDA", n_members=30, n_particles=64, seed=1)
+    assert res.invisible_channels() == ["g_NMDA"]
+    assert res.channel_sensitivity()["g_NMDA"] == 0.0 and res.channel_sensitivity()["g_ERG"] > 1.0
+    le = dict(zip([h.label for h in res.hypotheses], res.log_evidence))
+    se = dict(zip([h.label for h in res.hypotheses], res.se))
+    # no DIC move at all: the importance-sampled evidence estimates the no-change evidence (exact, no integral)
+    assert abs(le["NMDA"] - res.log_evidence_null) < 3 * se["NMDA"] + 1e-3, (le["NMDA"], res.log_evidence_null)
+    assert abs(le["ERG+NMDA"] - le["ERG"]) < 3 * np.hypot(se["ERG"], se["ERG+NMDA"]) + 0.01
+    assert le["ERG"] - res.log_evidence_null > 1.0  # the ERG change is seen
+    assert any("NMDA barely move" in w for w in res.warnings())

@@ -30,6 +30,7 @@ from .model import COST_PRIORS, cost_scale
 
 N_DRAWS = 400          # resampled posterior draws of the change kept per hypothesis and neuron
 FLAT_PROBABILITY = 0.5  # below this, the best hypothesis is reported as not identified
+INVISIBLE = 0.02        # relative (g_s, g_u) sensitivity below which a channel is flagged as invisible
 
 
 class ModelMismatchError(DicsbiError):
@@ -53,6 +54,9 @@ class NeuronModulation:
     member: list = field(default_factory=list)
     log_ratio: list = field(default_factory=list)
     after_dics: list = field(default_factory=list)   # [H][draw, 2] (g_s, g_u) of the modulated draws
+    log_evidence_null: float = -np.inf   # "nothing changed in DIC space": mean_k L(d_k)
+    se_null: float = np.inf
+    sensitivity: np.ndarray | None = None  # [n_g] median |d(g_s, g_u)/d log g_j| over the members
     class_before: int = 0
     class_after: int = 0
     rate_before: float = 0.0
@@ -80,6 +84,29 @@ class ModulationResult:
     @property
     def se_population(self) -> np.ndarray:
         return np.sqrt(np.sum([n.se_population**2 for n in self.neurons], axis=0))
+
+    @property
+    def log_evidence_null(self) -> float:
+        """Log evidence of "the modulator changed nothing that moves (g_s, g_u)" (no change at all)."""
+        return float(np.sum([n.log_evidence_null for n in self.neurons]))
+
+    @property
+    def log_bayes_factor_vs_no_change(self) -> np.ndarray:
+        return self.log_evidence - self.log_evidence_null
+
+    def channel_sensitivity(self) -> dict[str, float]:
+        """Median over members (and neurons) of how far a unit log-ratio of each channel moves (g_s, g_u)."""
+        from .hypotheses import modulable_channels
+
+        m = get_model(self.model)
+        sens = np.median([n.sensitivity for n in self.neurons], axis=0)
+        return {c: float(sens[m.conductance_names.index(c)]) for c in modulable_channels(m)}
+
+    def invisible_channels(self) -> list[str]:
+        """Channels that move (g_s, g_u) by under 2 % of the most effective channel: invisible to the comparison."""
+        sens = self.channel_sensitivity()
+        top = max(sens.values())
+        return [c for c, v in sens.items() if v < INVISIBLE * top]
 
     @property
     def probability(self) -> np.ndarray:
@@ -127,6 +154,16 @@ class ModulationResult:
                            f"{n.rate_before:.2f}->{n.rate_after:.2f} Hz) but its DIC posterior barely moved "
                            f"(shift {moved:.2f} posterior SDs): the change may lie in a DIC blind spot (e.g. "
                            "g_Kd or g_KCa in STG), which a comparison in DIC space cannot attribute")
+        invisible = self.invisible_channels()
+        if invisible:
+            out.append(f"{', '.join(c[2:] for c in invisible)} barely move(s) (g_s, g_u) at V_th (under "
+                       f"{INVISIBLE:.0%} of the most effective channel per unit log-ratio): a hypothesis naming such a "
+                       "channel cannot be told apart from the same hypothesis without it, and one naming only such "
+                       "channels means 'no change in DIC space'")
+        best = int(np.argmax(self.probability))
+        if self.log_bayes_factor_vs_no_change[best] < np.log(3.0):
+            out.append(f"the best hypothesis is not supported against 'nothing changed in DIC space' (log Bayes "
+                       f"factor {self.log_bayes_factor_vs_no_change[best]:.2f})")
         if not self.identified:
             out.append(f"no hypothesis reaches probability {FLAT_PROBABILITY}: the change is not identified from "
                        "these spike trains (several subsets explain it about equally well)")
@@ -271,6 +308,17 @@ def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_pa
                            np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
                            [None] * H, [None] * H, [None] * H)
     out.after_samples = like.samples
+    d0 = rec.dics[:, 1:]
+    ll0 = like(d0)
+    top = np.max(ll0)
+    if np.isfinite(top):
+        w0 = np.exp(ll0 - top)
+        out.log_evidence_null = float(np.log(w0.mean()) + top)
+        out.se_null = float(w0.std(ddof=1) / np.sqrt(len(w0)) / w0.mean()) if len(w0) > 1 else np.inf
+    fw_all = ConductanceForward(m, rec.conductances, np.arange(m.n_conductances)[:, None], post.vth_mV)
+    step = 1e-3  # central differences of (g_s, g_u) in each channel's log-ratio
+    moved = fw_all(np.stack([np.full((m.n_conductances, len(d0), 1), h) for h in (-step, step)], axis=2))
+    out.sensitivity = np.median(np.linalg.norm(moved[:, :, 1] - moved[:, :, 0], axis=-1), axis=1) / (2 * step)
     for (_, idx), sd in zip(sorted(by_size.items()), seeds, strict=True):
         index = np.array([[m.conductance_names.index(c) for c in hyps[i].channels] for i in idx])
         fw = ConductanceForward(m, rec.conductances, index, post.vth_mV)

@@ -47,7 +47,9 @@ def hypotheses_table(result) -> str:
             "n_channels": [result.hypotheses[i].size for i in order], "probability": [prob[i] for i in order],
             "log_evidence": [le[i] for i in order], "log_evidence_se": [result.se[i] for i in order],
             "log_evidence_se_population": [result.se_population[i] for i in order],
-            "log_bayes_factor_vs_best": [bf[i] for i in order], "log_prior": [result.log_prior[i] for i in order],
+            "log_bayes_factor_vs_best": [bf[i] for i in order],
+            "log_bayes_factor_vs_no_change": [result.log_bayes_factor_vs_no_change[i] for i in order],
+            "log_prior": [result.log_prior[i] for i in order],
             "ess_min": [ess[i] for i in order]}
     med = {c: [] for c in chans}
     text = []
@@ -88,7 +90,11 @@ def channels_table(result) -> str:
         lo.append(q[0])
         meds.append(q[1])
         hi.append(q[2])
+    sens = result.channel_sensitivity()
+    invisible = result.invisible_channels()
     return format_table_csv({"channel": [c[2:] for c in chans], "probability_targeted": [p[c] for c in chans],
+                             "dic_sensitivity": [sens[c] for c in chans],
+                             "dic_invisible": [c in invisible for c in chans],
                              "factor_median_if_targeted": meds, "factor_q05_if_targeted": lo,
                              "factor_q95_if_targeted": hi})
 
@@ -240,7 +246,11 @@ def _report_html(result, images) -> str:
         f"<td>{result.log_evidence[i]:.2f} ± {result.se[i]:.2f}</td><td>{result.log_bayes_factor[i]:.2f}</td>"
         f"<td>{html.escape(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
     chan = result.channel_probability()
-    crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td></tr>" for c, p in sorted(chan.items(), key=lambda x: -x[1]))
+    sens = result.channel_sensitivity()
+    crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td><td>{sens[c]:.3g}</td></tr>"
+                   for c, p in sorted(chan.items(), key=lambda x: -x[1]))
+    null = (f"<p>Log evidence of 'nothing changed in (g_s, g_u)': {result.log_evidence_null:.2f}; the best hypothesis "
+            f"against it: log Bayes factor {result.log_bayes_factor_vs_no_change[result.order()[0]]:.2f}.</p>")
     neurons = "".join(
         f"<tr><td>{html.escape(n.id)}</td><td>{CLASS_NAMES[n.class_before]} → {CLASS_NAMES[n.class_after]}</td>"
         f"<td>{n.rate_before:.2f} → {n.rate_after:.2f}</td></tr>" for n in result.neurons)
@@ -264,7 +274,9 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{
 <h2>Top hypotheses</h2>
 <table><tr><th>rank</th><th>channels</th><th>P</th><th>log evidence ± MC error</th><th>log BF vs best</th>
 <th>changes: median factor [90% interval]</th></tr>{rows}</table>
-<h2>Channels</h2><table><tr><th>channel</th><th>P(targeted)</th></tr>{crow}</table>
+{null}
+<h2>Channels</h2><table><tr><th>channel</th><th>P(targeted)</th><th>|d(g_s, g_u)/d ln g| (median)</th></tr>{crow}
+</table>
 <h2>Figures</h2>{imgs}
 </body></html>
 """
