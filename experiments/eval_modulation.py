@@ -23,6 +23,10 @@ not counted in top-1), the mean marginal targeting probability of the changed an
 how often a confident call (P >= 0.8) is right.  ``scenarios.csv`` (one row per scenario, with the seed) goes to
 ``--out``; ``scenarios.partial.csv`` holds the rows done so far and lets ``--resume`` skip them.
 
+Also printed: the top-1 rate once channels that cannot move (g_s, g_u) are dropped (DA NMDA), the channel-level
+AUC (how often a changed channel gets a higher targeting probability than an untouched one of the same scenario),
+and the log Bayes factor of the true subset against "nothing changed in (g_s, g_u)".
+
 Ends with one line: model=M scenarios=n top1=.. top3=.. p_targeted=.. p_untouched=.. confident_right=..
 confident_n=..
 """
@@ -61,7 +65,7 @@ RATE_CHANGE = 0.25
 FIELDS = ["idx", "kind", "target_gs", "target_gu", "truth", "log_ratios", "dic_before", "dic_after", "class_before",
           "class_after", "rate_before_hz", "rate_after_hz", "changed", "draws", "posterior_shift", "rank", "p_true",
           "top", "p_top", "top1", "top3", "swap_right", "has_swap", "identified", "p_targeted", "p_untouched",
-          "dlog_err", "n_warnings", "seconds", "seed"]
+          "dlog_err", "n_warnings", "top1_visible", "lbf_true_vs_no_change", "channel_probs", "seconds", "seed"]
 
 
 def _scaled(m, cell, factors: dict[str, float]) -> np.ndarray:
@@ -202,7 +206,26 @@ def score(model: str, sc: dict, res) -> dict:
             "has_swap": int(bool(_swaps(model, sc["truth"]))), "identified": int(res.identified),
             "p_targeted": float(np.mean([cp[c] for c in sc["truth"]])),
             "p_untouched": float(np.mean([cp[c] for c in untouched])), "dlog_err": float(np.mean(err)),
-            "n_warnings": len(res.warnings())}
+            "n_warnings": len(res.warnings()),
+            "top1_visible": int(_visible(res, labels[top]) == _visible(res, labels[t])),
+            "lbf_true_vs_no_change": float(res.log_bayes_factor_vs_no_change[t]),
+            "channel_probs": " ".join(f"{c[2:]}:{v:.4f}:{int(c in sc['truth'])}" for c, v in cp.items())}
+
+
+def _visible(res, subset: frozenset) -> frozenset:
+    """The subset without the channels that cannot move (g_s, g_u) (res.invisible_channels())."""
+    return subset - set(res.invisible_channels())
+
+
+def channel_auc(rows: list[dict]) -> float:
+    """P(a targeted channel gets a higher marginal probability than an untouched one of the same scenario)."""
+    wins = []
+    for r in rows:
+        items = [x.split(":") for x in r["channel_probs"].split()]
+        hit = [float(p) for _, p, t in items if t == "1"]
+        miss = [float(p) for _, p, t in items if t == "0"]
+        wins += [1.0 if a > b else 0.5 if a == b else 0.0 for a in hit for b in miss]
+    return float(np.mean(wins)) if wins else float("nan")
 
 
 def _kinds(model: str, n: int) -> list[str]:
@@ -226,9 +249,9 @@ def _read(path: Path, seed: int) -> dict[int, dict]:
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(r["seed"]) == seed]
     ints = ("idx", "class_before", "class_after", "changed", "draws", "rank", "top1", "top3", "swap_right",
-            "has_swap", "identified", "n_warnings")
+            "has_swap", "identified", "n_warnings", "top1_visible")
     floats = ("target_gs", "target_gu", "rate_before_hz", "rate_after_hz", "posterior_shift", "p_true", "p_top",
-              "p_targeted", "p_untouched", "dlog_err", "seconds")
+              "p_targeted", "p_untouched", "dlog_err", "seconds", "lbf_true_vs_no_change")
     for r in rows:
         r.update({k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats})
     return {r["idx"]: r for r in rows}
@@ -272,6 +295,13 @@ def summarise(model: str, rows: list[dict]) -> str:
     print(f"identified (P(top) >= 0.5): {sum(r['identified'] for r in rows)}; confident (P(top) >= {CONFIDENT}): "
           f"{len(conf)}, of which right {sum(r['top1'] for r in conf)}")
     print(f"median |log-ratio error| under the true subset: {np.nanmedian([r['dlog_err'] for r in rows]):.3f}")
+    print(f"top call right once DIC-invisible channels are dropped from both (e.g. DA NMDA): "
+          f"{np.mean([r['top1_visible'] for r in rows]):.3f}")
+    print(f"channel-level AUC (a targeted channel above an untouched one of the same scenario): "
+          f"{channel_auc(rows):.3f}")
+    lbf = np.array([r["lbf_true_vs_no_change"] for r in rows])
+    print(f"true subset against 'nothing changed in (g_s, g_u)': log BF median {np.median(lbf):.2f}, > log 3 in "
+          f"{np.mean(lbf > np.log(3)):.0%} of scenarios")
     p_t, p_u = np.mean([r["p_targeted"] for r in rows]), np.mean([r["p_untouched"] for r in rows])
     return (f"model={model} scenarios={len(rows)} top1={np.mean([r['top1'] for r in rows]):.4f} "
             f"top3={np.mean([r['top3'] for r in rows]):.4f} p_targeted={p_t:.4f} p_untouched={p_u:.4f} "
