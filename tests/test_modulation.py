@@ -172,6 +172,10 @@ def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
         modulate(InferenceResult("da", -55.5, 0, []), _trains(["n1"]), "stg")
     with pytest.raises(DicsbiError, match="posterior for model 'stg', not 'da'"):
         modulate(_trains(["n1"]), _trains(["n1"]), "da", posterior="stg")
+    with pytest.raises(DicsbiError, match="after must be spike trains"):
+        modulate(_trains(["n1"]), InferenceResult("stg", -51.0, 0, []), "stg")
+    with pytest.raises(InputError, match="missing_before.csv: no such file"):
+        modulate("missing_before.csv", _trains(["n1"]), "stg")
     with pytest.raises(DicsbiError, match="typical_change"):
         modulate(_trains(["n1"]), _trains(["n1"]), "stg", typical_change=1.0)
 

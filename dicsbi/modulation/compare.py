@@ -183,7 +183,7 @@ def _as_trains(x, name: str) -> SpikeTrains:
     from ..io import read_spike_trains
 
     if isinstance(x, str) or hasattr(x, "__fspath__"):
-        return read_spike_trains(x)
+        return read_spike_trains(x)[0]
     try:
         return SpikeTrains.from_list(x, 0.0)
     except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
@@ -256,9 +256,9 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     else:
         before_trains = _as_trains(before, "before")
         pre = None
-    after_trains = _as_trains(after, "after")
     if isinstance(after, InferenceResult):
         raise DicsbiError("after must be spike trains: the after recording enters through its DIC posterior")
+    after_trains = _as_trains(after, "after")
     _check_not_silent(after_trains, "after")
     if before_trains is not None:
         _check_not_silent(before_trains, "before")
