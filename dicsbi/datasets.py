@@ -402,6 +402,13 @@ def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int
         raise DatasetError("choose one backend: workers=N, scheduler=... or dask_local=N")
     if workers < 0:
         raise DatasetError(f"workers must be >= 0 (got {workers})")
+    from .io import FolderLock
+
+    with FolderLock(out):  # a second run on this folder is refused while this one lives
+        return _simulate_locked(cfg, out, workers, scheduler, dask_local, progress, n_threads, max_shards)
+
+
+def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n_threads, max_shards) -> DatasetRun:
     done, created = _prepare_folder(out, cfg)
     pending = [k for k in range(cfg.n_shards) if k not in done]
     skipped = len(done)

@@ -84,21 +84,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class OutputFolder:
-    """Write a command's whole output as one unit: staged, locked, published at the end.
-
-    ``with OutputFolder(out) as stage:`` takes a lock on ``out`` (``out/.dicsbi.lock`` holding the process id; a
-    second run on the same folder is refused while the first is alive, a stale lock from a killed run is taken
-    over), and gives a staging folder ``out/.partial-<pid>/`` to write into.  When the block ends normally every
-    entry of the stage is moved into ``out`` (files by atomic rename, folders replaced whole) and the stage is
-    removed; when it raises (or the process is killed) ``out`` keeps what it had before: the new outputs exist
-    only under a temporary name, which the next run removes.
-    """
+class FolderLock:
+    """``out/.dicsbi.lock`` holding the process id, for as long as the ``with`` block runs: a second dicsbi run on
+    the same folder is refused while the first is alive; a stale lock left by a killed run is taken over."""
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
         self.lock = self.out / LOCK_NAME
-        self.stage = self.out / f".partial-{os.getpid()}"
 
     def __enter__(self) -> Path:
         from .errors import DicsbiError
@@ -120,6 +112,28 @@ class OutputFolder:
                 self.lock.unlink(missing_ok=True)  # stale: its run was killed
         with os.fdopen(fd, "w") as fh:
             fh.write(str(os.getpid()))
+        return self.out
+
+    def __exit__(self, *exc) -> None:
+        self.lock.unlink(missing_ok=True)
+
+
+class OutputFolder(FolderLock):
+    """Write a command's whole output as one unit: staged, locked, published at the end.
+
+    ``with OutputFolder(out) as stage:`` takes the :class:`FolderLock` on ``out`` and gives a staging folder
+    ``out/.partial-<pid>/`` to write into.  When the block ends normally every entry of the stage is moved into
+    ``out`` (files by atomic rename, folders replaced whole) and the stage is removed; when it raises (or the
+    process is killed) ``out`` keeps what it had before: the new outputs exist only under a temporary name, which
+    the next run removes.
+    """
+
+    def __init__(self, out: str | os.PathLike):
+        super().__init__(out)
+        self.stage = self.out / f".partial-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        super().__enter__()
         for old in self.out.glob(".partial-*"):  # left by killed runs
             _remove(old)
         self.stage.mkdir()
@@ -139,7 +153,7 @@ class OutputFolder:
                         os.replace(entry, dest)
         finally:
             _remove(self.stage)
-            self.lock.unlink(missing_ok=True)
+            super().__exit__(exc_type, exc, tb)
 
 
 def _remove(path: Path) -> None:

@@ -205,3 +205,17 @@ def test_killed_coordinator_leaves_no_worker_processes(tmp_path):
     proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, [p.pid for p in alive]
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(tmp_path):
+    from dicsbi.errors import DicsbiError
+
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / ".dicsbi.lock").write_text(str(os.getppid()))  # a live process holds the folder
+    with pytest.raises(DicsbiError, match="another dicsbi run .* is writing this folder"):
+        simulate_dataset(DatasetConfig(**TINY), out, progress=False)
+    assert not any(out.glob("shard-*")) and not (out / "manifest.json").exists()
+    (out / ".dicsbi.lock").write_text("999999999")  # stale (no such process): taken over
+    run = simulate_dataset(DatasetConfig(**TINY), out, progress=False, max_shards=1)
+    assert run.shards_computed == 1 and not (out / ".dicsbi.lock").exists()
