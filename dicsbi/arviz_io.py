@@ -94,30 +94,77 @@ def to_netcdf(idata, path):
 GROUPS = ("posterior", "posterior_predictive", "observed_data", "constant_data")
 
 
-def merge_netcdf_parts(paths, out) -> None:
-    """Concatenate netCDF parts of :func:`inference_data` along ``recording`` into one ``InferenceData`` file,
-    lazily (dask), so the merged file never has to fit in memory."""
-    import os
+class NetCDFAppender:
+    """Write :func:`inference_data` chunks into one netCDF file, appending along ``recording``.
 
-    import xarray as xr
+    Each group's ``recording`` dimension is unlimited (HDF5 chunked storage, via h5netcdf): a chunk resizes it
+    and writes its slice, so memory and time stay flat whatever the number of recordings.  (Opening one netCDF
+    part per chunk and merging them with ``open_mfdataset`` grew by ~1.2 MB and ~0.55 s per part: 400 parts of
+    256 recordings took 500 MB and 220 s.)  The file reads back with ``az.from_netcdf`` like one written whole;
+    it is complete when the ``with`` block ends (write it in a staging folder, :class:`dicsbi.io.OutputFolder`).
+    """
 
-    paths = [str(p) for p in paths]
-    if not paths:
-        to_netcdf(_arviz().InferenceData(), out)
-        return
-    if len(paths) == 1:
-        os.replace(paths[0], out)
-        return
-    groups = {g: xr.open_mfdataset(paths, group=g, combine="nested", concat_dim="recording", data_vars="minimal",
-                                   coords="minimal", compat="override", engine="h5netcdf")
-              for g in GROUPS}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            to_netcdf(_arviz().InferenceData(**groups), out)
-    finally:
-        for ds in groups.values():
-            ds.close()
+    def __init__(self, path):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.file = None
+        self.n = 0
+
+    def __enter__(self):
+        return self
+
+    def append(self, idata) -> None:
+        import h5netcdf
+
+        groups = [g for g in GROUPS if g in idata.groups()]
+        if self.file is None:
+            self.file = h5netcdf.File(self.path, "w")
+            for name in groups:
+                self._create(self.file.create_group(name), idata[name])
+        k = idata[groups[0]].sizes["recording"] if groups else 0
+        for name in groups:
+            grp, ds = self.file.groups[name], idata[name]
+            for dim, size in ds.sizes.items():
+                if dim != "recording" and grp.dimensions[dim].size != size:
+                    raise ValueError(f"netCDF chunk {name}: dimension {dim} has {size} entries, the file "
+                                     f"{grp.dimensions[dim].size}")
+            grp.resize_dimension("recording", self.n + k)
+            for var, arr in ds.variables.items():
+                if "recording" not in arr.dims:
+                    continue
+                axis = arr.dims.index("recording")
+                index = tuple(slice(self.n, self.n + k) if a == axis else slice(None) for a in range(arr.ndim))
+                grp.variables[var][index] = _storable(arr.values)
+        self.n += k
+
+    @staticmethod
+    def _create(grp, ds) -> None:
+        import h5py
+
+        for dim, size in ds.sizes.items():
+            grp.dimensions[dim] = None if dim == "recording" else size
+        for var, arr in ds.variables.items():
+            values = _storable(arr.values)
+            kind = h5py.string_dtype() if values.dtype.kind in "OU" else values.dtype
+            chunks = tuple(max(1, min(s, 256)) if d == "recording" else s for d, s in zip(arr.dims, arr.shape))
+            v = grp.create_variable(var, arr.dims, dtype=kind, chunks=chunks or None)
+            if "recording" not in arr.dims:
+                v[...] = values
+            for key, val in arr.attrs.items():
+                v.attrs[key] = val
+        for key, val in ds.attrs.items():
+            grp.attrs[key] = val
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+        elif exc[0] is None:
+            to_netcdf(_arviz().InferenceData(), self.path)
+
+
+def _storable(values: np.ndarray) -> np.ndarray:
+    return values.astype(object) if values.dtype.kind == "U" else values
 
 
 def from_netcdf(path):

@@ -344,35 +344,30 @@ MAX_FIGURES = 50
 def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
                   progress: bool = False, title: str = "dicsbi inference") -> tuple[int, int]:
     """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
-    ``report.html`` into ``folder`` chunk by chunk (tables appended, one netCDF part per chunk merged lazily at
-    the end), so memory stays bounded for any number of recordings.  ``folder`` should be a staging folder
-    (:class:`dicsbi.io.OutputFolder`): files are complete only when this returns.  Returns (recordings with a
-    population, silent recordings)."""
-    import shutil
-
-    from .arviz_io import inference_data, merge_netcdf_parts, to_netcdf
+    ``report.html`` into ``folder`` chunk by chunk (tables and the netCDF file appended,
+    :class:`~dicsbi.arviz_io.NetCDFAppender`), so memory stays bounded for any number of recordings.  ``folder``
+    should be a staging folder (:class:`dicsbi.io.OutputFolder`): files are complete only when this returns.
+    Returns (recordings with a population, silent recordings)."""
+    from .arviz_io import NetCDFAppender, inference_data
     from .report import write_figures_and_report
 
     folder = Path(folder)
-    parts_dir = folder / ".parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    shown, silent, unreachable, parts, n_rec = [], [], [], [], 0
+    shown, silent, unreachable, n_rec = [], [], [], 0
     first = None
     with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
-                                                                          newline="") as summ:
+                                                                          newline="") as summ, \
+            NetCDFAppender(folder / "posterior.nc") as nc:
         for c, part in enumerate(iter_infer(trains, model, n_models, posterior, seed, check, progress=progress)):
             first = first or part
             chunk = trains.select(np.arange(c * CHUNK, min((c + 1) * CHUNK, len(trains))))
             pop.write(_body(populations_table(part), c > 0))
             summ.write(_body(summary_table(part, chunk), c > 0))
             if part.recordings:
-                parts.append(to_netcdf(inference_data(part, chunk), parts_dir / f"{c:06d}.nc"))
+                nc.append(inference_data(part, chunk))
             shown.extend(part.recordings[: max(0, MAX_FIGURES - len(shown))])
             silent.extend(part.silent)
             unreachable.extend(part.unreachable)
             n_rec += len(part.recordings)
-    merge_netcdf_parts(parts, folder / "posterior.nc")
-    shutil.rmtree(parts_dir)
     result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config,
                              unreachable)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
