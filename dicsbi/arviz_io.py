@@ -167,6 +167,16 @@ def _storable(values: np.ndarray) -> np.ndarray:
     return values.astype(object) if values.dtype.kind == "U" else values
 
 
+def pareto_k(log_weights: np.ndarray) -> np.ndarray:
+    """Pareto-smoothed importance sampling shape ``k`` of each row of ``log_weights[rows, draws]`` (ArviZ
+    ``psislw``): below 0.7 the importance-sampling estimate is reliable (Vehtari et al. 2024)."""
+    az = _arviz()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # psislw warns for k > 0.7: the value itself is what we report
+        _, k = az.psislw(np.asarray(log_weights, dtype=float))
+    return np.atleast_1d(np.asarray(k, dtype=float))
+
+
 def from_netcdf(path):
     return _arviz().from_netcdf(str(path))
 
@@ -279,7 +289,8 @@ def modulation_data(result):
                         "log_bayes_factor_vs_no_change": (("hypothesis",), result.log_bayes_factor_vs_no_change),
                         "log_evidence_neuron": (("hypothesis", "neuron"),
                                                 np.stack([n.log_evidence for n in neurons], 1)),
-                        "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1))},
+                        "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1)),
+                        "pareto_k": (("hypothesis", "neuron"), np.stack([n.pareto_k for n in neurons], 1))},
                        coords=hc, attrs=attrs)
     nc = {"neuron": ids}
     observed = xr.Dataset({"firing_class_before": (("neuron",), np.array([n.class_before for n in neurons])),

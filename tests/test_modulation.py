@@ -370,3 +370,19 @@ def test_dic_invisible_channels_are_flagged_and_equal_the_no_change_hypothesis()
     assert abs(le["ERG+NMDA"] - le["ERG"]) < 3 * np.hypot(se["ERG"], se["ERG+NMDA"]) + 0.01
     assert le["ERG"] - res.log_evidence_null > 1.0  # the ERG change is seen
     assert any("NMDA barely move" in w for w in res.warnings())
+
+
+@pytest.mark.parametrize("model,g_s,tol", [("stg", -4.0, 0.005), ("da", -1.5, 0.03)])
+def test_likelihood_table_matches_the_flow_density_where_the_posterior_lives(model, g_s, tol):
+    """The tabulated log q(d | x) against the flow's own log density at 2000 posterior draws."""
+    from dicsbi.compensation import generate_population
+    from dicsbi.inference import load_posterior
+    from dicsbi.simulate import simulate
+
+    post = load_posterior(model)
+    tr = simulate(model, generate_population(model, g_s, 5.0, 2, seed=3).conductances[:1], seed=0).trains
+    like = GridLikelihood.from_posterior(post, tr, seed=1)
+    pts = post.sample(tr, 2000, seed=9)[0]
+    err = (like(pts) - like.log_area) - post.log_prob(pts[:, None, :], tr)[:, 0]
+    assert np.all(np.isfinite(err))
+    assert abs(np.log(np.mean(np.exp(err)))) < tol and np.mean(np.abs(err)) < 2 * tol

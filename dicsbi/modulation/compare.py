@@ -30,6 +30,8 @@ from .model import COST_PRIORS, cost_scale
 
 N_DRAWS = 400          # resampled posterior draws of the change kept per hypothesis and neuron
 FLAT_PROBABILITY = 0.5  # below this, the best hypothesis is reported as not identified
+PARETO_TOP = 10         # hypotheses per neuron whose importance weights get a Pareto k diagnostic
+PARETO_K_MAX = 0.7      # above this, the evidence of a hypothesis is flagged as unreliable
 INVISIBLE = 0.02        # relative (g_s, g_u) sensitivity below which a channel is flagged as invisible
 
 
@@ -57,6 +59,7 @@ class NeuronModulation:
     log_evidence_null: float = -np.inf   # "nothing changed in DIC space": mean_k L(d_k)
     se_null: float = np.inf
     sensitivity: np.ndarray | None = None  # [n_g] median |d(g_s, g_u)/d log g_j| over the members
+    pareto_k: np.ndarray | None = None     # [H] PSIS k of the top hypotheses' importance weights (NaN for others)
     class_before: int = 0
     class_after: int = 0
     rate_before: float = 0.0
@@ -160,6 +163,11 @@ class ModulationResult:
                        f"{INVISIBLE:.0%} of the most effective channel per unit log-ratio): a hypothesis naming such a "
                        "channel cannot be told apart from the same hypothesis without it, and one naming only such "
                        "channels means 'no change in DIC space'")
+        k = np.nanmax([n.pareto_k for n in self.neurons], axis=0)
+        shaky = [self.hypotheses[i].label for i in self.order()[:3] if np.isfinite(k[i]) and k[i] > PARETO_K_MAX]
+        if shaky:
+            out.append(f"importance sampling is unreliable for {', '.join(shaky)} (Pareto k > {PARETO_K_MAX}); "
+                       "rerun with more --n-particles")
         best = int(np.argmax(self.probability))
         if self.log_bayes_factor_vs_no_change[best] < np.log(3.0):
             out.append(f"the best hypothesis is not supported against 'nothing changed in DIC space' (log Bayes "
@@ -168,6 +176,23 @@ class ModulationResult:
             out.append(f"no hypothesis reaches probability {FLAT_PROBABILITY}: the change is not identified from "
                        "these spike trains (several subsets explain it about equally well)")
         return out
+
+
+def _pareto_k(lw: np.ndarray) -> float:
+    """Largest PSIS k over the members holding at least half an average member's share of the evidence
+    (``lw[members, particles]``): the members that matter for the estimate."""
+    from ..arviz_io import pareto_k
+
+    top = np.max(lw)
+    if not np.isfinite(top):
+        return float("nan")
+    per_member = np.log(np.mean(np.exp(lw - top), axis=1))
+    share = np.exp(per_member - np.max(per_member))
+    share /= share.sum()
+    rows = lw[share >= 0.5 / len(share)]
+    finite = np.isfinite(rows)
+    rows = np.where(finite, rows, np.min(rows[finite]) - 50.0)  # zero weight: far below the others
+    return float(np.max(pareto_k(rows)))
 
 
 def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
@@ -284,13 +309,15 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
     from ..populations import _Bar
 
+    log_prior = hypothesis_log_prior(hyps, size_penalty)
     neurons = []
     with _Bar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
         for i, rec in enumerate(pre.recordings):
             ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
             s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
             like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
-            nm = _neuron(m, post, rec, like, hyps, by_size, s_size, scale, cost, n_pilot, n_particles, bar)
+            nm = _neuron(m, post, rec, like, hyps, log_prior, by_size, s_size, scale, cost, n_pilot, n_particles,
+                         bar)
             nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
             nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
             neurons.append(nm)
@@ -298,16 +325,17 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
                 "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
                 "n_particles": n_particles, "max_size": max_size,
                 "posterior_fingerprint": post.config.get("training_data", {}).get("fingerprint", "")}
-    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, hypothesis_log_prior(hyps, size_penalty),
-                            neurons, settings)
+    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, log_prior, neurons, settings)
 
 
-def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_particles, bar) -> NeuronModulation:
+def _neuron(m, post, rec, like, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
+            bar) -> NeuronModulation:
     H = len(hyps)
     out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
                            np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
                            [None] * H, [None] * H, [None] * H)
     out.after_samples = like.samples
+    lw_by_h: list = [None] * H
     d0 = rec.dics[:, 1:]
     ll0 = like(d0)
     top = np.max(ll0)
@@ -337,5 +365,10 @@ def _neuron(m, post, rec, like, hyps, by_size, seeds, scale, cost, n_pilot, n_pa
             out.member[i] = k
             out.log_ratio[i] = ev.theta[j][k, s]
             out.after_dics[i] = fw.dics(j, k, ev.theta[j][k, s])
+        for j, i in enumerate(idx):
+            lw_by_h[i] = ev.log_w[j]
         bar.advance(len(idx))
+    out.pareto_k = np.full(H, np.nan)
+    for i in np.argsort(-(out.log_evidence + log_prior))[:PARETO_TOP]:
+        out.pareto_k[i] = _pareto_k(lw_by_h[i])
     return out

@@ -3,11 +3,13 @@
 The amortised posterior was trained on a prior uniform over its DIC box, so
 ``p(x | d) = q(d | x) p(x) / p(d) ∝ q(d | x) * area(box)`` for d inside the box and 0 outside: the posterior-to-
 prior density ratio is a likelihood for the DICs (the constant p(x) is shared by every hypothesis and cancels in
-Bayes factors).  :class:`GridLikelihood` tabulates ``log q(d | x_after)`` once per recording (a coarse grid over the
-whole box and a fine grid over the region holding the posterior mass, 0.05 % to 99.95 % quantiles plus a margin)
-and interpolates bilinearly: evaluating the flow for the millions of points an evidence needs would dominate the
-run time, while the 2-D density is smooth on the grids' scale.  :class:`GaussianLikelihood` is the closed-form
-stand-in used to check the evidence estimator.
+Bayes factors).  :class:`GridLikelihood` tabulates ``log q(d | x_after)`` once per recording (a coarse 161 x 161
+grid over the whole box and a fine 241 x 241 grid over the region holding the posterior mass, laid along the
+posterior's principal axes, 0.05 % to 99.95 % quantiles plus a margin) and interpolates bilinearly: evaluating the
+flow for the millions of points an evidence needs would dominate the run time.  The table's error, measured as
+``log E_q[exp(log q_table - log q)]`` over posterior draws, is about -0.001 nats for STG and -0.015 for the
+sharper DA posteriors (tests/test_modulation.py checks it); it is largely shared by all hypotheses.
+:class:`GaussianLikelihood` is the closed-form stand-in used to check the evidence estimator.
 
 Every likelihood also carries the mean and covariance of the after posterior, from which the evidence estimator
 builds its solution-centred proposals.
@@ -15,7 +17,7 @@ builds its solution-centred proposals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,20 +26,35 @@ from ..errors import DicsbiError
 
 @dataclass
 class _Grid:
-    lo: np.ndarray      # [2] first node
+    """Log density on a regular grid in coordinates ``u = (d - centre) @ rotation`` (identity: the plain axes),
+    interpolated bilinearly; ``valid`` marks nodes inside the box (cells touching another node are not used)."""
+
+    lo: np.ndarray      # [2] first node (u coordinates)
     step: np.ndarray    # [2]
     values: np.ndarray  # [nx, ny] log density at the nodes
+    centre: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(2))
+    valid: np.ndarray | None = None
 
-    def contains(self, d: np.ndarray) -> np.ndarray:
-        hi = self.lo + self.step * (np.array(self.values.shape) - 1)
-        return np.all((d >= self.lo) & (d <= hi), axis=-1)
-
-    def __call__(self, d: np.ndarray) -> np.ndarray:
+    def _cells(self, d: np.ndarray):
+        u = (d - self.centre) @ self.rotation
         n = np.array(self.values.shape)
-        f = (d - self.lo) / self.step
+        f = (u - self.lo) / self.step
+        inside = np.all((f >= 0) & (f <= n - 1), axis=-1)
         f = np.clip(f, 0.0, n - 1.000001)
         i = f.astype(np.int64)
-        t = f - i
+        return i, f - i, inside
+
+    def contains(self, d: np.ndarray) -> np.ndarray:
+        i, _, inside = self._cells(d)
+        if self.valid is None:
+            return inside
+        v = self.valid
+        i0, i1 = i[..., 0], i[..., 1]
+        return inside & v[i0, i1] & v[i0 + 1, i1] & v[i0, i1 + 1] & v[i0 + 1, i1 + 1]
+
+    def __call__(self, d: np.ndarray) -> np.ndarray:
+        i, t, _ = self._cells(d)
         v = self.values
         a = v[i[..., 0], i[..., 1]] * (1 - t[..., 1]) + v[i[..., 0], i[..., 1] + 1] * t[..., 1]
         b = v[i[..., 0] + 1, i[..., 1]] * (1 - t[..., 1]) + v[i[..., 0] + 1, i[..., 1] + 1] * t[..., 1]
@@ -59,7 +76,7 @@ class GridLikelihood:
         self.n_spikes = n_spikes
 
     @classmethod
-    def from_posterior(cls, posterior, train, n_coarse: int = 161, n_fine: int = 161, n_samples: int = 4000,
+    def from_posterior(cls, posterior, train, n_coarse: int = 161, n_fine: int = 241, n_samples: int = 4000,
                        seed: int = 0) -> GridLikelihood:
         """Tabulate ``posterior``'s density for one spike ``train`` (an array of spike times or a one-train
         :class:`~dicsbi.spikes.SpikeTrains`)."""
@@ -77,23 +94,32 @@ class GridLikelihood:
             raise DicsbiError(f"GridLikelihood needs one spike train, got {len(one)}")
         box = np.array(posterior.config["box"], dtype=float)  # [[gs_lo, gs_hi], [gu_lo, gu_hi]]
         samples = posterior.sample(one, n_samples, seed=seed)[0]
-        q_lo, q_hi = np.quantile(samples, [0.0005, 0.9995], axis=0)
-        margin = 0.1 * (q_hi - q_lo) + 0.02 * (box[:, 1] - box[:, 0])
-        f_lo, f_hi = np.maximum(q_lo - margin, box[:, 0]), np.minimum(q_hi + margin, box[:, 1])
+        inset = 1e-4 * (box[:, 1] - box[:, 0])  # the flow's density is finite only in the open box
 
-        def grid(lo, hi, n):
-            # nodes strictly inside the box: the flow's density is defined (finite) only in the open box
-            inset = 1e-4 * (box[:, 1] - box[:, 0])
-            lo, hi = np.maximum(lo, box[:, 0] + inset), np.minimum(hi, box[:, 1] - inset)
-            axes = [np.linspace(lo[k], hi[k], n) for k in range(2)]
-            pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-            lp = posterior.log_prob(pts.reshape(-1, 1, 2), one)[:, 0].reshape(n, n)
-            lp = np.where(np.isfinite(lp), lp, np.nan)
-            floor = np.nanmin(lp) if np.isfinite(np.nanmin(lp)) else -1e3
-            return _Grid(lo, (hi - lo) / (n - 1), np.nan_to_num(lp, nan=floor))
+        def evaluate(pts):
+            lp = posterior.log_prob(pts.reshape(-1, 1, 2), one)[:, 0].reshape(pts.shape[:-1])
+            return np.where(np.isfinite(lp), lp, np.nan)
 
-        return cls(box, grid(box[:, 0], box[:, 1], n_coarse), grid(f_lo, f_hi, n_fine), samples,
-                   int(one.counts[0]))
+        axes = [np.linspace(box[k, 0] + inset[k], box[k, 1] - inset[k], n_coarse) for k in range(2)]
+        lp = evaluate(np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1))
+        floor = np.nanmin(lp) if np.isfinite(np.nanmin(lp)) else -1e3
+        coarse = _Grid(np.array([a[0] for a in axes]), np.array([a[1] - a[0] for a in axes]),
+                       np.nan_to_num(lp, nan=floor))
+        # fine grid along the posterior's principal axes: a thin, tilted ridge is resolved like a round blob
+        centre = samples.mean(0)
+        _, rotation = np.linalg.eigh(np.cov(samples.T) + 1e-12 * np.eye(2))
+        u = (samples - centre) @ rotation
+        q_lo, q_hi = np.quantile(u, [0.0005, 0.9995], axis=0)
+        margin = 0.15 * (q_hi - q_lo) + 1e-6
+        lo, hi = q_lo - margin, q_hi + margin
+        uax = [np.linspace(lo[k], hi[k], n_fine) for k in range(2)]
+        U = np.stack(np.meshgrid(*uax, indexing="ij"), axis=-1)
+        D = centre + U @ rotation.T
+        valid = np.all((D > box[:, 0] + inset) & (D < box[:, 1] - inset), axis=-1)
+        lp = evaluate(np.where(valid[..., None], D, centre))
+        valid &= np.isfinite(lp)
+        fine = _Grid(lo, (hi - lo) / (n_fine - 1), np.nan_to_num(lp, nan=floor), centre, rotation, valid)
+        return cls(box, coarse, fine, samples, int(one.counts[0]))
 
     def __call__(self, d) -> np.ndarray:
         d = np.asarray(d, dtype=float)
