@@ -149,6 +149,7 @@ def hypothesis_bars(result, top: int = 15):
         ax.text(prob[i] + 0.01, yy, f"log BF {result.log_bayes_factor[i]:.1f} ± {result.se[i]:.2f}", va="center",
                 fontsize=7)
     ax.set_xlim(0, 1.25)
+    ax.set_xticks(np.linspace(0, 1, 6))
     ax.set_xlabel("posterior probability of the hypothesis")
     ax.set_title(f"Which channels changed? (top {len(order)} of {len(result.hypotheses)})")
     fig.tight_layout()
@@ -161,6 +162,11 @@ def channel_bars(result):
     chans = list(p)
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar([c[2:] for c in chans], [p[c] for c in chans], color="#ff7f0e")
+    prior = np.exp(result.log_prior)
+    for k, c in enumerate(chans):  # what the hypothesis prior alone gives each channel
+        level = sum(prior[i] for i, h in enumerate(result.hypotheses) if c in h.channels)
+        ax.plot([k - 0.4, k + 0.4], [level, level], "k--", lw=1, label="prior" if k == 0 else None)
+    ax.legend(fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(channel targeted)")
     ax.set_title("Marginal probability that each channel was modulated")
