@@ -163,7 +163,7 @@ class ModulationResult:
                        f"{INVISIBLE:.0%} of the most effective channel per unit log-ratio): a hypothesis naming such a "
                        "channel cannot be told apart from the same hypothesis without it, and one naming only such "
                        "channels means 'no change in DIC space'")
-        k = np.nanmax([n.pareto_k for n in self.neurons], axis=0)
+        k = np.fmax.reduce([n.pareto_k for n in self.neurons], axis=0)  # NaN only where no neuron has one
         shaky = [self.hypotheses[i].label for i in self.order()[:3] if np.isfinite(k[i]) and k[i] > PARETO_K_MAX]
         if shaky:
             out.append(f"importance sampling is unreliable for {', '.join(shaky)} (Pareto k > {PARETO_K_MAX}); "

@@ -43,12 +43,7 @@ def hypotheses_table(result) -> str:
     chans = modulable_channels(result.model)
     prob, le, bf = result.probability, result.log_evidence, result.log_bayes_factor
     ess = np.min([n.ess for n in result.neurons], axis=0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no diagnostic for that hypothesis
-            pk = np.nanmax([n.pareto_k for n in result.neurons], axis=0)
+    pk = np.fmax.reduce([n.pareto_k for n in result.neurons], axis=0)  # NaN: no diagnostic for that hypothesis
     cols = {"rank": list(range(1, len(order) + 1)), "hypothesis": [result.hypotheses[i].label for i in order],
             "n_channels": [result.hypotheses[i].size for i in order], "probability": [prob[i] for i in order],
             "log_evidence": [le[i] for i in order], "log_evidence_se": [result.se[i] for i in order],
