@@ -224,6 +224,7 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
     p = np.array([float(r["probability"]) for r in rows])
     assert p.sum() == pytest.approx(1.0) and np.all(np.diff(p) <= 0)
     assert all(float(r["log_evidence_se"]) < 0.2 for r in rows if np.isfinite(float(r["log_evidence"])))
+    assert float(rows[0]["pareto_k_max"]) < 0.7  # pooled importance weights of the best hypothesis: reliable
     changes = list(csv.DictReader(open(out / "changes.csv")))
     assert {r["neuron"] for r in changes} == {"LP1", "LP2"}  # per-neuron changes, IDs matched across orders
     idata = from_netcdf(out / "modulation.nc")

@@ -179,20 +179,17 @@ class ModulationResult:
 
 
 def _pareto_k(lw: np.ndarray) -> float:
-    """Largest PSIS k over the members holding at least half an average member's share of the evidence
-    (``lw[members, particles]``): the members that matter for the estimate."""
+    """PSIS k of a hypothesis's importance weights ``lw[members, particles]``, pooled: the evidence is one
+    importance-sampling average over (member, particle) pairs drawn from the mixture of the members' proposals,
+    so the tail of the pooled weights is what decides its reliability."""
     from ..arviz_io import pareto_k
 
-    top = np.max(lw)
-    if not np.isfinite(top):
+    flat = lw.ravel()
+    finite = np.isfinite(flat)
+    if not finite.any():
         return float("nan")
-    per_member = np.log(np.mean(np.exp(lw - top), axis=1))
-    share = np.exp(per_member - np.max(per_member))
-    share /= share.sum()
-    rows = lw[share >= 0.5 / len(share)]
-    finite = np.isfinite(rows)
-    rows = np.where(finite, rows, np.min(rows[finite]) - 50.0)  # zero weight: far below the others
-    return float(np.max(pareto_k(rows)))
+    flat = np.where(finite, flat, np.min(flat[finite]) - 50.0)  # zero weight: far below the others
+    return float(pareto_k(flat[None, :])[0])
 
 
 def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
