@@ -32,3 +32,23 @@ def tiny_posteriors(tiny_set):
 
     return {rep: train_posterior(tiny_set, TrainConfig(representation=rep, embedding_dim=8, **FAST),
                                  progress=False) for rep in ("summary", "sequence")}
+
+
+def kill_while_writing(cmd: list[str], out, timeout_s: float = 180.0) -> set[str]:
+    """Start a dicsbi command, SIGKILL it while its staging folder holds a file, and return the names left in
+    ``out`` (the caller asserts they are temporary ones only)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while time.time() - t0 < timeout_s and proc.poll() is None:
+        stages = list(out.glob(".partial-*")) if out.exists() else []
+        if stages and any(stages[0].rglob("*")):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return {p.name for p in out.iterdir()}

@@ -325,23 +325,12 @@ def test_modulate_is_byte_identical_across_runs_and_thread_counts(two_neuron_fil
 
 @pytest.mark.slow  # two full CLI runs (~30 s); infer's equivalent runs in the default suite
 def test_killed_modulate_leaves_temporary_names_only_and_rerun_completes(two_neuron_files, tmp_path):
-    import signal
     import subprocess
-    import time
+
+    from conftest import kill_while_writing
 
     out = tmp_path / "mod"
-    proc = subprocess.Popen(_modulate_cmd(two_neuron_files, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while time.time() - t0 < 180 and proc.poll() is None:  # kill while it writes: the stage holds a file
-        stages = list(out.glob(".partial-*")) if out.exists() else []
-        if stages and any(stages[0].rglob("*")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    left = {p.name for p in out.iterdir()}
+    left = kill_while_writing(_modulate_cmd(two_neuron_files, out), out)
     assert left <= {".dicsbi.lock"} | {p.name for p in out.glob(".partial-*")}, left
     r = subprocess.run(_modulate_cmd(two_neuron_files, out), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -115,26 +115,16 @@ def _infer_cmd(tmp_path, out, *extra):
 
 
 def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(tiny_posteriors, recordings, tmp_path):
-    import signal
     import subprocess
-    import time
+
+    from conftest import kill_while_writing
 
     from dicsbi.io import write_spike2pop_csv
 
     tiny_posteriors["summary"][0].save(tmp_path / "post")
     write_spike2pop_csv(tmp_path / "rec.csv", recordings)
     out = tmp_path / "res"
-    proc = subprocess.Popen(_infer_cmd(tmp_path, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while time.time() - t0 < 120 and proc.poll() is None:  # kill while it writes: the stage holds a file
-        stages = list(out.glob(".partial-*"))
-        if stages and any(stages[0].rglob("*")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    left = {p.name for p in out.iterdir()}
+    left = kill_while_writing(_infer_cmd(tmp_path, out), out, timeout_s=120)
     assert left <= {".dicsbi.lock"} | {p.name for p in out.glob(".partial-*")}, left  # temporary names only
     r = subprocess.run(_infer_cmd(tmp_path, out), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

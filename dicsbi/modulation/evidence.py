@@ -48,8 +48,7 @@ class ConductanceForward:
         self.index = np.asarray(index, dtype=np.int64)
         self.op = SensitivityOperator(self.model, self.model.vth_mV if vth_mV is None else vth_mV)
         upper = plausible_upper_bounds(self.model)
-        g = self.members[None, :, self.index]                       # [1, N, H, s] -> [H, N, s]
-        g = np.moveaxis(g[0], 1, 0)
+        g = np.moveaxis(self.members[:, self.index], 1, 0)          # [N, H, s] -> [H, N, s]
         self.low = np.full(g.shape, -np.inf)
         self.high = np.log(upper[self.index][:, None, :] / g)
 
