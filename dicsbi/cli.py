@@ -161,7 +161,8 @@ def simulate_dataset(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", help="training-set folder (dicsbi simulate-dataset)")],
+    data: Annotated[list[Path], typer.Option("--data", help="training-set folder (dicsbi simulate-dataset); "
+                                             "repeat to train on several together, e.g. clean and noisy")],
     out: Annotated[Path, typer.Option("--out", "-o", help="posterior folder to write")],
     representation: Annotated[str, typer.Option(help="summary (statistics) or sequence (learned)")] = "summary",
     max_epochs: Annotated[int, typer.Option(help="epoch limit (early stopping on the validation loss)")] = 300,
@@ -179,7 +180,7 @@ def train(
 
     cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, threads=threads, device=device)
-    post, rep = train_posterior(data, cfg, progress=progress,
+    post, rep = train_posterior(data if len(data) > 1 else data[0], cfg, progress=progress,
                                 max_seconds=None if max_minutes is None else 60 * max_minutes,
                                 resume_from=load_posterior(resume) if resume else None)
     post.save(out)

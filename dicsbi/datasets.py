@@ -46,7 +46,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -635,3 +635,46 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction
         target_index=col("target_index", np.int64), features=feats,
         population_seed=col("population_seed", np.uint64), noise_seed=col("noise_seed", np.uint64),
         noise_index=col("noise_index", np.int64), manifest=manifest)
+
+
+SHARED_FIELDS = ("model", "g_s_range", "g_u_range", "duration_ms", "transient_ms", "dt_ms")
+
+
+def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[TrainingSet, np.ndarray]:
+    """Several data sets of one model, box and simulation window as one, e.g. clean and noisy simulations for a
+    posterior that serves both kinds of recording.
+
+    Returns the combined set and its validation mask: each part is split by its own targets
+    (:func:`split_targets`), and target indices are offset so that the parts' targets stay distinct.  The
+    manifest keeps the first part's configuration with ``noise_std`` replaced by the list of the parts' noise
+    levels, lists the parts (configuration and fingerprint) and has a fingerprint hashing theirs.  One part is
+    returned as it is.
+    """
+    sets = list(sets)
+    if not sets:
+        raise DatasetError("no data sets to combine")
+    val = [np.isin(s.target_index, split_targets(s.manifest, val_fraction)) for s in sets]
+    if len(sets) == 1:
+        return sets[0], val[0]
+    first = DatasetConfig.from_dict(sets[0].manifest["config"]).resolved()
+    for s in sets[1:]:
+        other = DatasetConfig.from_dict(s.manifest["config"]).resolved()
+        differ = [f for f in SHARED_FIELDS if getattr(other, f) != getattr(first, f)]
+        if differ:
+            raise DatasetError(f"data sets to train together must share {', '.join(SHARED_FIELDS)}; "
+                               f"{s.manifest['fingerprint'][:12]} differs from the first in {', '.join(differ)}")
+    offsets = np.cumsum([0] + [int(s.manifest["config"]["n_targets"]) for s in sets[:-1]])
+    fingerprint = hashlib.sha256("+".join(s.manifest["fingerprint"] for s in sets).encode()).hexdigest()
+    manifest = {**sets[0].manifest, "fingerprint": fingerprint,
+                "config": {**sets[0].manifest["config"],
+                           "noise_std": [float(s.manifest["config"]["noise_std"]) for s in sets]},
+                "parts": [{"fingerprint": s.manifest["fingerprint"], "config": s.manifest["config"]} for s in sets]}
+    combined = TrainingSet(
+        model=sets[0].model, trains=SpikeTrains.concat([s.trains for s in sets]),
+        target_index=np.concatenate([s.target_index + o for s, o in zip(sets, offsets)]),
+        features={k: np.concatenate([s.features[k] for s in sets]) for k in sets[0].features},
+        manifest=manifest,
+        **{f: np.concatenate([getattr(s, f) for s in sets]) for f in (
+            "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
+            "noise_seed", "noise_index")})
+    return combined, np.concatenate(val)

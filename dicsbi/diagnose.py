@@ -29,7 +29,7 @@ import numpy as np
 
 from .diagnostics import expected_coverage, sbc_ranks, tarp
 from .errors import DicsbiError
-from .spikes import MIN_SPIKES, firing_class
+from .spikes import MIN_SPIKES, SpikeTrains, firing_class
 
 LEVELS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 THRESHOLDS = {
@@ -102,19 +102,27 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
         return d.trains.select(ok), d.targets[ok], str(data)
     cfg = posterior.config
     sim = cfg.get("simulator") or {"duration_ms": cfg.get("window_ms"), "noise_std": cfg.get("noise_std", 0.0)}
+    levels = [float(v) for v in np.atleast_1d(sim.get("noise_std") or 0.0)]  # a posterior trained on several
+    counts = np.diff(np.linspace(0, int(n_sims), len(levels) + 1).round().astype(int))  # levels: their mixture
     box = cfg["box"]
-    dcfg = DatasetConfig(posterior.model, n_targets=int(n_sims), cells_per_target=1, seed=int(seed),
-                         design="uniform", g_s_range=tuple(box[0]), g_u_range=tuple(box[1]),
-                         duration_ms=sim.get("duration_ms"), transient_ms=sim.get("transient_ms"),
-                         dt_ms=sim.get("dt_ms"), noise_std=float(sim.get("noise_std") or 0.0),
-                         targets_per_shard=max(1, min(64, int(n_sims) // 8 or 1)))
-    with tempfile.TemporaryDirectory(prefix="dicsbi-diagnose-") as tmp:
-        simulate_dataset(dcfg, tmp, progress=progress)
-        d = load_dataset(tmp)
-        ok = np.flatnonzero((d.status == 0) & (d.trains.counts >= MIN_SPIKES))
-        trains, theta = d.trains.select(ok), d.targets[ok].copy()
-    return trains, theta, (f"{n_sims} fresh simulations (uniform over the box, seed {seed}; "
-                           f"{n_sims - ok.size} silent or unreachable left out)")
+    trains, theta = [], []
+    for k, (level, n_k) in enumerate(zip(levels, counts)):
+        dcfg = DatasetConfig(posterior.model, n_targets=int(n_k), cells_per_target=1, seed=int(seed) + k,
+                             design="uniform", g_s_range=tuple(box[0]), g_u_range=tuple(box[1]),
+                             duration_ms=sim.get("duration_ms"), transient_ms=sim.get("transient_ms"),
+                             dt_ms=sim.get("dt_ms"), noise_std=level,
+                             targets_per_shard=max(1, min(64, int(n_k) // 8 or 1)))
+        with tempfile.TemporaryDirectory(prefix="dicsbi-diagnose-") as tmp:
+            simulate_dataset(dcfg, tmp, progress=progress)
+            d = load_dataset(tmp)
+            ok = np.flatnonzero((d.status == 0) & (d.trains.counts >= MIN_SPIKES))
+            trains.append(d.trains.select(ok))
+            theta.append(d.targets[ok].copy())
+    n_ok = sum(len(t) for t in trains)
+    noise = "" if levels == [0.0] else f"; noise std {', '.join(f'{v:g}' for v in levels)} uA/cm^2 in equal parts"
+    return SpikeTrains.concat(trains), np.concatenate(theta), (
+        f"{n_sims} fresh simulations (uniform over the box, seed {seed}{noise}; "
+        f"{n_sims - n_ok} silent or unreachable left out)")
 
 
 def diagnose(posterior, n_sims: int = 1000, data=None, n_samples: int = 1000, check: int = 50,

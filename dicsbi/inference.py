@@ -143,6 +143,7 @@ class DICPosterior:
         self.representation = config["representation"]
         lo, hi = np.array(config["box"], dtype=float).T
         self._lo, self._hi = lo, hi
+        self._fused_cache = None
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
@@ -158,7 +159,22 @@ class DICPosterior:
         except (RuntimeError, AssertionError) as e:
             raise DicsbiError(f"cannot use torch device {device!r}: {e}") from None
         self.device = str(device)
+        self._fused_cache = None
         return self
+
+    def _fused(self):
+        """The flow's fused CPU evaluator (:mod:`dicsbi.flow`), or None (another device or flow structure:
+        sbi's own code is used then)."""
+        if self._fused_cache is None:
+            from .flow import FusedNSF, UnsupportedFlow
+
+            try:
+                if self.device != "cpu":
+                    raise UnsupportedFlow("fused evaluation runs on the CPU")
+                self._fused_cache = FusedNSF(getattr(self.estimator, "net", None))
+            except UnsupportedFlow:
+                self._fused_cache = False
+        return self._fused_cache or None
 
     # -- transforms between the box and the flow's unbounded space
     def _to_u(self, theta):
@@ -198,7 +214,8 @@ class DICPosterior:
             torch.manual_seed(int(seed))
         try:
             with torch.no_grad():
-                u = self.estimator.sample((int(n),), condition=x).cpu()  # [n, B, 2]
+                fused = self._fused()
+                u = fused.sample(int(n), x) if fused else self.estimator.sample((int(n),), condition=x).cpu()
         finally:
             if gen_state is not None:
                 torch.random.set_rng_state(gen_state)
@@ -237,6 +254,10 @@ class DICPosterior:
         at 500 samples x 500 trains.)  Same numbers as sbi's path (a test compares them)."""
         import torch
 
+        fused = self._fused()
+        if fused:
+            step = max(1, max_rows // max(u.shape[1], 1))
+            return torch.cat([fused.log_prob(u[s0 : s0 + step], x) for s0 in range(0, u.shape[0], step)])
         net = getattr(self.estimator, "net", None)
         if net is None or not all(hasattr(net, a) for a in ("_embedding_net", "_transform", "_distribution")):
             return self.estimator.log_prob(u, condition=x)
@@ -260,7 +281,8 @@ class DICPosterior:
         x = self._condition(trains)
         torch.manual_seed(seed)
         with torch.no_grad():
-            u0 = self.estimator.sample((n,), condition=x).cpu()
+            fused = self._fused()
+            u0 = fused.sample(n, x) if fused else self.estimator.sample((n,), condition=x).cpu()
             lp = self._flow_log_prob(u0.to(self.device), x).cpu() + self._u_log_jac_theta(u0)
         u = u0[lp.argmax(0), torch.arange(x.shape[0])].clone().requires_grad_(True)
         opt = torch.optim.Adam([u], lr=0.02)
@@ -335,6 +357,12 @@ def _build_estimator(config: dict, theta_u, x):
     return builder(torch.as_tensor(theta_u, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))
 
 
+def _noise_levels(noise_std):
+    """A data set's noise std (uA/cm^2), or the sorted distinct levels of combined sets (one level: a float)."""
+    levels = sorted({float(v) for v in np.atleast_1d(noise_std)})
+    return levels[0] if len(levels) == 1 else levels
+
+
 def _versions() -> dict:
     from .io import package_versions
 
@@ -376,7 +404,9 @@ class TrainingReport:
 def train_posterior(data, config: TrainConfig | None = None, progress: bool = True,
                     max_seconds: float | None = None,
                     resume_from: DICPosterior | None = None) -> tuple[DICPosterior, TrainingReport]:
-    """Train a :class:`DICPosterior` on a data set folder (or a loaded :class:`~dicsbi.datasets.TrainingSet`).
+    """Train a :class:`DICPosterior` on a data set folder (or a loaded :class:`~dicsbi.datasets.TrainingSet`),
+    or on a list of them trained as one (:func:`~dicsbi.datasets.combine_datasets`: e.g. clean and noisy
+    simulations, so that one posterior serves both; ``noise_std`` in the artifact is then the list of levels).
 
     ``resume_from``: continue from a posterior trained on the same data with the same network settings (its
     weights and z-scoring are kept; epochs and seconds add up in the artifact), so a long training can run in
@@ -387,18 +417,18 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     """
     import torch
 
-    from .datasets import TrainingSet, load_dataset, split_targets
+    from .datasets import TrainingSet, combine_datasets, load_dataset
 
     cfg = config or TrainConfig()
     if cfg.representation not in REPRESENTATIONS:
         raise DicsbiError(f"representation must be one of {REPRESENTATIONS}, got {cfg.representation!r}")
-    ds = data if isinstance(data, TrainingSet) else load_dataset(data)
+    parts = list(data) if isinstance(data, (list, tuple)) else [data]
+    ds, is_val = combine_datasets([d if isinstance(d, TrainingSet) else load_dataset(d) for d in parts],
+                                  cfg.val_fraction)
     model = get_model(ds.model)
     ok = (ds.status == 0) & (ds.trains.counts >= MIN_SPIKES)
     n_silent = int(((ds.status == 0) & (ds.trains.counts < MIN_SPIKES)).sum())
     n_diverged = int((ds.status != 0).sum())
-    val_targets = split_targets(ds.manifest, cfg.val_fraction)
-    is_val = np.isin(ds.target_index, val_targets)
     tr_idx, va_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
     if tr_idx.size < 10 or va_idx.size < 2:
         raise DicsbiError(f"too few non-silent trains to train on ({tr_idx.size} train, {va_idx.size} validation)")
@@ -418,7 +448,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         "input_shape": list(input_shape(cfg.representation)), "sequence_stats": stats,
         "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
         "num_bins": cfg.num_bins, "embedding_dim": cfg.embedding_dim,
-        "window_ms": float(dcfg["duration_ms"]), "noise_std": float(dcfg["noise_std"]),
+        "window_ms": float(dcfg["duration_ms"]), "noise_std": _noise_levels(dcfg["noise_std"]),
         "simulator": {k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
         "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
                           "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),

@@ -93,6 +93,15 @@ class SpikeTrains:
     def to_list(self) -> list[np.ndarray]:
         return [self[i].copy() for i in range(len(self))]
 
+    @classmethod
+    def concat(cls, parts: Sequence[SpikeTrains]) -> SpikeTrains:
+        """One collection holding the trains of ``parts`` in order."""
+        counts = np.concatenate([p.counts for p in parts])
+        return cls(np.concatenate([p.times_ms for p in parts]),
+                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   np.concatenate([p.t_start_ms for p in parts]), np.concatenate([p.t_stop_ms for p in parts]),
+                   np.concatenate([p.ids for p in parts]))
+
     def select(self, index) -> SpikeTrains:
         """Subset of trains (boolean mask or integer indices), order kept."""
         idx = np.arange(len(self))[index]

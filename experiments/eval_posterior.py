@@ -73,9 +73,11 @@ def report(title: str, r: dict, published: dict) -> None:
 
 
 def timing(post, trains) -> tuple[float, float]:
+    import numba
     import torch
 
     torch.set_num_threads(1)
+    numba.set_num_threads(1)  # the fused flow's spline kernel: one core in all
     one = trains.select([0])
     batch = trains.select(np.arange(min(1000, len(trains))))
     post.sample(one, 1000)

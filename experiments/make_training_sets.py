@@ -12,6 +12,9 @@ Presets (targets x cells per target; the test set uses another seed, as eval_pos
     shipped    train 12,000 x 4   test 250 x 16    what fits in a few hours on 2 cores
     published  train 62,500 x 16  test 12,000 x 16 the published protocol (1,000,000 training cells)
 
+``--only train-noisy`` adds a noisy training set (noise std 5 uA/cm^2; shipped: 6,000 x 4, another seed) for
+posteriors trained on clean and noisy simulations together (``train_pretrained.py --noisy``).
+
 For the shipped preset the budget goes to more targets with fewer cells each: for neural posterior estimation
 every (target, train) pair is one sample of the joint, and distinct targets cover the (g_s, g_u) box better
 than repeated cells of one target.  Noisy test sets (noise std 5 uA/cm^2) are written next to the clean ones.
@@ -26,10 +29,10 @@ import time
 from dicsbi.datasets import DatasetConfig, simulate_dataset
 
 PRESETS = {
-    "shipped": {"train": (12_000, 4), "test": (250, 16)},
-    "published": {"train": (62_500, 16), "test": (12_000, 16)},
+    "shipped": {"train": (12_000, 4), "train-noisy": (6_000, 4), "test": (250, 16)},
+    "published": {"train": (62_500, 16), "train-noisy": (62_500, 16), "test": (12_000, 16)},
 }
-SEEDS = {"train": 20261130, "test": 777, "test-noisy": 778}
+SEEDS = {"train": 20261130, "train-noisy": 20261201, "test": 777, "test-noisy": 778}
 
 
 def main() -> None:
@@ -45,9 +48,9 @@ def main() -> None:
     t0 = time.time()
     rows = {}
     for which in args.only.split(","):
-        n_targets, cells = PRESETS[args.preset]["test" if which.startswith("test") else "train"]
+        n_targets, cells = PRESETS[args.preset]["test" if which.startswith("test") else which]
         cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which],
-                            noise_std=5.0 if which == "test-noisy" else 0.0, targets_per_shard=64 // cells)
+                            noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells)
         out = f"{args.root}/{args.model}-{args.preset}-{which}"
         print(f"{which}: {n_targets} targets x {cells} cells -> {out}", flush=True)
         backend = {"dask_local": args.dask_local} if args.dask_local else {"workers": args.workers}
@@ -58,7 +61,8 @@ def main() -> None:
               f"{tot['unreachable_targets']} unreachable targets, {tot['diverged_cells']} diverged, "
               f"{tot['silent_cells']} silent", flush=True)
     print(f"model={args.model} train_cells={rows.get('train', 0)} test_cells={rows.get('test', 0)} "
-          f"noisy_test_cells={rows.get('test-noisy', 0)} seconds={time.time() - t0:.0f}")
+          f"noisy_test_cells={rows.get('test-noisy', 0)} noisy_train_cells={rows.get('train-noisy', 0)} "
+          f"seconds={time.time() - t0:.0f}")
 
 
 if __name__ == "__main__":

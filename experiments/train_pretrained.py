@@ -12,6 +12,12 @@ evaluation figures of both candidates, so the choice is visible.
 
 ``--reuse`` re-evaluates an already trained candidate folder (its training figures come from its
 posterior.json) instead of training it again, so a long run can be completed one representation at a time.
+Candidates of the earlier record that are not trained again are kept in the new record (with their own
+training set), so the comparison of representations stays visible.
+
+``--noisy`` trains on the clean set and the noisy one (``make_training_sets.py --only train-noisy``) together,
+so that the posterior serves recordings with current noise too; each candidate is also evaluated on the noisy
+test set.
 
 Ends with one line: model=.. shipped=<representation> train_trains=.. seconds=.. mae_gs=.. mae_gu=..
 """
@@ -29,14 +35,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_posterior import evaluate  # noqa: E402
 
-from dicsbi.datasets import load_dataset  # noqa: E402
+from dicsbi.datasets import combine_datasets, load_dataset  # noqa: E402
 from dicsbi.inference import PRETRAINED_DIR, TrainConfig, load_posterior, train_posterior  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=["stg", "da"])
-    ap.add_argument("--train", default=None, help="training set (default data/<model>-shipped-train)")
+    ap.add_argument("--train", default=None, help="training set(s), comma-separated (default "
+                    "data/<model>-shipped-train, plus data/<model>-shipped-train-noisy with --noisy)")
+    ap.add_argument("--noisy", action="store_true", help="train on clean and noisy simulations together")
     ap.add_argument("--test", default=None, help="test set (default data/<model>-shipped-test)")
     ap.add_argument("--representations", default="summary,sequence")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="training time limit per candidate")
@@ -49,9 +57,11 @@ def main() -> None:
     ap.add_argument("--reuse", default="", help="comma-separated representations whose candidate folder under "
                     "--work is evaluated again rather than retrained")
     args = ap.parse_args()
-    train = args.train or f"data/{args.model}-shipped-train"
+    train = args.train or f"data/{args.model}-shipped-train" + (
+        f",data/{args.model}-shipped-train-noisy" if args.noisy else "")
     test = args.test or f"data/{args.model}-shipped-test"
-    data = load_dataset(train)
+    noisy_test = f"{test}-noisy" if Path(f"{test}-noisy").exists() else None
+    data, _ = combine_datasets([load_dataset(t) for t in train.split(",")], 0.1)
     candidates = {}
     reuse = set(filter(None, args.reuse.split(",")))
     resume = set(filter(None, args.resume.split(",")))
@@ -78,12 +88,22 @@ def main() -> None:
                            "mae_mean": {k: ev[f"mae_mean_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "mae_median": {k: ev[f"mae_median_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "coverage": ev["coverage"], "sbc_ks_p": ev["sbc_p"].tolist(),
-                           "tarp_atc": ev["tarp"]["atc"], "eval_trains": ev["n"]}
+                           "tarp_atc": ev["tarp"]["atc"], "eval_trains": ev["n"], "training_set": train}
+        if noisy_test:
+            nz = evaluate(post, noisy_test, 500, args.eval_trains, args.seed)
+            candidates[rep]["noisy"] = {"mae_mean": nz["mae_mean_all"].tolist(), "coverage": nz["coverage"],
+                                        "eval_trains": nz["n"]}
         print(f"{rep}: {tr['epochs']} epochs in {secs:.0f} s, val loss {tr['best_val_loss']:.4f}, "
               f"MAE g_s/g_u {ev['mae_mean_all'][0]:.3f} / {ev['mae_mean_all'][1]:.3f}, "
               f"coverage {ev['coverage']}", flush=True)
     best = min(candidates, key=lambda r: candidates[r]["score"])
     dest = PRETRAINED_DIR / args.model
+    earlier = dest / "training_record.json"
+    if earlier.exists():
+        old = json.loads(earlier.read_text())
+        for rep, c in old["candidates"].items():
+            if rep not in candidates:
+                candidates[rep] = {**c, "training_set": c.get("training_set", old["training_set"]), "earlier": True}
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(candidates[best]["folder"], dest)

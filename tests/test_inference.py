@@ -1,12 +1,16 @@
 """The DIC posterior: tiny end-to-end training, bounded support, save/load, refusals, bad spike trains."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dicsbi
 from dicsbi.errors import InputError
 from dicsbi.inference import PosteriorError, as_trains, load_posterior
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +183,86 @@ def test_log_prob_embeds_once_with_sbi_s_numbers(tiny_posteriors, some_trains, r
         ours = post._flow_log_prob(u, x, max_rows=3 * x.shape[0])  # several chunks
         sbi = post.estimator.log_prob(u, condition=x)
     torch.testing.assert_close(ours, sbi, rtol=1e-5, atol=1e-5)
+
+
+def _fused_agrees_with_nflows(post, x):
+    import torch
+
+    from dicsbi.flow import FusedNSF
+
+    fused = FusedNSF(post.estimator.net)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        ref = post.estimator.sample((300,), condition=x)
+        torch.manual_seed(1)
+        ours = fused.sample(300, x)
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)  # same noise, same samples
+        u = torch.cat([ref, 6 * torch.randn(100, x.shape[0], 2)])  # far beyond the spline interval too
+        torch.testing.assert_close(fused.log_prob(u, x), post.estimator.log_prob(u, condition=x),
+                                   rtol=1e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("rep", ["summary", "sequence"])
+def test_fused_flow_gives_nflows_numbers(tiny_posteriors, some_trains, rep):
+    """dicsbi.flow evaluates sbi's NSF with per-train terms once and a numba spline: the same samples from the
+    same seed and the same log densities (inside the spline interval and on its linear tails)."""
+    post, _ = tiny_posteriors[rep]
+    _fused_agrees_with_nflows(post, post._condition(some_trains[0]))
+
+
+@pytest.mark.parametrize("model", ["stg", "da"])
+def test_fused_flow_gives_nflows_numbers_on_the_shipped_posteriors(model):
+    post = load_posterior(model)
+    trains, _ = dicsbi.read_spike_trains(EXAMPLES / f"{model}_recordings.csv")
+    _fused_agrees_with_nflows(post, post._condition(trains))
+
+
+def test_other_flows_keep_sbi_s_path(some_trains):
+    """A flow the fused code is not written for (MAF) is refused by FusedNSF and DICPosterior uses sbi's code."""
+    import torch
+
+    from dicsbi.flow import FusedNSF, UnsupportedFlow
+    from dicsbi.inference import DICPosterior, _build_estimator
+
+    cfg = json.loads((Path(dicsbi.__file__).parent / "pretrained" / "stg" / "posterior.json").read_text())
+    cfg = {**cfg, "flow": "maf", "hidden_features": 8, "num_transforms": 2}
+    net = _build_estimator(cfg, torch.randn(50, 2), torch.randn(50, 22))
+    with pytest.raises(UnsupportedFlow):
+        FusedNSF(net.net)
+    post = DICPosterior(net, cfg)
+    theta = post.sample(some_trains[0], 20, seed=0)
+    assert post._fused() is None and np.isfinite(theta).all()
+
+
+def test_training_on_clean_and_noisy_sets_together(tiny_set, tmp_path):
+    """Several data sets train one posterior: parts split by their own targets, target indices kept distinct,
+    the artifact records the noise levels; diagnose's fresh simulations then mix the levels."""
+    from conftest import FAST
+
+    from dicsbi.datasets import DatasetConfig, combine_datasets, load_dataset, simulate_dataset
+    from dicsbi.diagnose import test_set as fresh_test_set
+    from dicsbi.errors import DicsbiError
+    from dicsbi.inference import TrainConfig, train_posterior
+
+    clean = load_dataset(tiny_set)
+    cfg = DatasetConfig.from_dict({**clean.manifest["config"], "n_targets": 40, "seed": 5, "noise_std": 5.0})
+    simulate_dataset(cfg, tmp_path / "noisy", progress=False)
+    noisy = load_dataset(tmp_path / "noisy")
+    both, is_val = combine_datasets([clean, noisy], 0.1)
+    assert len(both) == len(clean) + len(noisy) and is_val.sum() == 12 * 2 + 4 * 2  # 10% of each part's targets
+    assert np.unique(both.target_index).size == np.unique(clean.target_index).size + np.unique(
+        noisy.target_index).size
+    assert both.manifest["config"]["noise_std"] == [0.0, 5.0] and len(both.manifest["parts"]) == 2
+    np.testing.assert_array_equal(both.trains[len(clean)], noisy.trains[0])
+    post, report = train_posterior([tiny_set, tmp_path / "noisy"], TrainConfig(**{**FAST, "max_epochs": 1}),
+                                   progress=False)
+    assert post.config["noise_std"] == [0.0, 5.0] and report.n_train + report.n_val == int(
+        ((both.status == 0) & (both.trains.counts >= 3)).sum())
+    assert post.config["training_data"]["fingerprint"] == both.manifest["fingerprint"]
+    post.config["simulator"] = {**post.config["simulator"], "duration_ms": 600.0}  # quick fresh simulations
+    trains, theta, source = fresh_test_set(post, 8, 3, progress=False)
+    assert "noise std 0, 5" in source and len(trains) == theta.shape[0] <= 8
+    other = DatasetConfig.from_dict({**cfg.__dict__, "duration_ms": 800.0, "n_targets": 2})
+    simulate_dataset(other, tmp_path / "short", progress=False)
+    with pytest.raises(DicsbiError, match="differs from the first in duration_ms"):
+        combine_datasets([clean, load_dataset(tmp_path / "short")], 0.1)
