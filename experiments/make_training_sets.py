@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--preset", default="shipped", choices=sorted(PRESETS))
     ap.add_argument("--root", default="data", help="parent folder of the data sets")
     ap.add_argument("--only", default="train,test,test-noisy", help="which sets to make")
+    ap.add_argument("--n-targets", type=int, default=None, help="override the preset's number of targets")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--max-shards", type=int, default=None, help="stop after this many shards per set")
@@ -49,6 +50,7 @@ def main() -> None:
     rows = {}
     for which in args.only.split(","):
         n_targets, cells = PRESETS[args.preset]["test" if which.startswith("test") else which]
+        n_targets = args.n_targets or n_targets
         cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which],
                             noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells)
         out = f"{args.root}/{args.model}-{args.preset}-{which}"
