@@ -637,6 +637,22 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction
         noise_index=col("noise_index", np.int64), manifest=manifest)
 
 
+def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
+    """Rows of ``ds`` in the validation split (:func:`split_targets`); a combined set is split part by part, so
+    combining again gives the same split."""
+    parts = ds.manifest.get("parts")
+    if not parts:
+        return np.isin(ds.target_index, split_targets(ds.manifest, val_fraction))
+    mask = np.zeros(len(ds), dtype=bool)
+    offset = 0
+    for part in parts:
+        n = int(part["config"]["n_targets"])
+        rows = (ds.target_index >= offset) & (ds.target_index < offset + n)
+        mask[rows] = np.isin(ds.target_index[rows] - offset, split_targets(part, val_fraction))
+        offset += n
+    return mask
+
+
 SHARED_FIELDS = ("model", "g_s_range", "g_u_range", "duration_ms", "transient_ms", "dt_ms")
 
 
@@ -653,7 +669,7 @@ def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[
     sets = list(sets)
     if not sets:
         raise DatasetError("no data sets to combine")
-    val = [np.isin(s.target_index, split_targets(s.manifest, val_fraction)) for s in sets]
+    val = [validation_mask(s, val_fraction) for s in sets]
     if len(sets) == 1:
         return sets[0], val[0]
     first = DatasetConfig.from_dict(sets[0].manifest["config"]).resolved()

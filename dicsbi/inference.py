@@ -176,6 +176,11 @@ class DICPosterior:
                 self._fused_cache = False
         return self._fused_cache or None
 
+    def _sample_u(self, n: int, x):
+        """``n`` draws of the flow's variable per condition row, ``[n, B, 2]`` on the CPU."""
+        fused = self._fused()
+        return fused.sample(n, x) if fused else self.estimator.sample((n,), condition=x).cpu()
+
     # -- transforms between the box and the flow's unbounded space
     def _to_u(self, theta):
         import torch
@@ -214,8 +219,7 @@ class DICPosterior:
             torch.manual_seed(int(seed))
         try:
             with torch.no_grad():
-                fused = self._fused()
-                u = fused.sample(int(n), x) if fused else self.estimator.sample((int(n),), condition=x).cpu()
+                u = self._sample_u(int(n), x)
         finally:
             if gen_state is not None:
                 torch.random.set_rng_state(gen_state)
@@ -281,8 +285,7 @@ class DICPosterior:
         x = self._condition(trains)
         torch.manual_seed(seed)
         with torch.no_grad():
-            fused = self._fused()
-            u0 = fused.sample(n, x) if fused else self.estimator.sample((n,), condition=x).cpu()
+            u0 = self._sample_u(n, x)
             lp = self._flow_log_prob(u0.to(self.device), x).cpu() + self._u_log_jac_theta(u0)
         u = u0[lp.argmax(0), torch.arange(x.shape[0])].clone().requires_grad_(True)
         opt = torch.optim.Adam([u], lr=0.02)

@@ -254,6 +254,7 @@ def test_training_on_clean_and_noisy_sets_together(tiny_set, tmp_path):
         noisy.target_index).size
     assert both.manifest["config"]["noise_std"] == [0.0, 5.0] and len(both.manifest["parts"]) == 2
     np.testing.assert_array_equal(both.trains[len(clean)], noisy.trains[0])
+    np.testing.assert_array_equal(combine_datasets([both], 0.1)[1], is_val)  # a combined set splits the same
     post, report = train_posterior([tiny_set, tmp_path / "noisy"], TrainConfig(**{**FAST, "max_epochs": 1}),
                                    progress=False)
     assert post.config["noise_std"] == [0.0, 5.0] and report.n_train + report.n_val == int(
