@@ -18,6 +18,7 @@ from .errors import DicsbiError  # noqa: E402
 from .models import get_model  # noqa: E402
 from .simulate import SimulationResult, simulate  # noqa: E402
 from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distance  # noqa: E402
+from .stimulus import Stimulus  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
@@ -35,7 +36,8 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dicsbi' has no attribute {name!r}")
 
-__all__ = ["DICPosterior", "DatasetConfig", "DicsbiError", "SimulationResult", "SpikeTrains", "TrainConfig",
+__all__ = ["DICPosterior", "DatasetConfig", "DicsbiError", "SimulationResult", "SpikeTrains", "Stimulus",
+           "TrainConfig",
            "compensate", "compute_dics", "find_vth", "firing_class", "from_neo", "generate_population",
            "get_model", "infer", "inference_data", "load_dataset", "load_posterior", "read_spike_trains",
            "simulate", "simulate_dataset", "spike_features", "train_posterior", "van_rossum_distance",

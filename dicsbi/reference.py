@@ -16,6 +16,10 @@ LSODA 1e-10).  The reference flags a cell as *marginal* when the numbers of upwa
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,30 +43,60 @@ class ReferenceResult:
     spike_times_ms: np.ndarray
     marginal: bool
     n_rhs_evaluations: int
+    cpu_s: float = float("nan")  # processor time of the integration (benchmarks)
 
 
 def reference_simulate(model: str | Model, g, duration_ms: float, transient_ms: float,
                        method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-8,
-                       v0_shift_mV: float = 0.0) -> ReferenceResult:
+                       v0_shift_mV: float = 0.0, stimulus=None) -> ReferenceResult:
     """Spike times (ms after the transient) of one neuron integrated by ``solve_ivp``.
 
     Spike time = exact crossing time of +10 mV (the kernel reports the first sample above it, at most one
     step later).  A start is kept only if a downward crossing of 0 mV follows it within the window.
-    ``v0_shift_mV`` perturbs the initial voltage (used to detect chaotic cells).
+    ``v0_shift_mV`` perturbs the initial voltage (used to detect chaotic cells).  ``stimulus``
+    (:class:`dicsbi.stimulus.Stimulus`) is integrated piece by piece: the solver restarts at every
+    breakpoint, and inside a piece the current is the exact linear function of time.
     """
+    cpu0 = time.process_time()
     model = get_model(model)
     g = model.check_conductances(g)[0]
-    y0 = model.initial_state()
-    y0[0] += v0_shift_mV
-    sol = solve_ivp(model.rhs, (0.0, transient_ms + duration_ms), y0, method=method,
-                    rtol=rtol, atol=atol, args=(g,), events=[_event(lv, d) for lv, d in _LEVELS])
-    if sol.status != 0:
-        raise RuntimeError(f"solve_ivp failed: {sol.message}")
-    ev = [t[t > transient_ms] for t in sol.t_events]
+    y = model.initial_state()
+    y[0] += v0_shift_mV
+    t_end = transient_ms + duration_ms
+    cuts = [0.0, t_end]
+    if stimulus is not None and not stimulus.is_empty:
+        inner = stimulus.breakpoints_ms() + transient_ms
+        cuts = [0.0, *inner[(inner > 0.0) & (inner < t_end)].tolist(), t_end]
+    events = [_event(lv, d) for lv, d in _LEVELS]
+    found: list[list[np.ndarray]] = [[] for _ in _LEVELS]
+    nfev = 0
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if b <= a:
+            continue
+        if stimulus is None or stimulus.is_empty:
+            c0, slope = 0.0, 0.0
+        else:  # the current is linear on (a, b): take it from two interior points
+            ta, tb = a + 0.25 * (b - a), a + 0.75 * (b - a)
+            ia, ib = (float(stimulus(t - transient_ms)) for t in (ta, tb))
+            slope = (ib - ia) / (tb - ta)
+            c0 = ia - slope * (ta - a)
+
+        def rhs(t, z, row, a=a, c0=c0, slope=slope):
+            return model.rhs(t, z, row, c0 + slope * (t - a))
+
+        sol = solve_ivp(rhs, (a, b), y, method=method, rtol=rtol, atol=atol, args=(g,), events=events)
+        if sol.status != 0:
+            raise RuntimeError(f"solve_ivp failed: {sol.message}")
+        for k, t in enumerate(sol.t_events):
+            found[k].append(t)
+        y = sol.y[:, -1]
+        nfev += int(sol.nfev)
+    ev = [np.concatenate(f) for f in found]
+    ev = [t[t > transient_ms] for t in ev]
     ups, downs = ev[0], ev[1]
     times = ups[ups < downs[-1]] - transient_ms if downs.size else np.empty(0)
     marginal = ev[2].size != ev[3].size or ev[4].size != ev[5].size
-    return ReferenceResult(times, bool(marginal), int(sol.nfev))
+    return ReferenceResult(times, bool(marginal), nfev, time.process_time() - cpu0)
 
 
 def reference_spike_times(model: str | Model, g, duration_ms: float, transient_ms: float,
@@ -73,21 +107,51 @@ def reference_spike_times(model: str | Model, g, duration_ms: float, transient_m
 
 # ---------------------------------------------------------------------------- simulator vs reference
 def _reference_job(args):
-    model_name, g, duration_ms, transient_ms, tol = args
-    return reference_simulate(model_name, g, duration_ms, transient_ms, rtol=tol, atol=tol)
+    model, g, duration_ms, transient_ms, tol, atol, method, cache = args  # a model name in worker processes
+    key = None
+    if cache is not None:
+        from pathlib import Path
+
+        name = getattr(model, "name", model)
+        key = Path(cache) / f"{_cache_key(name, g, duration_ms, transient_ms, tol, atol, method)}.json"
+        if key.exists():
+            d = json.loads(key.read_text())
+            return ReferenceResult(np.array(d["spike_times_ms"]), d["marginal"], d["n_rhs_evaluations"],
+                                   d.get("cpu_s", float("nan")))
+    res = reference_simulate(model, g, duration_ms, transient_ms, method=method, rtol=tol, atol=atol)
+    if key is not None:
+        tmp = key.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"spike_times_ms": res.spike_times_ms.tolist(), "marginal": res.marginal,
+                                   "n_rhs_evaluations": res.n_rhs_evaluations, "cpu_s": res.cpu_s}))
+        os.replace(tmp, key)
+    return res
+
+
+def _cache_key(model_name, g, duration_ms, transient_ms, tol, atol, method) -> str:
+    extra = [] if atol == tol else [float(atol)]  # keys of rtol = atol runs predate the atol argument
+    blob = json.dumps([model_name, np.asarray(g, float).tolist(), float(duration_ms), float(transient_ms),
+                       float(tol), method, *extra]).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
 
 
 def run_references(model: str | Model, conductances, duration_ms: float, transient_ms: float,
-                   workers: int = 1, tol: float = 1e-8) -> list[ReferenceResult]:
-    """:func:`reference_simulate` for every row, on ``workers`` processes (spawned).
+                   workers: int = 1, tol: float = 1e-8, method: str = "LSODA",
+                   cache: str | None = None, atol: float | None = None) -> list[ReferenceResult]:
+    """:func:`reference_simulate` (rtol = ``tol``, atol = ``atol`` or ``tol``) for every row, on ``workers``
+    processes (spawned).
 
     With more than one worker the model must be a registered one (it is looked up by name in each worker).
+    ``cache`` names a folder where each cell's result is kept (keyed by model, conductances, durations,
+    tolerance and method), so a rerun of a validation or benchmark only integrates what is new.
     """
     model = get_model(model)
     g = model.check_conductances(conductances)
+    atol = tol if atol is None else atol
+    if cache is not None:
+        os.makedirs(cache, exist_ok=True)
     if workers <= 1:
-        return [reference_simulate(model, row, duration_ms, transient_ms, rtol=tol, atol=tol) for row in g]
-    jobs = [(model.name, row, duration_ms, transient_ms, tol) for row in g]  # workers look models up by name
+        return [_reference_job((model, row, duration_ms, transient_ms, tol, atol, method, cache)) for row in g]
+    jobs = [(model.name, row, duration_ms, transient_ms, tol, atol, method, cache) for row in g]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 

@@ -22,9 +22,20 @@ exponential Euler step.  The first-order variant (all states on the same grid) w
 dt <= 0.001 ms to count DA spikes right; see ``docs/simulator.md``.
 
 Every voltage function is tabulated once per (model, dt) on a 0.02 mV grid from -200 to +200 mV as
-``E(V)`` and ``x_inf(V)(1 - E(V))``; the kernel reads two rows and interpolates linearly, so a step costs no
-transcendental function but one ``exp`` for V.  The default dt (0.01 ms STG, 0.02 ms DA) comes from
-``experiments/validate_simulator.py``: see ``docs/simulator.md``.
+``E(V)`` and ``x_inf(V)(1 - E(V))``, stored as value and slope; the kernel reads one row and interpolates
+linearly, so a step costs no transcendental function but one ``exp`` for V.  The kernel itself is generated
+per model structure (:mod:`dicsbi.kernel`, two neurons per thread; the same code runs on a GPU with
+``device="cuda"``).
+
+Accuracy tiers
+--------------
+The step is chosen by purpose (:data:`TIERS`, :meth:`dicsbi.models.Model.tier_dt_ms`): the *exact* tier
+(0.01 ms STG, 0.02 ms DA; every spike count of the tight-scipy unit test within max(1, 2%)) is the default of
+:func:`simulate` and of anything that reports spike times; the *fast* tier (0.05 ms for both; class agreement
+1.000 and median mean-ISI error below 0.5% against LSODA 1e-8) is the default of training sets
+(:class:`dicsbi.datasets.DatasetConfig`), ``infer``'s predictive check and ``diagnose``'s fresh simulations.
+Both come from ``experiments/validate_simulator.py`` (``docs/simulator.md``); ``settings["tier"]`` and
+``settings["dt_ms"]`` record the choice.
 
 Spikes are detected inside the kernel on every step of the recorded window, with the published rule: a spike
 starts at the first sample above +10 mV (upward crossing) and is kept only if V later falls below 0 mV.  A
@@ -51,11 +62,14 @@ from functools import lru_cache
 
 import numba
 import numpy as np
-from numba import njit, prange
 
 from .errors import DicsbiError
+from .kernel import column_layout, cuda_available, kernel_for, run_cuda
 from .models import Model, get_model
 from .spikes import SpikeTrains
+from .stimulus import as_stimuli, pack
+
+TIERS = ("exact", "fast")
 
 TABLE_V_MIN_MV = -200.0
 TABLE_V_MAX_MV = 200.0
@@ -65,6 +79,7 @@ MAX_RATE_PER_MS = 0.5  # spike buffer capacity: 500 Hz; a neuron above it is fla
 NOISE_CUTOFF_HZ = 1000.0
 NOISE_ORDER = 4
 CHUNK_BYTES = 64 * 2**20
+CUDA_CHUNK_BYTES = 4 * 2**30
 
 OK, DIVERGED, OVERFLOW = 0, 1, 2
 STATUS_NAMES = ("ok", "diverged", "overflow")
@@ -86,7 +101,7 @@ class SimulationResult:
     voltage_index : ndarray of int
         Which neurons those traces belong to.
     settings : dict
-        Model, dt, durations, noise and seed: everything needed to reproduce the call.
+        Model, tier, dt, durations, noise, stimulus and seed: everything needed to reproduce the call.
     """
 
     trains: SpikeTrains
@@ -105,84 +120,43 @@ class SimulationResult:
         return np.arange(n) * self.settings.get("dt_ms", np.nan)
 
 
-# ---------------------------------------------------------------------------- model -> kernel arrays
+# ---------------------------------------------------------------------------- model -> kernel tables
 @dataclass(frozen=True)
-class _KernelModel:
-    table: np.ndarray
-    gate_e: np.ndarray
-    gate_p: np.ndarray
-    gate_q: np.ndarray
-    gate_partner: np.ndarray
-    gate_ca: np.ndarray
-    ch_ptr: np.ndarray
-    ch_state: np.ndarray
-    ch_exp: np.ndarray
-    ch_rev: np.ndarray
-    ch_vf: np.ndarray
-    ch_ca: np.ndarray
-    ca_params: np.ndarray  # state index, exp(-dt/tau), alpha, beta, K (state index -1: no pool)
+class _Tables:
+    table: np.ndarray  # (n_rows, 2 n_functions): value and slope to the next row of each tabulated function
+    ca_decay: float    # exp(-dt / tau_Ca) (1 without a pool)
 
 
 @lru_cache(maxsize=16)
-def _kernel_model(model: Model, dt_ms: float) -> _KernelModel:
-    """Tabulate a model's voltage functions for step ``dt_ms`` and flatten its structure to int arrays."""
+def _tables(model: Model, dt_ms: float) -> _Tables:
+    """Tabulate a model's voltage functions for step ``dt_ms`` in the column layout of :mod:`dicsbi.kernel`."""
     V = np.arange(TABLE_V_MIN_MV, TABLE_V_MAX_MV + TABLE_STEP_MV / 2, TABLE_STEP_MV)
-    cols: list[np.ndarray] = []
-
-    def add(col: np.ndarray) -> int:
-        cols.append(np.broadcast_to(np.asarray(col, dtype=float), V.shape))
-        return len(cols) - 1
-
-    n_gates = len(model.gates)
-    gate_e, gate_p, gate_q = (np.full(n_gates, -1, np.int64) for _ in range(3))
-    gate_partner = np.full(n_gates, -1, np.int64)
-    gate_ca = np.zeros(n_gates, np.int64)
+    lay = column_layout(model)
+    funcs = np.zeros((lay["n"], V.size))
     with np.errstate(over="ignore", under="ignore"):
         for k, gate in enumerate(model.gates):
             tau = np.broadcast_to(gate.tau(V), V.shape)
             if not (np.all(np.isfinite(tau)) and np.all(tau > 0)):
                 raise DicsbiError(f"model {model.name!r}: tau of {gate.name} is not positive and finite "
                                   f"on [{TABLE_V_MIN_MV}, {TABLE_V_MAX_MV}] mV")
-            if gate.coupled_to is not None:  # advanced with its partner from the pair columns below
-                if gate.calcium_dependent:
-                    raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both "
-                                      "calcium-dependent and coupled")
-                continue
-            decay = np.exp(-dt_ms / tau)
-            gate_e[k] = add(decay)
-            gate_p[k] = add(gate.inf(V) * (1.0 - decay))
-            gate_ca[k] = int(gate.calcium_dependent)
-        for k, gate in enumerate(model.gates):
-            j = model.gate_index(gate.coupled_to) if gate.coupled_to is not None else -1
-            if j > k:  # a coupled pair is advanced together, exactly, by the first of the two
-                gate_q[k] = _add_pair_columns(model, k, j, V, dt_ms, add)
-                gate_partner[k] = 1 + j
-                gate_partner[j] = -2  # skipped: updated with its partner
-        ch_vf = np.full(len(model.channels), -1, np.int64)
-        for c, ch in enumerate(model.channels):
-            if ch.voltage_factor is not None:
-                ch_vf[c] = add(ch.voltage_factor(V))
-    ch_ptr = np.zeros(len(model.channels) + 1, np.int64)
-    ch_state, ch_exp = [], []
-    for c, ch in enumerate(model.channels):
-        for gate_name, exponent in ch.gates:
-            ch_state.append(1 + model.gate_index(gate_name))
-            ch_exp.append(exponent)
-        ch_ptr[c + 1] = len(ch_state)
+            if gate.coupled_to is not None and gate.calcium_dependent:
+                raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both "
+                                  "calcium-dependent and coupled")
+            if k in lay["gate_e"]:
+                decay = np.exp(-dt_ms / tau)
+                funcs[lay["gate_e"][k]] = decay
+                funcs[lay["gate_p"][k]] = gate.inf(V) * (1.0 - decay)
+        for k, (j, first) in lay["pair"].items():
+            funcs[first : first + 6] = _pair_step(model, k, j, V, dt_ms)
+        for c, first in lay["vf"].items():
+            funcs[first] = model.channels[c].voltage_factor(V)
+    table = np.empty((V.size, 2 * lay["n"]))
+    table[:, 0::2] = funcs.T
+    table[:-1, 1::2] = np.diff(funcs, axis=1).T
+    table[-1, 1::2] = 0.0
     pool = model.calcium
-    if pool is None:
-        ca_params = np.array([-1.0, 1.0, 0.0, 0.0, 1.0])
-    else:
-        ca_params = np.array([model.n_states - 1, math.exp(-dt_ms / pool.tau_ms), pool.alpha, pool.beta,
-                              pool.half_activation_uM])
-    return _KernelModel(
-        table=np.ascontiguousarray(np.stack(cols, axis=1)),
-        gate_e=gate_e, gate_p=gate_p, gate_q=gate_q, gate_partner=gate_partner, gate_ca=gate_ca,
-        ch_ptr=ch_ptr, ch_state=np.array(ch_state, np.int64), ch_exp=np.array(ch_exp, np.int64),
-        ch_rev=np.array([ch.reversal_mV for ch in model.channels]), ch_vf=ch_vf,
-        ch_ca=np.array([int(ch.carries_calcium) for ch in model.channels], np.int64),
-        ca_params=ca_params,
-    )
+    ca_decay = 1.0 if pool is None else math.exp(-dt_ms / pool.tau_ms)
+    return _Tables(np.ascontiguousarray(table), ca_decay)
 
 
 def staggered_initial_state(model: Model, dt_ms: float) -> np.ndarray:
@@ -205,13 +179,13 @@ def staggered_initial_state(model: Model, dt_ms: float) -> np.ndarray:
     return y
 
 
-def _add_pair_columns(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float, add) -> int:
-    """Tabulate the exact step of a coupled gate pair ``z = (x_k, x_j)``: ``z <- Phi z + w``.
+def _pair_step(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float) -> np.ndarray:
+    """The exact step of a coupled gate pair ``z = (x_k, x_j)``: ``z <- Phi z + w``, tabulated over ``V``.
 
-    With ``dz/dt = A z + b`` and V frozen, ``Phi = expm(A dt)`` and ``w = (Phi - I) A^-1 b``.  Six columns
-    (Phi row-major, then w) are added; the index of the first is returned.  A Markov pair such as ERG's open
-    and inactivated states is stiff during spikes (ai ~ 1/ms), so advancing it gate by gate is only first
-    order; the exact pair step keeps the scheme second order.
+    With ``dz/dt = A z + b`` and V frozen, ``Phi = expm(A dt)`` and ``w = (Phi - I) A^-1 b``.  Returns six
+    rows (Phi row-major, then w).  A Markov pair such as ERG's open and inactivated states is stiff during
+    spikes (ai ~ 1/ms), so advancing it gate by gate is only first order; the exact pair step keeps the
+    scheme second order.
     """
     from scipy.linalg import expm
 
@@ -225,163 +199,7 @@ def _add_pair_columns(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float,
     b = np.stack([gk.inf(V) / tk, np.broadcast_to(gj.inf(V) / tj, V.shape)], axis=-1)
     phi = expm(A * dt_ms)
     w = np.einsum("...ij,...j->...i", phi - np.eye(2), np.linalg.solve(A, b[..., None])[..., 0])
-    first = add(phi[..., 0, 0])
-    for col in (phi[..., 0, 1], phi[..., 1, 0], phi[..., 1, 1], w[..., 0], w[..., 1]):
-        add(col)
-    return first
-
-
-# ---------------------------------------------------------------------------- the kernel
-@njit(cache=True, inline="always")
-def _locate(V, v_min, inv_h, n_rows):
-    """Table row ``j`` and fraction ``f`` of V (clamped to the table) for linear interpolation."""
-    x = (V - v_min) * inv_h
-    if x < 0.0:
-        x = 0.0
-    elif x > n_rows - 1.000001:
-        x = n_rows - 1.000001
-    j = int(x)
-    return j, x - j
-
-
-@njit(cache=True, inline="always")
-def _ipow(x, n):
-    if n == 1:
-        return x
-    if n == 2:
-        return x * x
-    if n == 3:
-        return x * x * x
-    if n == 4:
-        x2 = x * x
-        return x2 * x2
-    r = 1.0
-    for _ in range(n):
-        r *= x
-    return r
-
-
-@njit(cache=True, parallel=True, fastmath=False)
-def _integrate(g, y0, table, v_min, inv_h, gate_e, gate_p, gate_q, gate_partner, gate_ca,
-               ch_ptr, ch_state, ch_exp, ch_rev, ch_vf, ch_ca, ca_params, cap_inv, dt,
-               n_transient, n_window, noise, noise_ratio, spikes, counts, status, rec_slot, voltage):
-    n_neurons = g.shape[0]
-    n_gates = gate_e.size
-    n_ch = ch_rev.size
-    n_rows = table.shape[0]
-    ca_state = int(ca_params[0])
-    ca_decay = ca_params[1]
-    ca_alpha = ca_params[2]
-    ca_beta = ca_params[3]
-    ca_k = ca_params[4]
-    has_noise = noise.shape[1] > 1
-    has_vf = ch_vf.max() >= 0
-    n_total = n_transient + n_window
-    capacity = spikes.shape[1]
-    for i in prange(n_neurons):
-        y = y0.copy()
-        gi = g[i]
-        slot = rec_slot[i]
-        count = 0
-        pending = 0
-        st = OK
-        v_prev = y[0]  # previous sample, for spike detection
-        v_last = y[0]  # V at the previous whole step
-        for n in range(n_total):
-            V = y[0]
-            v_mid = V + 0.5 * (V - v_last)  # extrapolated V at the half step n+1/2
-            v_last = V
-            j, f = _locate(V, v_min, inv_h, n_rows)
-            r0 = table[j]
-            r1 = table[j + 1]
-            caf = 1.0
-            if ca_state >= 0:
-                ca = y[ca_state]
-                caf = ca / (ca + ca_k)
-            for k in range(n_gates):
-                partner = gate_partner[k]
-                if partner == -2:
-                    continue
-                if partner >= 0:  # exact step of a coupled pair (columns: Phi row-major, then w)
-                    cq = gate_q[k]
-                    a = y[k + 1]
-                    b = y[partner]
-                    p00 = r0[cq] + f * (r1[cq] - r0[cq])
-                    p01 = r0[cq + 1] + f * (r1[cq + 1] - r0[cq + 1])
-                    p10 = r0[cq + 2] + f * (r1[cq + 2] - r0[cq + 2])
-                    p11 = r0[cq + 3] + f * (r1[cq + 3] - r0[cq + 3])
-                    y[k + 1] = p00 * a + p01 * b + r0[cq + 4] + f * (r1[cq + 4] - r0[cq + 4])
-                    y[partner] = p10 * a + p11 * b + r0[cq + 5] + f * (r1[cq + 5] - r0[cq + 5])
-                    continue
-                ce = gate_e[k]
-                cp = gate_p[k]
-                e = r0[ce] + f * (r1[ce] - r0[ce])
-                drive = r0[cp] + f * (r1[cp] - r0[cp])
-                if gate_ca[k]:
-                    drive *= caf
-                y[k + 1] = y[k + 1] * e + drive
-            if has_vf:
-                # instantaneous voltage factors enter the V equation: take them at the extrapolated midpoint
-                jm, fm = _locate(v_mid, v_min, inv_h, n_rows)
-                m0 = table[jm]
-                m1 = table[jm + 1]
-            else:
-                fm = f
-                m0 = r0
-                m1 = r1
-            G = 0.0
-            GE = 0.0
-            g_ca = 0.0
-            ge_ca = 0.0
-            for c in range(n_ch):
-                p = gi[c]
-                for q in range(ch_ptr[c], ch_ptr[c + 1]):
-                    p *= _ipow(y[ch_state[q]], ch_exp[q])
-                cv = ch_vf[c]
-                if cv >= 0:
-                    p *= m0[cv] + fm * (m1[cv] - m0[cv])
-                G += p
-                GE += p * ch_rev[c]
-                if ch_ca[c]:
-                    g_ca += p
-                    ge_ca += p * ch_rev[c]
-            current = 0.0
-            if has_noise:
-                s = (n + 0.5) * noise_ratio
-                m = int(s)
-                w = s - m
-                current = noise[i, m] + w * (noise[i, m + 1] - noise[i, m])
-            if G > 1e-12:
-                v_inf = (GE + current) / G
-                V_new = v_inf + (V - v_inf) * math.exp(-dt * G * cap_inv)
-            else:
-                V_new = V + dt * cap_inv * current
-            y[0] = V_new
-            if ca_state >= 0:
-                # calcium current at the midpoint: gates at n+1/2, V averaged over the step
-                ca_inf = ca_beta - ca_alpha * (g_ca * 0.5 * (V + V_new) - ge_ca)
-                y[ca_state] = ca_inf + (y[ca_state] - ca_inf) * ca_decay
-            if not abs(V_new) < 1000.0:  # also catches NaN
-                st = DIVERGED
-                break
-            if n >= n_transient:
-                m_rec = n - n_transient
-                if slot >= 0:
-                    voltage[slot, m_rec] = V_new
-                if v_prev <= 10.0 < V_new:
-                    if count + pending < capacity:
-                        spikes[i, count + pending] = (m_rec + 1) * dt
-                        pending += 1
-                    else:
-                        st = OVERFLOW
-                elif V_new < 0.0 <= v_prev:
-                    count += pending
-                    pending = 0
-            v_prev = V_new
-        if st == DIVERGED:
-            count = 0
-        counts[i] = count
-        status[i] = st
+    return np.stack([phi[..., 0, 0], phi[..., 0, 1], phi[..., 1, 0], phi[..., 1, 1], w[..., 0], w[..., 1]])
 
 
 # ---------------------------------------------------------------------------- noise
@@ -426,7 +244,8 @@ def _check_times(duration_ms, dt_ms, transient_ms):
 def simulate(model: str | Model, conductances, duration_ms: float | None = None,
              dt_ms: float | None = None, transient_ms: float | None = None, noise_std: float = 0.0,
              seed: int = 0, record_voltage=None, n_threads: int | None = None,
-             progress: bool = False, ids=None, noise_keys=None) -> SimulationResult:
+             progress: bool = False, ids=None, noise_keys=None, stimulus=None, tier: str = "exact",
+             device: str = "cpu") -> SimulationResult:
     """Simulate many neurons of one model and return their spike trains.
 
     Parameters
@@ -438,7 +257,12 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     duration_ms : float, optional
         Recorded window after the transient (model default: 3000 ms STG, 9000 ms DA).
     dt_ms : float, optional
-        Integration step (model default, chosen by ``experiments/validate_simulator.py``).
+        Integration step; overrides ``tier``.
+    tier : {"exact", "fast"}
+        Named accuracy tier choosing the step when ``dt_ms`` is not given (see :data:`TIERS` and
+        ``docs/simulator.md``): ``"exact"`` (the default; 0.01 ms STG, 0.02 ms DA) for anything that reports
+        spike times, ``"fast"`` (0.05 ms for both shipped models) for training sets, screening and predictive
+        checks.
     transient_ms : float, optional
         Discarded initial period (model default: 3000 ms).
     noise_std : float
@@ -458,6 +282,14 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         ``SeedSequence(seed, spawn_key=(noise_keys[i],))``, so one neuron of a larger batch can be re-run
         alone with the same noise.
 
+    stimulus : Stimulus, sequence of Stimulus or None
+        Injected current (uA/cm^2) added to the noise: one protocol for every neuron or one per neuron
+        (:class:`dicsbi.stimulus.Stimulus`; times on the recording's axis, 0 = end of the transient).
+
+    device : {"cpu", "cuda"}
+        ``"cuda"`` runs the same generated step code as a numba-cuda kernel, one GPU thread per neuron
+        (:func:`dicsbi.kernel.run_cuda`), with the same noise streams, stimulus and spike detection.
+
     Returns
     -------
     SimulationResult
@@ -465,7 +297,11 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     model = get_model(model)
     g = model.check_conductances(conductances)
     duration_ms = model.default_duration_ms if duration_ms is None else float(duration_ms)
-    dt_ms = model.default_dt_ms if dt_ms is None else float(dt_ms)
+    if dt_ms is None:
+        dt_ms, tier_name = model.tier_dt_ms(tier), tier
+    else:
+        dt_ms = float(dt_ms)
+        tier_name = next((t for t in TIERS if model.tier_dt_ms(t) == dt_ms), "custom")
     transient_ms = model.default_transient_ms if transient_ms is None else float(transient_ms)
     _check_times(duration_ms, dt_ms, transient_ms)
     if not (np.isfinite(noise_std) and noise_std >= 0):
@@ -480,14 +316,23 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         raise DicsbiError(f"record_voltage indices must lie in [0, {n - 1}], got {rec.tolist()}")
     n_transient = int(round(transient_ms / dt_ms))
     n_window = int(round(duration_ms / dt_ms))
-    km = _kernel_model(model, dt_ms)
+    tables = _tables(model, dt_ms)
+    if device not in ("cpu", "cuda"):
+        raise DicsbiError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not cuda_available():
+        raise DicsbiError("device='cuda' needs a CUDA GPU visible to numba (or NUMBA_ENABLE_CUDASIM=1 for its "
+                          "simulator); none was found: use device='cpu'")
+    kernel = kernel_for(model) if device == "cpu" else None
+    stimuli, stim_index = as_stimuli(stimulus, n)
+    stim_t, stim_i, stim_n = pack(stimuli)
     capacity = max(4, int(math.ceil(duration_ms * MAX_RATE_PER_MS)))
     per_neuron = capacity * 8
     total_ms = (n_transient + n_window) * dt_ms
     if noise_std > 0:
         per_neuron += 8 * (int(total_ms / model.noise_dt_ms) + 2)
-    # bounded memory, and about 50 updates of the progress bar on large batches
-    chunk = int(max(1, min(n, CHUNK_BYTES // per_neuron, max(256, -(-n // 50)))))
+    # bounded memory, and about 50 updates of the progress bar on large batches (a GPU wants large chunks)
+    budget, least = (CHUNK_BYTES, 256) if device == "cpu" else (CUDA_CHUNK_BYTES, 65536)
+    chunk = int(max(1, min(n, budget // per_neuron, max(least, -(-n // 50)))))
 
     y_start = staggered_initial_state(model, dt_ms)
     rec_slot = np.full(n, -1, np.int64)
@@ -509,12 +354,14 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
             spikes = np.empty((m, capacity))
             counts = np.zeros(m, np.int64)
             st = np.zeros(m, np.int8)
-            slots = rec_slot[start:stop]
-            _integrate(g[start:stop], y_start, km.table, TABLE_V_MIN_MV, 1.0 / TABLE_STEP_MV,
-                       km.gate_e, km.gate_p, km.gate_q, km.gate_partner, km.gate_ca, km.ch_ptr,
-                       km.ch_state, km.ch_exp, km.ch_rev, km.ch_vf, km.ch_ca, km.ca_params,
-                       1.0 / model.capacitance_uF_cm2, dt_ms, n_transient, n_window, noise,
-                       dt_ms / model.noise_dt_ms, spikes, counts, st, slots, voltage)
+            args = (g[start:stop], y_start, tables.table, TABLE_V_MIN_MV, 1.0 / TABLE_STEP_MV, dt_ms,
+                    dt_ms / model.capacitance_uF_cm2, tables.ca_decay, n_transient, n_window, noise,
+                    dt_ms / model.noise_dt_ms, stim_t, stim_i, stim_n, stim_index[start:stop],
+                    n_transient * dt_ms, spikes, counts, st, rec_slot[start:stop], voltage)
+            if device == "cuda":
+                run_cuda(model, *args)
+            else:
+                kernel(*args)
             pieces.append(spikes[np.arange(capacity)[None, :] < counts[:, None]])
             counts_all[start:stop] = counts
             status[start:stop] = st
@@ -528,8 +375,18 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
                          np.full(n, n_window * dt_ms), ids_arr)
     settings = {"model": model.name, "dt_ms": dt_ms, "duration_ms": n_window * dt_ms,
                 "transient_ms": n_transient * dt_ms, "noise_std_uA_cm2": float(noise_std), "seed": int(seed),
-                "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ}
+                "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ, "tier": tier_name,
+                "device": device, "stimulus": _stimulus_record(stimuli, stim_index)}
     return SimulationResult(trains, status, voltage if rec.size else None, rec, settings)
+
+
+def _stimulus_record(stimuli, index) -> dict | list | None:
+    """The stimulus as JSON-able data for ``settings``: None, one protocol, or protocols plus an index."""
+    if not stimuli or all(s.is_empty for s in stimuli):
+        return None
+    if len(stimuli) == 1:
+        return stimuli[0].to_dict()
+    return {"protocols": [s.to_dict() for s in stimuli], "index": index.tolist()}
 
 
 def _progress_range(start: int, stop: int, step: int, show: bool, label: str):

@@ -153,6 +153,11 @@ class Model:
     default_dt_ms, default_duration_ms, default_transient_ms, noise_dt_ms : float
         Simulation defaults: integration step, recorded window, discarded transient, and the sampling step of
         the band-limited noise current (the reference draws its noise on its output grid).
+        ``default_dt_ms`` is the step of the *exact* tier.
+    fast_dt_ms : float or None
+        Step of the *fast* tier (training sets, screening, predictive checks), validated by
+        ``experiments/validate_simulator.py``; None means the exact step (the safe choice for a model
+        nobody has validated at a coarser step).
     """
 
     name: str
@@ -168,11 +173,21 @@ class Model:
     default_transient_ms: float
     noise_dt_ms: float
     capacitance_uF_cm2: float = 1.0
+    fast_dt_ms: float | None = None
     initial_overrides: Mapping[str, float] = field(default_factory=dict)
     dic_reference_taus: tuple[str | float, str | float, str | float] = ("", "", "")
     dic_calcium_path: str = "tau_ca"
     seed_spec: SeedSpec | None = None
     dic_box: tuple[tuple[float, float], tuple[float, float]] = ((-20.0, 20.0), (0.0, 20.0))
+
+    # ------------------------------------------------------------------ accuracy tiers
+    def tier_dt_ms(self, tier: str) -> float:
+        """Integration step of a named accuracy tier, ``"exact"`` or ``"fast"`` (see ``docs/simulator.md``)."""
+        if tier == "exact":
+            return float(self.default_dt_ms)
+        if tier == "fast":
+            return float(self.fast_dt_ms if self.fast_dt_ms is not None else self.default_dt_ms)
+        raise ValueError(f"unknown accuracy tier {tier!r}; expected 'exact' or 'fast'")
 
     # ------------------------------------------------------------------ names and shapes
     @property
