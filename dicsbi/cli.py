@@ -34,10 +34,15 @@ def simulate(
     model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
     duration_ms: Annotated[float | None, typer.Option(help="recorded window [ms] (model default)")] = None,
     transient_ms: Annotated[float | None, typer.Option(help="discarded transient [ms] (model default)")] = None,
-    dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (model default)")] = None,
+    dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (overrides --tier)")] = None,
+    tier: Annotated[str, typer.Option(help="accuracy tier: exact (reported spike times) or fast")] = "exact",
+    step: Annotated[list[str] | None, typer.Option(
+        "--step", help="inject a current step START_MS:STOP_MS:AMPLITUDE (ms on the recording's axis, "
+                       "uA/cm^2); repeat for several")] = None,
     noise_std: Annotated[float, typer.Option(help="noise current std before 1 kHz low-pass [uA/cm^2]")] = 0.0,
     seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
     threads: Annotated[int | None, typer.Option(help="numba threads (default: all cores)")] = None,
+    device: Annotated[str, typer.Option(help="simulate on cpu or cuda (a GPU)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Simulate neurons from a conductance table and write their spike trains (Spike2Pop CSV shape)."""
@@ -45,18 +50,32 @@ def simulate(
     from .models import get_model
     from .simulate import STATUS_NAMES
     from .simulate import simulate as run
+    from .stimulus import Stimulus
 
     m = get_model(model)
+    _check_tier(tier)
+    stimulus = Stimulus.none()
+    for text in step or []:
+        stimulus = stimulus + Stimulus.parse_step(text)
     g, ids = read_conductances_csv(conductances, m)
     res = run(m, g, duration_ms, dt_ms, transient_ms, noise_std=noise_std, seed=seed, n_threads=threads,
-              progress=progress, ids=ids)
+              progress=progress, ids=ids, stimulus=None if stimulus.is_empty else stimulus, tier=tier,
+              device=device)
     write_spike2pop_csv(out, res.trains)
     bad = [(i, STATUS_NAMES[s]) for i, s in zip(ids, res.status) if s != 0]
     for ident, why in bad:
         err.print(f"[yellow]warning:[/] neuron {ident}: {why} (its train is empty or truncated)")
+    stim = "" if stimulus.is_empty else f", stimulus: {stimulus.describe()}"
     err.print(f"wrote {len(ids)} spike trains ({m.name}, {res.settings['duration_ms']:.0f} ms after "
-              f"{res.settings['transient_ms']:.0f} ms transient, dt {res.settings['dt_ms']} ms) to {out}",
-              soft_wrap=True)
+              f"{res.settings['transient_ms']:.0f} ms transient, {res.settings['tier']} tier dt "
+              f"{res.settings['dt_ms']} ms{stim}) to {out}", soft_wrap=True)
+
+
+def _check_tier(tier: str) -> None:
+    from .simulate import TIERS
+
+    if tier not in TIERS:
+        raise DicsbiError(f"--tier must be one of {', '.join(TIERS)}, got {tier!r}")
 
 
 @app.command()
@@ -123,7 +142,9 @@ def simulate_dataset(
     gu_range: Annotated[str | None, typer.Option(help="g_u box 'min,max' (model default)")] = None,
     duration_ms: Annotated[float | None, typer.Option(help="recorded window [ms] (model default)")] = None,
     transient_ms: Annotated[float | None, typer.Option(help="discarded transient [ms] (model default)")] = None,
-    dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (model default)")] = None,
+    dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (overrides --tier)")] = None,
+    tier: Annotated[str, typer.Option(help="accuracy tier of the step: fast (validated for training sets) "
+                                           "or exact")] = "fast",
     noise_std: Annotated[float, typer.Option(help="noise current std before 1 kHz low-pass [uA/cm^2]")] = 0.0,
     pair: Annotated[str, typer.Option(help="compensated pair: 'auto' or 'published'")] = "auto",
     targets_per_shard: Annotated[int, typer.Option(help="targets per Parquet shard")] = 64,
@@ -132,6 +153,7 @@ def simulate_dataset(
     dask_local: Annotated[int | None, typer.Option(help="start a Dask LocalCluster with N workers")] = None,
     threads: Annotated[int | None, typer.Option(help="numba threads in-process (default: all cores)")] = None,
     max_shards: Annotated[int | None, typer.Option(help="stop after this many shards (resume later)")] = None,
+    device: Annotated[str, typer.Option(help="simulate on cpu or cuda (a GPU, in-process)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Generate (or resume) a training set: DIC targets -> populations -> simulated spike trains, sharded Parquet."""
@@ -149,9 +171,9 @@ def simulate_dataset(
 
     cfg = DatasetConfig(model, n_targets, cells_per_target, seed, design, box(gs_range, "gs-range"),
                         box(gu_range, "gu-range"), duration_ms, transient_ms, dt_ms, noise_std, pair,
-                        targets_per_shard)
+                        targets_per_shard, tier=tier)
     res = run(cfg, out, workers=workers, scheduler=scheduler, dask_local=dask_local, progress=progress,
-              n_threads=threads, max_shards=max_shards)
+              n_threads=threads, max_shards=max_shards, device=device)
     tot, man = res.manifest["totals"], res.manifest
     state = "complete" if man["complete"] else f"{tot['shards_done']}/{man['n_shards']} shards (re-run to resume)"
     err.print(f"{out}: {state}; {res.shards_computed} shards computed now, {res.shards_skipped} already done; "
@@ -233,6 +255,7 @@ def diagnose(
     n_samples: Annotated[int, typer.Option(help="posterior samples per test train")] = 1000,
     check: Annotated[int, typer.Option(help="test trains in the predictive check (0: skip)")] = 50,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    tier: Annotated[str, typer.Option(help="accuracy tier of the fresh simulations: fast or exact")] = "fast",
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -242,8 +265,10 @@ def diagnose(
     from .inference import load_posterior
 
     _set_threads(threads)
+    _check_tier(tier)
     post = load_posterior(posterior)
-    diag = run(post, n_sims=n_sims, data=data, n_samples=n_samples, check=check, seed=seed, progress=progress)
+    diag = run(post, n_sims=n_sims, data=data, n_samples=n_samples, check=check, seed=seed, progress=progress,
+               tier=tier)
     write_diagnostics(diag, out, post.config)
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}
     for name, (verdict, value) in diag.verdicts.items():

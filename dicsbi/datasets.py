@@ -54,6 +54,7 @@ import numpy as np
 
 from .errors import DicsbiError
 from .models import get_model
+from .simulate import TIERS
 from .spikes import FEATURE_NAMES, SpikeTrains
 
 FORMAT = "dicsbi-dataset"
@@ -72,7 +73,10 @@ class DatasetError(DicsbiError):
 class DatasetConfig:
     """Everything that determines a data set's content.  ``None`` fields take the model's defaults.
 
-    Two configurations with the same :meth:`fingerprint` produce identical shards.
+    Two configurations with the same :meth:`fingerprint` produce identical shards.  The integration step is
+    ``dt_ms`` when given, else that of the accuracy ``tier`` (default ``"fast"``: training sets are simulated
+    at the fast tier, whose class and ISI agreement with the exact tier is validated in
+    ``docs/simulator.md``); the resolved configuration names the tier of its step (``"custom"`` for others).
     """
 
     model: str
@@ -88,11 +92,18 @@ class DatasetConfig:
     noise_std: float = 0.0
     pair: str = "auto"
     targets_per_shard: int = 64
+    tier: str = "fast"
 
     def resolved(self) -> DatasetConfig:
         """A copy with every default filled in from the model (what the manifest stores), checked."""
         model = get_model(self.model)
         box = model.dic_box
+        if self.tier not in TIERS and not (self.tier == "custom" and self.dt_ms is not None):
+            raise DatasetError(f"invalid data-set configuration: tier must be one of {', '.join(TIERS)} "
+                               f"(got {self.tier!r})")
+        # the step: dt_ms if given, else the tier's; the manifest names the tier the step belongs to
+        dt_ms = float(self.dt_ms) if self.dt_ms is not None else model.tier_dt_ms(self.tier)
+        tier = next((t for t in TIERS if model.tier_dt_ms(t) == dt_ms), "custom")
         cfg = dataclasses.replace(
             self, model=model.name,
             g_s_range=tuple(float(x) for x in (self.g_s_range or box[0])),
@@ -100,7 +111,7 @@ class DatasetConfig:
             duration_ms=float(self.duration_ms if self.duration_ms is not None else model.default_duration_ms),
             transient_ms=float(self.transient_ms if self.transient_ms is not None
                                else model.default_transient_ms),
-            dt_ms=float(self.dt_ms if self.dt_ms is not None else model.default_dt_ms),
+            dt_ms=dt_ms, tier=tier,
             noise_std=float(self.noise_std), n_targets=int(self.n_targets),
             cells_per_target=int(self.cells_per_target), seed=int(self.seed),
             targets_per_shard=int(self.targets_per_shard))
@@ -181,11 +192,13 @@ def noise_seed(config: DatasetConfig, shard: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------ one shard
-def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = None) -> tuple[bytes, dict]:
+def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = None,
+                  device: str = "cpu") -> tuple[bytes, dict]:
     """Build shard ``shard``: populations, simulation, features.  Returns (Parquet bytes, summary).
 
-    Pure in (configuration, shard): the same bytes for any worker.  ``n_threads`` is numba's thread count
-    for the simulation (workers pass 1).
+    Pure in (configuration, shard): the same bytes for any CPU worker.  ``n_threads`` is numba's thread count
+    for the simulation (workers pass 1).  ``device="cuda"`` simulates on the GPU: equal to the CPU within the
+    simulator's validation tolerances, not bit for bit, so the summary records the device.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -215,7 +228,7 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
     nseed = noise_seed(cfg, shard)
     if n:
         res = simulate(model, g, cfg.duration_ms, cfg.dt_ms, cfg.transient_ms, noise_std=cfg.noise_std,
-                       seed=nseed, n_threads=n_threads)
+                       seed=nseed, n_threads=n_threads, device=device)
         trains, status = res.trains, res.status
     else:
         trains, status = SpikeTrains.from_list([], 0.0, cfg.duration_ms), np.zeros(0, np.int8)
@@ -253,7 +266,7 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
     table = table.replace_schema_metadata({_SHARD_META_KEY: json.dumps(summary).encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue(), {**summary, "seconds": round(time.perf_counter() - t0, 3)}
+    return buf.getvalue(), {**summary, "seconds": round(time.perf_counter() - t0, 3), "device": device}
 
 
 def _shard_job(config_dict: dict, shard: int) -> tuple[bytes, dict]:
@@ -385,7 +398,8 @@ class DatasetRun:
 
 def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int = 0,
                      scheduler: str | None = None, dask_local: int | None = None, progress: bool = True,
-                     n_threads: int | None = None, max_shards: int | None = None) -> DatasetRun:
+                     n_threads: int | None = None, max_shards: int | None = None,
+                     device: str = "cpu") -> DatasetRun:
     """Generate (or resume) a training set in folder ``out``; see the module docstring.
 
     Parameters
@@ -394,6 +408,7 @@ def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int
     scheduler : address of a running Dask scheduler (``tcp://host:port``).
     dask_local : start a Dask LocalCluster with this many single-threaded worker processes.
     max_shards : stop after computing this many shards (the folder stays resumable).
+    device : ``"cuda"`` simulates on the GPU (in-process backend only; populations stay on the CPU).
     """
     cfg = config.resolved()
     out = Path(out)
@@ -402,13 +417,18 @@ def simulate_dataset(config: DatasetConfig, out: str | os.PathLike, workers: int
         raise DatasetError("choose one backend: workers=N, scheduler=... or dask_local=N")
     if workers < 0:
         raise DatasetError(f"workers must be >= 0 (got {workers})")
+    if device not in ("cpu", "cuda"):
+        raise DatasetError(f"device must be 'cpu' or 'cuda' (got {device!r})")
+    if device == "cuda" and (workers or scheduler or dask_local):
+        raise DatasetError("device='cuda' runs in-process (one GPU per process): drop workers / Dask")
     from .io import FolderLock
 
     with FolderLock(out):  # a second run on this folder is refused while this one lives
-        return _simulate_locked(cfg, out, workers, scheduler, dask_local, progress, n_threads, max_shards)
+        return _simulate_locked(cfg, out, workers, scheduler, dask_local, progress, n_threads, max_shards, device)
 
 
-def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n_threads, max_shards) -> DatasetRun:
+def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n_threads, max_shards,
+                     device) -> DatasetRun:
     done, created = _prepare_folder(out, cfg)
     pending = [k for k in range(cfg.n_shards) if k not in done]
     skipped = len(done)
@@ -427,7 +447,7 @@ def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n
         return summary["rows"]
 
     with _progress(progress, cfg, len(pending)) as advance:
-        for data, summary in _execute(cfg, pending, workers, scheduler, dask_local, n_threads):
+        for data, summary in _execute(cfg, pending, workers, scheduler, dask_local, n_threads, device):
             advance(finished(data, summary), summary)
     seconds = time.perf_counter() - t0
     return DatasetRun(out, read_manifest(out), len(computed), skipped, seconds,
@@ -441,7 +461,7 @@ def _write_manifest(out: Path, cfg: DatasetConfig, done: dict[int, dict], create
 
 
 def _execute(cfg: DatasetConfig, pending: list[int], workers: int, scheduler: str | None,
-             dask_local: int | None, n_threads: int | None) -> Iterable[tuple[bytes, dict]]:
+             dask_local: int | None, n_threads: int | None, device: str = "cpu") -> Iterable[tuple[bytes, dict]]:
     """Yield (bytes, summary) for every pending shard, in completion order, on the chosen backend."""
     if not pending:
         return
@@ -462,7 +482,7 @@ def _execute(cfg: DatasetConfig, pending: list[int], workers: int, scheduler: st
                     fut.cancel()
     else:
         for k in pending:
-            yield compute_shard(cfg, k, n_threads=n_threads)
+            yield compute_shard(cfg, k, n_threads=n_threads, device=device)
 
 
 def _worker_init() -> None:

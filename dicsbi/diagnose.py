@@ -3,8 +3,9 @@
 One sampling pass over a test set of (true (g_s, g_u), spike train) pairs feeds every check:
 
 * **test set**: by default fresh simulations from the posterior's own prior and simulator settings (targets
-  uniform over its box, one compensated cell each, the training window, transient, dt and noise; silent trains
-  and unreachable targets left out, exactly as in training), or a held-out data set folder, or arrays;
+  uniform over its box, one compensated cell each, the training window, transient and noise, at the fast
+  accuracy tier unless ``tier="exact"``; silent trains and unreachable targets left out, exactly as in
+  training), or a held-out data set folder, or arrays;
 * **SBC** (Talts et al. 2018): ranks of the truths among the marginal samples, Kolmogorov-Smirnov p-values per
   DIC, and sbi's C2ST of the data-averaged posterior against the prior (``check_prior_vs_dap``);
 * **expected coverage**: joint (highest-density regions, from the posterior's log density: a fast unnormalised
@@ -29,6 +30,7 @@ import numpy as np
 
 from .diagnostics import expected_coverage, sbc_ranks, tarp
 from .errors import DicsbiError
+from .models import get_model
 from .spikes import MIN_SPIKES, SpikeTrains, firing_class
 
 LEVELS = np.round(np.arange(0.05, 1.0, 0.05), 2)
@@ -81,7 +83,7 @@ def _grade(value: float, pass_if, warn_if) -> str:
     return "pass" if pass_if(value) else ("warn" if warn_if(value) else "fail")
 
 
-def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True):
+def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True, tier: str = "fast"):
     """(trains, theta, source) for the diagnostics; see the module docstring."""
     from .datasets import DatasetConfig, load_dataset, simulate_dataset
 
@@ -110,7 +112,7 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
         dcfg = DatasetConfig(posterior.model, n_targets=int(n_k), cells_per_target=1, seed=int(seed) + k,
                              design="uniform", g_s_range=tuple(box[0]), g_u_range=tuple(box[1]),
                              duration_ms=sim.get("duration_ms"), transient_ms=sim.get("transient_ms"),
-                             dt_ms=sim.get("dt_ms"), noise_std=level,
+                             noise_std=level, tier=tier,
                              targets_per_shard=max(1, min(64, int(n_k) // 8 or 1)))
         with tempfile.TemporaryDirectory(prefix="dicsbi-diagnose-") as tmp:
             simulate_dataset(dcfg, tmp, progress=progress)
@@ -121,23 +123,26 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
     n_ok = sum(len(t) for t in trains)
     noise = "" if levels == [0.0] else f"; noise std {', '.join(f'{v:g}' for v in levels)} uA/cm^2 in equal parts"
     return SpikeTrains.concat(trains), np.concatenate(theta), (
-        f"{n_sims} fresh simulations (uniform over the box, seed {seed}{noise}; "
+        f"{n_sims} fresh simulations (uniform over the box, seed {seed}{noise}; {tier} tier, dt "
+        f"{get_model(posterior.model).tier_dt_ms(tier):g} ms; "
         f"{n_sims - n_ok} silent or unreachable left out)")
 
 
 def diagnose(posterior, n_sims: int = 1000, data=None, n_samples: int = 1000, check: int = 50,
-             check_models: int = 10, seed: int = 0, c2st: bool = True, progress: bool = True) -> Diagnostics:
+             check_models: int = 10, seed: int = 0, c2st: bool = True, progress: bool = True,
+             tier: str = "fast") -> Diagnostics:
     """Run every check of the module docstring on ``posterior`` (a :class:`~dicsbi.inference.DICPosterior`,
     a folder or a shipped model name).  ``data``: a data set folder or ``(trains, theta)``; default fresh
     simulations.  ``check``: recordings in the predictive check (0 skips it); ``c2st``: run sbi's classifier
-    test of the data-averaged posterior against the prior (seconds per 1000 test trains)."""
+    test of the data-averaged posterior against the prior (seconds per 1000 test trains).  ``tier``: accuracy
+    tier of the fresh simulations and of the predictive check."""
     import torch
 
     from .inference import DICPosterior, load_posterior
 
     post = posterior if isinstance(posterior, DICPosterior) or hasattr(posterior, "sample") \
         else load_posterior(posterior)
-    trains, theta, source = test_set(post, n_sims, seed, data, progress)
+    trains, theta, source = test_set(post, n_sims, seed, data, progress, tier)
     n = len(trains)
     if n < 20:
         raise DicsbiError(f"only {n} usable test trains; diagnostics need at least 20 (raise n_sims)")

@@ -298,13 +298,15 @@ MAX_CHECK_MS = 60_000.0
 
 
 def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n: int, seed: int = 0,
-                     freq_tol: float = 0.10) -> dict:
+                     freq_tol: float = 0.10, tier: str = "fast") -> dict:
     """Simulate ``n`` members and compare them with the recording.
 
     Per member: same firing class; main frequency within ``freq_tol`` (spiking frequency for tonic trains, burst
     frequency for bursting ones); van Rossum distance to the recording (tau from the recording, published
     choice) relative to the median distance between members (ratio near 1: as close as the population's own
-    spread).  Members use the recording's window length and the model's default step and transient.
+    spread).  Members use the recording's window length, the model's default transient and the step of the
+    accuracy ``tier`` (default the fast tier, validated for class and ISI: ``docs/simulator.md``); the step
+    is recorded as ``dt_ms``.
     """
     from .simulate import simulate
     from .spikes import reference_tau_ms, spike_features, van_rossum_distance
@@ -314,7 +316,7 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     t = recording[0]
     window = float(max(recording.t_stop_ms[0] - recording.t_start_ms[0], t[-1] - t[0] if t.size else 0.0, 100.0))
     window = min(window, MAX_CHECK_MS)  # a long recording is compared over its first MAX_CHECK_MS
-    sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed)
+    sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed, tier=tier)
     t = t[t - recording.t_start_ms[0] <= window]
     rel = SpikeTrains.from_list([t - recording.t_start_ms[0]], 0.0, window)
     f_rec, f_sim = spike_features(rel), spike_features(sim.trains)
@@ -334,7 +336,7 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
             "vr_median": float(np.median(vr)), "vr_spread_median": ref,
             "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
             "diverged": int((sim.status != 0).sum()), "trains": [t.copy() for t in sim.trains],
-            "window_ms": window}
+            "window_ms": window, "dt_ms": sim.settings["dt_ms"], "tier": tier}
 
 
 # ---------------------------------------------------------------------------- the output folder, streamed
@@ -412,7 +414,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     cols: dict[str, list] = {k: [] for k in (
         "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
         "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
-        "check_reproduce", "check_vr_ratio")}
+        "check_reproduce", "check_vr_ratio", "check_dt_ms")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
@@ -428,6 +430,6 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         cols["n_reused"].append(r.n_reused if r is not None else 0)
         c = r.check if r is not None and r.check else {}
         cols["check_n"].append(c.get("n", 0))
-        for key in ("class_match", "freq_match", "reproduce", "vr_ratio"):
+        for key in ("class_match", "freq_match", "reproduce", "vr_ratio", "dt_ms"):
             cols[f"check_{key}"].append(float(c.get(key, np.nan)))
     return format_table_csv(cols)

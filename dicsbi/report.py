@@ -69,7 +69,7 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
                 ("models", len(rec.conductances)), ("posterior samples replaced (unreachable)", rec.n_replaced)]
         if rec.check:
             c = rec.check
-            rows += [("predictive check: models simulated", c["n"]),
+            rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),
                      ("same firing class", f"{c['class_match']:.0%}"),
                      (f"main frequency within 10% ({c['frequency_key']})", f"{c['freq_match']:.0%}"),
                      ("van Rossum distance / population spread (median)", f"{c['vr_ratio']:.2f}")]

@@ -43,6 +43,28 @@ def test_simulate_writes_spike2pop_csv(tmp_path):
         np.testing.assert_allclose(parsed, expected.trains[k], atol=1e-4)
 
 
+def test_simulate_with_a_current_step_and_a_tier(tmp_path):
+    from dicsbi.simulate import simulate
+    from dicsbi.stimulus import Stimulus
+
+    g = np.array(SETS["sets"]["stg"][:3])
+    write_table(tmp_path / "g.csv", g)
+    out = tmp_path / "stim.csv"
+    r = run_cli("simulate", tmp_path / "g.csv", "-o", out, "--duration-ms", 400, "--transient-ms", 200,
+                "--step", "50:250:1.5", "--step", "300:350:-1", "--tier", "fast", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "fast tier dt 0.05 ms" in r.stderr and "stimulus: piecewise-linear current" in r.stderr
+    stim = Stimulus.step(50.0, 250.0, 1.5) + Stimulus.step(300.0, 350.0, -1.0)
+    expected = simulate(STG, g, 400.0, None, 200.0, tier="fast", stimulus=stim)
+    for k, line in enumerate(out.read_text().splitlines()[1:]):
+        np.testing.assert_allclose(json.loads(line.split(",", 1)[1].strip('"')), expected.trains[k], atol=1e-4)
+    for bad, why in ((["--step", "250:50:1"], "must come after start"), (["--step", "1:2"], "START_MS:STOP_MS"),
+                     (["--tier", "coarse"], "--tier must be one of")):
+        r = run_cli("simulate", tmp_path / "g.csv", "-o", tmp_path / "bad.csv", "--duration-ms", 100, *bad,
+                    "--no-progress")
+        assert r.returncode != 0 and why in r.stderr and not (tmp_path / "bad.csv").exists(), r.stderr
+
+
 def test_short_names_and_any_column_order(tmp_path):
     g = np.array(SETS["sets"]["stg"][:2])
     header = [n[2:] for n in STG.conductance_names][::-1]

@@ -56,7 +56,8 @@ def reference_set(tmp_path_factory):
 def test_manifest_and_loader(reference_set):
     man = read_manifest(reference_set)
     assert man["complete"] and man["n_shards"] == 3 and man["totals"]["rows"] == 24
-    assert man["config"]["duration_ms"] == 400.0 and man["config"]["dt_ms"] == STG.default_dt_ms
+    assert man["config"]["duration_ms"] == 400.0 and man["config"]["dt_ms"] == STG.tier_dt_ms("fast") == 0.05
+    assert man["config"]["tier"] == "fast"  # training sets are simulated at the fast tier by default
     assert set(man["versions"]) >= {"dicsbi", "numpy", "numba", "pyarrow"}
     assert [man["shards"][k]["rows"] for k in sorted(man["shards"])] == [8, 8, 8]
     d = load_dataset(reference_set)
@@ -219,3 +220,14 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(tmp_pa
     (out / ".dicsbi.lock").write_text("999999999")  # stale (no such process): taken over
     run = simulate_dataset(DatasetConfig(**TINY), out, progress=False, max_shards=1)
     assert run.shards_computed == 1 and not (out / ".dicsbi.lock").exists()
+
+
+def test_the_step_follows_the_tier_and_is_recorded():
+    fast = DatasetConfig("stg", n_targets=4).resolved()
+    exact = DatasetConfig("da", n_targets=4, tier="exact").resolved()
+    custom = DatasetConfig("stg", n_targets=4, dt_ms=0.02).resolved()
+    assert (fast.dt_ms, fast.tier) == (0.05, "fast") and (exact.dt_ms, exact.tier) == (0.02, "exact")
+    assert (custom.dt_ms, custom.tier) == (0.02, "custom") and custom.resolved() == custom
+    assert fast.fingerprint() != DatasetConfig("stg", n_targets=4, tier="exact").fingerprint()
+    with pytest.raises(DatasetError, match="tier must be one of"):
+        DatasetConfig("stg", n_targets=4, tier="rough").resolved()

@@ -85,3 +85,13 @@ def test_cli_diagnose_on_a_held_out_set(tiny_posteriors, tiny_set, tmp_path):
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("sbc_ks_min=") and "verdict=" in last
     assert (tmp_path / "d" / "report.html").exists()
+
+
+def test_fresh_test_simulations_use_the_fast_tier_and_say_so(tiny_posteriors):
+    from dicsbi.diagnose import test_set
+
+    post, _ = tiny_posteriors["summary"]
+    trains, theta, source = test_set(post, 24, seed=5, progress=False)
+    assert len(trains) == len(theta) > 0 and "fast tier, dt 0.05 ms" in source
+    _, _, exact = test_set(post, 6, seed=5, progress=False, tier="exact")
+    assert "exact tier, dt 0.01 ms" in exact

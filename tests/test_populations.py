@@ -48,6 +48,7 @@ def test_predictive_check_reports_fractions(tiny_posteriors, recordings):
     c = res.recordings[0].check
     assert c["n"] == 6 and 0 <= c["class_match"] <= 1 and 0 <= c["reproduce"] <= c["class_match"]
     assert c["frequency_key"] == "f_inter_hz" and np.isfinite(c["vr_median"]) and c["diverged"] == 0
+    assert c["tier"] == "fast" and c["dt_ms"] == 0.05  # members are simulated at the fast tier, recorded
 
 
 def test_wrong_model_is_refused(tiny_posteriors, recordings):
@@ -100,6 +101,7 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
     summary = {row["recording"]: row for row in csv.DictReader(open(out / "summary.csv"))}
     assert summary["quiet"]["firing_class"] == "silent" and summary["quiet"]["n_models"] == "0"
     assert summary["burst"]["check_n"] == "4" and 0 <= float(summary["burst"]["check_class_match"]) <= 1
+    assert float(summary["burst"]["check_dt_ms"]) == 0.05  # the predictive check's step, in the table
     # a bad input file: one clear error, exit 2, nothing written
     (tmp_path / "bad.csv").write_text('ID,spiking_times\na,"[3, 1, 2]"\n')
     r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "infer", str(tmp_path / "bad.csv"), "--out",
