@@ -10,16 +10,16 @@ The vector (:data:`SUMMARY_NAMES`; ``l`` = natural log of the ISI in ms):
 ==  =====================  ==========================================================================
  0  ``log_rate``           log of the mean firing rate over the spiking span, (n - 1) / (t_n - t_1), Hz
  1  ``l_mean``             mean of l
- 2  ``l_std``              standard deviation of l
- 3  ``l_skew``             skewness of l (0 when l is constant; clipped to [-10, 10])
+ 2  ``l_std``              standard deviation of l, floored at the timing resolution: sqrt(sd^2 + r^2)
+ 3  ``l_skew``             skewness of l, shrunk below the timing resolution (see below; clipped to [-10, 10])
  4  ``l_min``              minimum of l
  5  ``l_q10``..``l_q90``   10, 25, 50, 75, 90% quantiles of l (linear interpolation)
 10  ``l_max``              maximum of l
-11  ``log_cv``             log(1e-3 + CV) with CV = std / mean of the ISIs (the published class rule's CV)
-12  ``lv``                 local variation (Shinomoto 2003), 3/(n-1) sum ((I_k - I_k+1)/(I_k + I_k+1))^2
-13  ``l_autocorr``         lag-1 autocorrelation of l (0 when l is constant)
-14  ``l_absdiff``          mean |l_k+1 - l_k| (return-map spread)
-15  ``gap``                largest gap between consecutive sorted values of l (bimodality of the ISIs)
+11  ``log_cv``             log sqrt(CV^2 + r^2), CV = std / mean of the ISIs (the published class rule's CV)
+12  ``lv``                 local variation (Shinomoto 2003), 3/(n-1) sum ((I_k - I_k+1)/(I_k + I_k+1))^2, + r^2
+13  ``l_autocorr``         lag-1 autocorrelation of l, shrunk below the timing resolution (see below)
+14  ``l_absdiff``          mean |l_k+1 - l_k| (return-map spread), floored: sqrt(mean^2 + r^2)
+15  ``gap``                largest gap between consecutive sorted values of l (bimodality), floored likewise
 16  ``frac_short``         fraction of ISIs below that gap (intra-burst fraction for a burster)
 17  ``l_short``            mean l below the gap (intra-burst ISI)
 18  ``l_long``             mean l above the gap (inter-burst ISI)
@@ -27,6 +27,23 @@ The vector (:data:`SUMMARY_NAMES`; ``l`` = natural log of the ISI in ms):
 20  ``log_bdur``           log(1 + mean burst duration in ms), bursts split at the gap
 21  ``bursting``           1 if CV > 0.15 (the published bursting rule), else 0
 ==  =====================  ==========================================================================
+
+Timing resolution (``r`` = :data:`LOG_ISI_RESOLUTION` = 0.005).  No recording times spikes to better than a
+few hundredths of a millisecond, and a simulation's spike times sit on its step's grid, so ISI variability
+below about 0.5% (0.1 ms on a 20 ms ISI) says nothing about the cell.  Every variability statistic therefore
+has a smooth floor at ``r`` (``l_std``, ``log_cv``, ``lv``, ``l_absdiff``, ``gap``: unchanged for variable
+trains, constant for trains more regular than the resolution), and the two shape statistics are shrunk.
+Skewness and autocorrelation are scale-free: they describe the *shape* of the ISI variability however small
+it is.  For a regular tonic train the variability left is the sampling grid of the
+spike times (a simulator's step, a recording's sampling interval), and its shape is a pattern of ISI modulo
+the grid, not a property of the cell.  Measured on 2000 STG test cells: the tonic median of ``l_autocorr``
+was 0.72 with spike times on a 0.01 ms grid and -0.01 on a 0.05 ms grid (1.2 standard deviations of the
+feature), which moved a posterior trained at one step by +1.2 in the MAE of g_s at the other; the old
+``log(1e-3 + CV)`` floor was below the 0.05 ms grid's CV of fast tonic trains and was the largest single
+source of the tier dependence of the next posterior (swapping it alone between the two tiers' values cost
+0.21 (STG) and 0.46 (DA) nats of test log density).  The shape statistics are multiplied by
+``sd^2 / (sd^2 + r^2)``, ``sd`` the standard deviation of l: they fade to 0 continuously as the variability
+drops below the resolution, and are unchanged (factor > 0.96) for trains that vary by 2.5% or more.
 
 The gap-based burst split is the largest jump of the sorted log-ISIs, used only if it is at least
 :data:`MIN_GAP` = log 2 (consecutive sorted ISIs differ by a factor of 2 or more); unlike the published
@@ -48,6 +65,7 @@ SUMMARY_NAMES = ("log_rate", "l_mean", "l_std", "l_skew", "l_min", "l_q10", "l_q
                  "log_spb", "log_bdur", "bursting")
 N_SUMMARY = len(SUMMARY_NAMES)
 MIN_GAP = float(np.log(2.0))  # a burst split needs consecutive sorted ISIs to differ by a factor >= 2
+LOG_ISI_RESOLUTION = 5e-3  # log-ISI variability below this is timing resolution, not firing (module docstring)
 
 
 @njit(cache=True)
@@ -70,10 +88,12 @@ def _summary_one(t, out):
     m = l.mean()
     sd = np.sqrt(max(((l - m) ** 2).mean(), 0.0))
     out[1] = m
-    out[2] = sd
+    r2 = LOG_ISI_RESOLUTION * LOG_ISI_RESOLUTION
+    out[2] = np.sqrt(sd * sd + r2)
+    shrink = sd * sd / (sd * sd + LOG_ISI_RESOLUTION * LOG_ISI_RESOLUTION)
     if sd > 1e-9:
         z = (l - m) / sd
-        out[3] = min(max((z ** 3).mean(), -10.0), 10.0)
+        out[3] = shrink * min(max((z ** 3).mean(), -10.0), 10.0)
     else:
         out[3] = 0.0
     s = np.sort(l)
@@ -83,23 +103,23 @@ def _summary_one(t, out):
     out[10] = s[-1]
     mi = isi.mean()
     cv = np.sqrt(max(((isi - mi) ** 2).mean(), 0.0)) / mi
-    out[11] = np.log(1e-3 + cv)
+    out[11] = 0.5 * np.log(cv * cv + r2)
     lv = 0.0
     for k in range(n - 1):
         r = (isi[k] - isi[k + 1]) / (isi[k] + isi[k + 1])
         lv += r * r
-    out[12] = 3.0 * lv / (n - 1)
+    out[12] = 3.0 * lv / (n - 1) + r2
     if sd > 1e-9:
         c = 0.0
         for k in range(n - 1):
             c += (l[k] - m) * (l[k + 1] - m)
-        out[13] = c / ((n - 1) * sd * sd)
+        out[13] = shrink * c / ((n - 1) * sd * sd)
     else:
         out[13] = 0.0
     d = 0.0
     for k in range(n - 1):
         d += abs(l[k + 1] - l[k])
-    out[14] = d / (n - 1)
+    out[14] = np.sqrt((d / (n - 1)) ** 2 + r2)
     # largest gap of the sorted log-ISIs splits short (intra-burst) from long (inter-burst) intervals; below
     # MIN_GAP there is no split: every interval is "long" and every spike its own burst (tonic firing)
     best = 0.0
@@ -110,7 +130,7 @@ def _summary_one(t, out):
             best = g
             if g >= MIN_GAP:
                 cut = 0.5 * (s[k + 1] + s[k])
-    out[15] = best
+    out[15] = np.sqrt(best * best + r2)
     n_short = 0
     sum_short = 0.0
     sum_long = 0.0
