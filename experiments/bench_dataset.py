@@ -1,13 +1,13 @@
 """Throughput of training-set generation (populations + simulation + features + Parquet) per backend.
 
 Runs the same data set (STG: ``--n-targets`` targets x 16 cells, the model's default 3000 ms transient +
-3000 ms window at dt 0.01 ms, noise-free) into fresh folders with
+3000 ms window at the data sets' default step, the fast tier's 0.05 ms; noise-free) into fresh folders with
   * 1 worker process and 2 worker processes (``workers=1|2``; each worker runs numba on one thread),
   * the in-process backend (numba threads over both cores) and a Dask LocalCluster of 2 single-threaded workers,
 and DA with 2 worker processes.  Wall times include starting the workers (and the cluster), which a long run
 amortises; every run's shards are checked to be byte-identical to the first run's.
 
-    python experiments/bench_dataset.py                 # 96 targets (1536 cells) per run, about 7 min here
+    python experiments/bench_dataset.py                 # 96 targets (1536 cells) per run
     python experiments/bench_dataset.py --n-targets 24
 
 Ends with one line: cells_per_s_stg_1w=.. cells_per_s_stg_2w=.. scaling_2w=.. dask_overhead=..

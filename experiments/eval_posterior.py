@@ -38,7 +38,14 @@ def evaluate(post, folder: str, n_samples: int, max_trains: int | None, seed: in
     n_silent = int(((d.status == 0) & (d.trains.counts < 3)).sum())
     if max_trains and ok.size > max_trains:
         ok = np.sort(np.random.default_rng(seed).choice(ok, max_trains, replace=False))
-    trains, theta, cls = d.trains.select(ok), d.targets[ok], d.firing_class[ok]
+    out = evaluate_trains(post, d.trains.select(ok), d.targets[ok], d.firing_class[ok], n_samples, seed)
+    out["n_silent_removed"] = n_silent
+    return out
+
+
+def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int) -> dict:
+    """Accuracy and calibration of ``post`` on given trains with true (g_s, g_u) ``theta`` and classes."""
+    ok = np.arange(len(trains))
     t0 = time.perf_counter()
     samples = np.concatenate([post.sample(trains.select(np.arange(s, min(s + 500, len(ok)))), n_samples, seed=s)
                               for s in range(0, len(ok), 500)])
@@ -48,7 +55,7 @@ def evaluate(post, folder: str, n_samples: int, max_trains: int | None, seed: in
     lp_t = post.log_prob(theta, trains)
     seconds = time.perf_counter() - t0
     mean, median = samples.mean(1), np.median(samples, 1)
-    out = {"n": len(ok), "n_silent_removed": n_silent, "seconds": seconds}
+    out = {"n": len(ok), "n_silent_removed": 0, "seconds": seconds}
     for name, sel in (("all", np.ones(len(ok), bool)), ("tonic", cls == 1), ("burst", cls == 2)):
         out[f"mae_mean_{name}"] = np.abs(mean[sel] - theta[sel]).mean(0) if sel.any() else np.full(2, np.nan)
         out[f"mae_median_{name}"] = np.abs(median[sel] - theta[sel]).mean(0) if sel.any() else np.full(2, np.nan)
