@@ -28,6 +28,11 @@ A neuron whose V leaves ``|V| < 1000 mV`` (or becomes NaN) is flagged and its la
 go on, and the group ends when every lane has stopped or the time is up.  A train never depends on its lane
 partners (tested with a diverging partner).
 
+GPU
+---
+:func:`generate_source` with ``target="cuda"`` writes the same step code as a numba-cuda kernel, one thread
+per neuron (:func:`run_cuda`); numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs it on a CPU for tests.
+
 The generated source lives in a cache folder (``DICSBI_CACHE``, default ``~/.cache/dicsbi/kernels``;
 a temporary folder if that is not writable) so numba's ``cache=True`` can keep the compiled code between
 processes; a file is rewritten only when its source changes.
