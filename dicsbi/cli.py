@@ -72,7 +72,7 @@ def simulate(
 
 
 def _check_tier(tier: str) -> None:
-    from .simulate import TIERS
+    from .models.base import TIERS
 
     if tier not in TIERS:
         raise DicsbiError(f"--tier must be one of {', '.join(TIERS)}, got {tier!r}")

@@ -54,7 +54,7 @@ import numpy as np
 
 from .errors import DicsbiError
 from .models import get_model
-from .simulate import TIERS
+from .models.base import TIERS
 from .spikes import FEATURE_NAMES, SpikeTrains
 
 FORMAT = "dicsbi-dataset"
@@ -103,7 +103,7 @@ class DatasetConfig:
                                f"(got {self.tier!r})")
         # the step: dt_ms if given, else the tier's; the manifest names the tier the step belongs to
         dt_ms = float(self.dt_ms) if self.dt_ms is not None else model.tier_dt_ms(self.tier)
-        tier = next((t for t in TIERS if model.tier_dt_ms(t) == dt_ms), "custom")
+        tier = model.tier_of(dt_ms)
         cfg = dataclasses.replace(
             self, model=model.name,
             g_s_range=tuple(float(x) for x in (self.g_s_range or box[0])),

@@ -48,8 +48,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-LANES = 2               # neurons advanced in lock-step per thread (2: best speed per compile second)
-KERNEL_VERSION = 4       # bump when the template changes
+LANES = 2  # neurons advanced in lock-step per thread (2: best speed per compile second)
 
 
 def _cache_dir() -> Path:
@@ -66,21 +65,6 @@ def _cache_dir() -> Path:
         path = Path(tempfile.gettempdir()) / f"dicsbi-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-def structure_key(model) -> tuple:
-    """Everything about a model that the generated code depends on (the tables carry the rest)."""
-    gates = tuple((g.calcium_dependent, g.coupled_to is not None) for g in model.gates)
-    pairs = []
-    for k, gate in enumerate(model.gates):
-        if gate.coupled_to is not None:
-            j = model.gate_index(gate.coupled_to)
-            pairs.append((k, j))
-    channels = tuple((tuple((model.gate_index(n), e) for n, e in ch.gates), float(ch.reversal_mV),
-                      ch.voltage_factor is not None, bool(ch.carries_calcium)) for ch in model.channels)
-    pool = model.calcium
-    ca = None if pool is None else (float(pool.alpha), float(pool.beta), float(pool.half_activation_uM))
-    return (KERNEL_VERSION, LANES, gates, tuple(pairs), channels, ca, float(model.capacitance_uF_cm2))
 
 
 def column_layout(model) -> dict:
@@ -116,6 +100,74 @@ def _locate(v: str, x: str, j: str, f: str, row: str, ind: str) -> list[str]:
             ind + f"if {x} < 0.0:\n" + ind * 2 + f"{x} = 0.0",
             ind + f"elif {x} > x_max:\n" + ind * 2 + f"{x} = x_max",
             ind + f"{j} = int({x})", ind + f"{f} = {x} - {j}", ind + f"{row} = table[{j}]"]
+
+
+# Fixed parts of a lane's step; ``{s}`` is the lane suffix.  Noise and stimulus are interpolated at the step's
+# midpoint; V is advanced exactly for the frozen midpoint conductances.
+_CURRENT_AND_V = """\
+cur = 0.0
+if has_noise:
+    sn = (n + 0.5) * noise_ratio
+    mn = int(sn)
+    wn = sn - mn
+    cur = noise[i{s}, mn] + wn * (noise[i{s}, mn + 1] - noise[i{s}, mn])
+if has_stim:
+    st = stim_t[k{s}]
+    while sp{s} < stim_n[k{s}] and st[sp{s}] <= tm:
+        sp{s} += 1
+    if 0 < sp{s} < stim_n[k{s}]:
+        t0 = st[sp{s} - 1]
+        c0 = stim_i[k{s}, sp{s} - 1]
+        cur += c0 + (tm - t0) / (st[sp{s}] - t0) * (stim_i[k{s}, sp{s}] - c0)
+if G > 1e-12:
+    vi = (GE + cur) / G
+    Vn = vi + (V - vi) * math.exp(-dt_cap * G)
+else:
+    Vn = V + dt_cap * cur
+y0{s} = Vn"""
+
+# Divergence stops the lane; in the window, a spike starts at an upward crossing of +10 mV and counts once V
+# falls below 0 mV (the published rule).
+_DIVERGENCE_AND_SPIKES = """\
+if not abs(Vn) < 1000.0:
+    stat[i{s}] = 1
+    cnt{s} = 0
+    pend{s} = 0
+    run{s} = False
+    alive -= 1
+elif n >= n_transient:
+    mr = n - n_transient
+    if slot{s} >= 0:
+        voltage[slot{s}, mr] = Vn
+    if vp{s} <= 10.0 < Vn:
+        if cnt{s} + pend{s} < capacity:
+            spikes[i{s}, cnt{s} + pend{s}] = (mr + 1) * dt
+            pend{s} += 1
+        else:
+            stat[i{s}] = 2
+    elif Vn < 0.0 <= vp{s}:
+        cnt{s} += pend{s}
+        pend{s} = 0
+vp{s} = Vn"""
+
+# A lane's start: its neuron (the last one repeated for an empty lane, which never runs) and bookkeeping.
+_LANE_START = """\
+i{s} = min(grp * {lanes} + {L}, n_neurons - 1)
+run{s} = grp * {lanes} + {L} < n_neurons
+if run{s}:
+    alive += 1
+k{s} = stim_k[i{s}] if has_stim else 0
+vp{s} = ystart[0]
+vl{s} = ystart[0]
+slot{s} = rec_slot[i{s}]
+cnt{s} = 0
+pend{s} = 0
+sp{s} = 0"""
+
+
+def _block(template: str, s: str, ind: str, **extra) -> list[str]:
+    """A template's lines for lane suffix ``s``, indented by ``ind``."""
+    return [ind + line for line in template.format(s=s, **extra).split("\n")]
 
 
 def _lane_step(model, lay, L: int) -> list[str]:
@@ -170,52 +222,14 @@ def _lane_step(model, lay, L: int) -> list[str]:
             cae_terms.append(f"p{c} * {float(ch.reversal_mV)!r}")
     a(ind + "G = " + " + ".join(g_terms))
     a(ind + "GE = " + " + ".join(ge_terms))
-    a(ind + "cur = 0.0")
-    a(ind + "if has_noise:")
-    a(ind * 2 + "sn = (n + 0.5) * noise_ratio")
-    a(ind * 2 + "mn = int(sn)")
-    a(ind * 2 + "wn = sn - mn")
-    a(ind * 2 + f"cur = noise[i{s}, mn] + wn * (noise[i{s}, mn + 1] - noise[i{s}, mn])")
-    a(ind + "if has_stim:")
-    a(ind * 2 + f"st = stim_t[k{s}]")
-    a(ind * 2 + f"while sp{s} < stim_n[k{s}] and st[sp{s}] <= tm:")
-    a(ind * 3 + f"sp{s} += 1")
-    a(ind * 2 + f"if 0 < sp{s} < stim_n[k{s}]:")
-    a(ind * 3 + f"t0 = st[sp{s} - 1]")
-    a(ind * 3 + f"c0 = stim_i[k{s}, sp{s} - 1]")
-    a(ind * 3 + f"cur += c0 + (tm - t0) / (st[sp{s}] - t0) * (stim_i[k{s}, sp{s}] - c0)")
-    a(ind + "if G > 1e-12:")
-    a(ind * 2 + "vi = (GE + cur) / G")
-    a(ind * 2 + "Vn = vi + (V - vi) * math.exp(-dt_cap * G)")
-    a(ind + "else:")
-    a(ind * 2 + "Vn = V + dt_cap * cur")
-    a(ind + f"y0{s} = Vn")
+    out += _block(_CURRENT_AND_V, s, ind)
     if pool is not None:
         ca = f"y{n_gates + 1}{s}"
         gca = " + ".join(ca_terms) if ca_terms else "0.0"
         geca = " + ".join(cae_terms) if cae_terms else "0.0"
         a(ind + f"cai = {pool.beta!r} - {pool.alpha!r} * (({gca}) * 0.5 * (V + Vn) - ({geca}))")
         a(ind + f"{ca} = cai + ({ca} - cai) * ca_decay")
-    a(ind + "if not abs(Vn) < 1000.0:")
-    a(ind * 2 + f"stat[i{s}] = 1")
-    a(ind * 2 + f"cnt{s} = 0")
-    a(ind * 2 + f"pend{s} = 0")
-    a(ind * 2 + f"run{s} = False")
-    a(ind * 2 + "alive -= 1")
-    a(ind + "elif n >= n_transient:")
-    a(ind * 2 + "mr = n - n_transient")
-    a(ind * 2 + f"if slot{s} >= 0:")
-    a(ind * 3 + f"voltage[slot{s}, mr] = Vn")
-    a(ind * 2 + f"if vp{s} <= 10.0 < Vn:")
-    a(ind * 3 + f"if cnt{s} + pend{s} < capacity:")
-    a(ind * 4 + f"spikes[i{s}, cnt{s} + pend{s}] = (mr + 1) * dt")
-    a(ind * 4 + f"pend{s} += 1")
-    a(ind * 3 + "else:")
-    a(ind * 4 + f"stat[i{s}] = 2")
-    a(ind * 2 + f"elif Vn < 0.0 <= vp{s}:")
-    a(ind * 3 + f"cnt{s} += pend{s}")
-    a(ind * 3 + f"pend{s} = 0")
-    a(ind + f"vp{s} = Vn")
+    out += _block(_DIVERGENCE_AND_SPIKES, s, ind)
     return out
 
 
@@ -265,20 +279,9 @@ def generate_source(model, target: str = "cpu") -> str:
     body(ind + "alive = 0")
     for L in range(lanes):
         s = f"_{L}"
-        body(ind + f"i{s} = min(grp * {lanes} + {L}, n_neurons - 1)")
-        body(ind + f"run{s} = grp * {lanes} + {L} < n_neurons")
-        body(ind + f"if run{s}:\n" + ind + "    alive += 1")
-        body(ind + f"k{s} = stim_k[i{s}] if has_stim else 0")
-        for c in range(nch):
-            body(ind + f"g{c}{s} = g[i{s}, {c}]")
-        for q in range(ns):
-            body(ind + f"y{q}{s} = ystart[{q}]")
-        body(ind + f"vp{s} = ystart[0]")
-        body(ind + f"vl{s} = ystart[0]")
-        body(ind + f"slot{s} = rec_slot[i{s}]")
-        body(ind + f"cnt{s} = 0")
-        body(ind + f"pend{s} = 0")
-        body(ind + f"sp{s} = 0")
+        lines += _block(_LANE_START, s, ind, lanes=lanes, L=L)
+        lines += [ind + f"g{c}{s} = g[i{s}, {c}]" for c in range(nch)]
+        lines += [ind + f"y{q}{s} = ystart[{q}]" for q in range(ns)]
     body(ind + "n = 0")
     body(ind + "while n < n_total and alive > 0:")
     body(ind + "    tm = (n + 0.5) * dt - t_first")
@@ -295,7 +298,8 @@ def generate_source(model, target: str = "cpu") -> str:
 
 
 @lru_cache(maxsize=32)
-def _compiled(key: tuple, source: str):
+def _compiled(source: str):
+    """Import (compiling or loading numba's cache) the kernel module with this source; the source is the key."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     path = _cache_dir() / f"dicsbi_kernel_{digest}.py"
     if not path.exists() or path.read_text() != source:
@@ -314,7 +318,7 @@ def _compiled(key: tuple, source: str):
 
 def kernel_for(model, target: str = "cpu"):
     """The compiled kernel for ``model``'s structure on ``target`` (generated, cached in memory and on disk)."""
-    return _compiled((target, *structure_key(model)), generate_source(model, target))
+    return _compiled(generate_source(model, target))
 
 
 CUDA_THREADS_PER_BLOCK = 128

@@ -29,13 +29,13 @@ per model structure (:mod:`dicsbi.kernel`, two neurons per thread; the same code
 
 Accuracy tiers
 --------------
-The step is chosen by purpose (:data:`TIERS`, :meth:`dicsbi.models.Model.tier_dt_ms`): the *exact* tier
-(0.01 ms STG, 0.02 ms DA; every spike count of the tight-scipy unit test within max(1, 2%)) is the default of
-:func:`simulate` and of anything that reports spike times; the *fast* tier (0.05 ms for both; class agreement
-1.000 and median mean-ISI error below 0.5% against LSODA 1e-8) is the default of training sets
-(:class:`dicsbi.datasets.DatasetConfig`), ``infer``'s predictive check and ``diagnose``'s fresh simulations.
-Both come from ``experiments/validate_simulator.py`` (``docs/simulator.md``); ``settings["tier"]`` and
-``settings["dt_ms"]`` record the choice.
+The step is chosen by purpose (:data:`dicsbi.models.base.TIERS`, :meth:`dicsbi.models.Model.tier_dt_ms`):
+the *exact* tier (0.01 ms STG, 0.02 ms DA; every spike count of the tight-scipy unit test within max(1, 2%))
+is the default of :func:`simulate` and of anything that reports spike times; the *fast* tier (0.05 ms for
+both; class agreement 1.000 and median mean-ISI error below 0.5% against LSODA 1e-8) is the default of
+training sets (:class:`dicsbi.datasets.DatasetConfig`), ``infer``'s predictive check and ``diagnose``'s
+fresh simulations.  Both come from ``experiments/validate_simulator.py`` (``docs/simulator.md``);
+``settings["tier"]`` and ``settings["dt_ms"]`` record the choice.
 
 Spikes are detected inside the kernel on every step of the recorded window, with the published rule: a spike
 starts at the first sample above +10 mV (upward crossing) and is kept only if V later falls below 0 mV.  A
@@ -68,8 +68,6 @@ from .kernel import column_layout, cuda_available, kernel_for, run_cuda
 from .models import Model, get_model
 from .spikes import SpikeTrains
 from .stimulus import as_stimuli, pack
-
-TIERS = ("exact", "fast")
 
 TABLE_V_MIN_MV = -200.0
 TABLE_V_MAX_MV = 200.0
@@ -259,7 +257,7 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     dt_ms : float, optional
         Integration step; overrides ``tier``.
     tier : {"exact", "fast"}
-        Named accuracy tier choosing the step when ``dt_ms`` is not given (see :data:`TIERS` and
+        Named accuracy tier choosing the step when ``dt_ms`` is not given (see :data:`dicsbi.models.base.TIERS` and
         ``docs/simulator.md``): ``"exact"`` (the default; 0.01 ms STG, 0.02 ms DA) for anything that reports
         spike times, ``"fast"`` (0.05 ms for both shipped models) for training sets, screening and predictive
         checks.
@@ -301,7 +299,7 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         dt_ms, tier_name = model.tier_dt_ms(tier), tier
     else:
         dt_ms = float(dt_ms)
-        tier_name = next((t for t in TIERS if model.tier_dt_ms(t) == dt_ms), "custom")
+        tier_name = model.tier_of(dt_ms)
     transient_ms = model.default_transient_ms if transient_ms is None else float(transient_ms)
     _check_times(duration_ms, dt_ms, transient_ms)
     if not (np.isfinite(noise_std) and noise_std >= 0):

@@ -44,13 +44,13 @@ from dicsbi.datasets import DatasetConfig, design_targets, simulate_dataset
 from dicsbi.models import get_model
 from dicsbi.reference import compare_trains, ill_conditioned, run_references, stratified_sets
 from dicsbi.simulate import simulate
-from dicsbi.spikes import firing_class
+from dicsbi.spikes import SpikeTrains, firing_class
 
 BDF_RTOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 
 
-def kernel_ns_per_step(model, g, dt, transient_ms, duration_ms, copies) -> tuple[float, float]:
-    """(ns per neuron-step, s per neuron) of one-thread runs of ``g`` tiled ``copies`` times."""
+def kernel_ns_per_step(model, g, dt, transient_ms, duration_ms, copies):
+    """(ns per neuron-step, s per neuron, trains of ``g``) of one-thread runs of ``g`` tiled ``copies`` times."""
     simulate(model, g[:2], 10.0, dt, 0.0, n_threads=1)  # compile or load the cache
     batch = np.tile(g, (copies, 1))
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def kernel_ns_per_step(model, g, dt, transient_ms, duration_ms, copies) -> tuple
     wall = time.perf_counter() - t0
     assert not res.diverged.any()
     steps = batch.shape[0] * round((duration_ms + transient_ms) / dt)
-    return wall / steps * 1e9, wall / batch.shape[0]
+    return wall / steps * 1e9, wall / batch.shape[0], res.trains.select(np.arange(len(g)))
 
 
 def accuracy_row(cmp) -> dict:
@@ -83,16 +83,13 @@ def work_precision(model, g, args) -> tuple[list[tuple[str, dict, float]], float
     rows = []
     for tier in ("exact", "fast"):
         dt = model.tier_dt_ms(tier)
-        res = simulate(model, g, d, dt, tr, n_threads=1)
-        _, per_neuron = kernel_ns_per_step(model, g, dt, tr, d, max(1, 200 // len(g)))
-        rows.append((f"dicsbi {tier} (dt {dt:g} ms)", accuracy_row(compare_trains(res.trains, ref)), per_neuron))
+        _, per_neuron, trains = kernel_ns_per_step(model, g, dt, tr, d, max(1, 200 // len(g)))
+        rows.append((f"dicsbi {tier} (dt {dt:g} ms)", accuracy_row(compare_trains(trains, ref)), per_neuron))
     fast_acc, fast_time = rows[-1][1], rows[-1][2]
     matched = None
     for rtol in BDF_RTOLS:
         out = run_references(model, g, d, tr, workers=args.workers, tol=rtol, atol=1e-3 * rtol, method="BDF",
                              cache=args.cache)
-        from dicsbi.spikes import SpikeTrains
-
         trains = SpikeTrains.from_list([r.spike_times_ms for r in out], 0.0, d)
         acc = accuracy_row(compare_trains(trains, ref))
         per_neuron = float(np.mean([r.cpu_s for r in out]))
@@ -179,7 +176,7 @@ def main() -> None:
         ns = {}
         for tier in ("exact", "fast"):
             dt = model.tier_dt_ms(tier)
-            ns[tier], per = kernel_ns_per_step(model, active, dt, args.transient_ms, args.duration_ms, copies)
+            ns[tier], per, _ = kernel_ns_per_step(model, active, dt, args.transient_ms, args.duration_ms, copies)
             if tier == "exact":
                 exact_per_neuron = per
             print(f"  kernel, {tier} tier (dt {dt:g} ms): {ns[tier]:.1f} ns per neuron-step on 1 thread "

@@ -45,18 +45,16 @@ def evaluate(post, folder: str, n_samples: int, max_trains: int | None, seed: in
 
 def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int) -> dict:
     """Accuracy and calibration of ``post`` on given trains with true (g_s, g_u) ``theta`` and classes."""
-    ok = np.arange(len(trains))
+    n = len(trains)
+    chunks = [np.arange(s, min(s + 500, n)) for s in range(0, n, 500)]
     t0 = time.perf_counter()
-    samples = np.concatenate([post.sample(trains.select(np.arange(s, min(s + 500, len(ok)))), n_samples, seed=s)
-                              for s in range(0, len(ok), 500)])
-    lp_s = np.concatenate([post.log_prob(samples[s:s + 500].transpose(1, 0, 2),
-                                         trains.select(np.arange(s, min(s + 500, len(ok))))).T
-                           for s in range(0, len(ok), 500)])
+    samples = np.concatenate([post.sample(trains.select(c), n_samples, seed=int(c[0])) for c in chunks])
+    lp_s = np.concatenate([post.log_prob(samples[c].transpose(1, 0, 2), trains.select(c)).T for c in chunks])
     lp_t = post.log_prob(theta, trains)
     seconds = time.perf_counter() - t0
     mean, median = samples.mean(1), np.median(samples, 1)
-    out = {"n": len(ok), "n_silent_removed": 0, "seconds": seconds}
-    for name, sel in (("all", np.ones(len(ok), bool)), ("tonic", cls == 1), ("burst", cls == 2)):
+    out = {"n": n, "n_silent_removed": 0, "seconds": seconds}
+    for name, sel in (("all", np.ones(n, bool)), ("tonic", cls == 1), ("burst", cls == 2)):
         out[f"mae_mean_{name}"] = np.abs(mean[sel] - theta[sel]).mean(0) if sel.any() else np.full(2, np.nan)
         out[f"mae_median_{name}"] = np.abs(median[sel] - theta[sel]).mean(0) if sel.any() else np.full(2, np.nan)
         out[f"n_{name}"] = int(sel.sum())

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ConductanceError
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
+TIERS = ("exact", "fast")  # named integration steps, see Model.tier_dt_ms and docs/simulator.md
 
 
 def boltzmann(V, half_mV: float, slope_mV: float):
@@ -181,6 +182,10 @@ class Model:
     dic_box: tuple[tuple[float, float], tuple[float, float]] = ((-20.0, 20.0), (0.0, 20.0))
 
     # ------------------------------------------------------------------ accuracy tiers
+    def tier_of(self, dt_ms: float) -> str:
+        """Name of the accuracy tier whose step is ``dt_ms`` (``"exact"`` first), or ``"custom"``."""
+        return next((t for t in TIERS if self.tier_dt_ms(t) == float(dt_ms)), "custom")
+
     def tier_dt_ms(self, tier: str) -> float:
         """Integration step of a named accuracy tier, ``"exact"`` or ``"fast"`` (see ``docs/simulator.md``)."""
         if tier == "exact":
