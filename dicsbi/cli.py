@@ -305,20 +305,31 @@ def modulate(
     posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
     unit: Annotated[str | None, typer.Option(help="time unit of the inputs: ms, s or us (default ms)")] = None,
     maps: Annotated[bool, typer.Option(help="draw reachability maps of the top 3 hypotheses")] = True,
+    method: Annotated[str, typer.Option(help="evidence (Bayesian comparison) or cost (the published rule: the "
+                                             "cheapest subset onto the after DICs)")] = "evidence",
+    tolerance: Annotated[float, typer.Option(help="--method cost: how close (g_leak units) a single channel "
+                                                  "must bring a member to the after DICs")] = 0.1,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes."""
+    """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes
+    (``--method cost``: the published rule's ranking by the cheapest conductance change)."""
     _set_threads(threads)
     from .inference import load_posterior
     from .io import OutputFolder, read_spike_trains
     from .modulation import modulate as run
     from .modulation.output import write_modulation
 
+    if method not in ("evidence", "cost"):
+        raise DicsbiError(f"--method must be 'evidence' or 'cost', got {method!r}")
     b, _ = read_spike_trains(before, unit=unit)
     a, _ = read_spike_trains(after, unit=unit)
     post = load_posterior(posterior or model, model=model)
+    if method == "cost":
+        _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
+                          progress)
+        return
     result = run(b, a, model, hypotheses, max_size, _size_penalty(size_penalty), typical_change, cost, n_members,
                  post, n_particles=n_particles, seed=seed, progress=progress)
     with OutputFolder(out) as stage:
@@ -329,6 +340,25 @@ def modulate(
               f"channels.csv, changes.csv, modulation.nc, figures/ and report.html to {out}", soft_wrap=True)
     for w in result.warnings():
         err.print(f"[yellow]note:[/] {w}", soft_wrap=True)
+
+
+def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
+                      progress) -> None:
+    from .io import OutputFolder
+    from .models import get_model
+    from .modulation.compare import _prepare
+    from .modulation.cost_rule import rank_by_cost
+    from .modulation.output import write_cost_ranking
+
+    pre, _, _ = _prepare(b, a, get_model(model), post, n_members, seed, progress)
+    rankings = rank_by_cost(pre, a, model, hypotheses, max_size, tolerance, cost, n_members, post, seed)
+    with OutputFolder(out) as stage:
+        write_cost_ranking(rankings, {r.id: r.conductances for r in pre.recordings}, stage, maps=maps, seed=seed)
+    nid, r = rankings[0]
+    best = r.order()[0]
+    err.print(f"{len(rankings)} neuron(s), {len(r.hypotheses)} hypotheses ranked by cost: cheapest for {nid} "
+              f"{r.hypotheses[best].label} (median cost {r.cost[best]:.3f}, {r.fraction[best]:.0%} of members reach); "
+              f"wrote hypotheses.csv, channels.csv, figures/ and report.html to {out}", soft_wrap=True)
 
 
 @app.command()

@@ -310,6 +310,35 @@ def _modulate_cmd(files, out, *extra):
 
 
 @pytest.mark.slow  # two full CLI runs (~30 s); infer's equivalent runs in the default suite
+def test_modulate_method_cost_ranks_subsets_by_the_cheapest_change(two_neuron_files, tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from dicsbi.cli import app
+
+    out = tmp_path / "cost"
+    r = CliRunner().invoke(app, ["modulate", str(two_neuron_files / "before.csv"), str(two_neuron_files / "after.csv"),
+                                 "--model", "stg", "--out", str(out), "--method", "cost", "--n-members", "20",
+                                 "--hypotheses", "A+H, CaS+A, H, A, Kd+KCa", "--no-maps", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "ranked by cost" in r.output
+    for f in ("hypotheses.csv", "channels.csv", "report.html", "figures/costs_LP1.png", "figures/costs_LP2.png"):
+        assert (out / f).stat().st_size > 0, f
+    rows = list(csv.DictReader(open(out / "hypotheses.csv")))
+    assert {r["neuron"] for r in rows} == {"LP1", "LP2"} and len(rows) == 10
+    for nid in ("LP1", "LP2"):
+        mine = [r for r in rows if r["neuron"] == nid]
+        assert [int(r["rank"]) for r in mine] == [1, 2, 3, 4, 5]
+        finite = [float(r["median_cost"]) for r in mine if r["median_cost"]]  # empty: under half reach
+        assert finite == sorted(finite)  # no redundant supersets among these five: plain cost order
+        assert all(0 <= float(r["fraction_reaching"]) <= 1 for r in mine)
+    bad = CliRunner().invoke(app, ["modulate", str(two_neuron_files / "before.csv"),
+                                   str(two_neuron_files / "after.csv"), "--out", str(tmp_path / "x"),
+                                   "--method", "bayes"])
+    assert bad.exit_code != 0 and "--method must be 'evidence' or 'cost'" in str(bad.exception)
+
+
 def test_modulate_is_byte_identical_across_runs_and_thread_counts(two_neuron_files, tmp_path):
     import subprocess
 

@@ -244,32 +244,11 @@ def _rate_hz(trains: SpikeTrains) -> np.ndarray:
     return trains.counts / np.maximum(trains.duration_ms, 1e-9) * 1e3
 
 
-def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int = 3,
-             size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
-             n_members: int = 200, posterior=None, n_pilot: int = 64, n_particles: int = 256,
-             seed: int = 0, progress: bool = False) -> ModulationResult:
-    """Compare hypotheses of which channels a modulator changed (see the module docstring).
+def _prepare(before, after, m, post, n_members: int, seed: int, progress: bool):
+    """The before-populations and the matched after trains of :func:`modulate`'s inputs (``before_trains`` is
+    None when ``before`` is an :class:`~dicsbi.populations.InferenceResult`)."""
+    from ..populations import InferenceResult, infer
 
-    ``before``/``after``: spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID),
-    or for ``before`` an :class:`~dicsbi.populations.InferenceResult` already computed.  ``hypotheses``: None
-    (every subset of 1..``max_size`` modulable channels), a string ``"CaS+A, H"`` or a list of name tuples.
-    ``typical_change``: the factor by which a modulated conductance is expected to move (sets the Laplace scale,
-    :func:`~dicsbi.modulation.model.cost_scale`).
-    """
-    from ..populations import InferenceResult, _resolve_posterior, infer
-
-    m = get_model(model)
-    if cost not in COST_PRIORS:
-        raise DicsbiError(f"cost must be one of {COST_PRIORS}, got {cost!r}")
-    try:
-        scale = cost_scale(float(typical_change))
-    except (TypeError, ValueError) as exc:
-        raise DicsbiError(str(exc)) from None
-    if n_members < 2 or n_pilot < 2 or n_particles < 2:
-        raise DicsbiError("n_members, n_pilot and n_particles must each be at least 2")
-    post = _resolve_posterior(posterior, m)
-    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
-            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
     if isinstance(before, InferenceResult):
         if before.model != m.name:
             raise ModelMismatchError(f"the before-populations are for model {before.model!r}, not {m.name!r}")
@@ -297,9 +276,37 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     if pre.unreachable:
         raise DicsbiError(f"no before-population for {', '.join(pre.unreachable)}: none of its posterior samples "
                           "can be reached by compensation")
-    by_size: dict[int, list[int]] = {}
-    for i, h in enumerate(hyps):
-        by_size.setdefault(h.size, []).append(i)
+    return pre, before_trains, after_trains
+
+
+def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int = 3,
+             size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
+             n_members: int = 200, posterior=None, n_pilot: int = 64, n_particles: int = 256,
+             seed: int = 0, progress: bool = False) -> ModulationResult:
+    """Compare hypotheses of which channels a modulator changed (see the module docstring).
+
+    ``before``/``after``: spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID),
+    or for ``before`` an :class:`~dicsbi.populations.InferenceResult` already computed.  ``hypotheses``: None
+    (every subset of 1..``max_size`` modulable channels), a string ``"CaS+A, H"`` or a list of name tuples.
+    ``typical_change``: the factor by which a modulated conductance is expected to move (sets the Laplace scale,
+    :func:`~dicsbi.modulation.model.cost_scale`).
+    """
+    from ..populations import _resolve_posterior
+
+    m = get_model(model)
+    if cost not in COST_PRIORS:
+        raise DicsbiError(f"cost must be one of {COST_PRIORS}, got {cost!r}")
+    try:
+        scale = cost_scale(float(typical_change))
+    except (TypeError, ValueError) as exc:
+        raise DicsbiError(str(exc)) from None
+    if n_members < 2 or n_pilot < 2 or n_particles < 2:
+        raise DicsbiError("n_members, n_pilot and n_particles must each be at least 2")
+    post = _resolve_posterior(posterior, m)
+    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
+            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    pre, before_trains, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
+    by_size = _by_size(hyps)
     cls_after = firing_class(after_trains)
     rate_after = _rate_hz(after_trains)
     cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
@@ -313,8 +320,8 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
             ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
             s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
             like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
-            nm = _neuron(m, post, rec, like, hyps, log_prior, by_size, s_size, scale, cost, n_pilot, n_particles,
-                         bar)
+            nm = _neuron(m, post.vth_mV, rec, like, hyps, log_prior, by_size, s_size, scale, cost, n_pilot,
+                         n_particles, bar)
             nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
             nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
             neurons.append(nm)
@@ -325,7 +332,60 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, log_prior, neurons, settings)
 
 
-def _neuron(m, post, rec, like, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
+def _by_size(hyps) -> dict[int, list[int]]:
+    by_size: dict[int, list[int]] = {}
+    for i, h in enumerate(hyps):
+        by_size.setdefault(h.size, []).append(i)
+    return by_size
+
+
+def compare_population(members, likelihood, model: str = "stg", hypotheses=None, max_size: int = 3,
+                       size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
+                       n_pilot: int = 64, n_particles: int = 256, vth_mV: float | None = None, samples=None,
+                       seed: int = 0, id: str = "neuron") -> ModulationResult:
+    """The comparison for one neuron from a given before-population and after likelihood.
+
+    What :func:`modulate` does after inferring the population and tabulating the after posterior, for callers
+    that hold other inputs: the benchmark's oracles (the true before cell as a one-member population, or a narrow
+    likelihood at the true after DICs).  ``members``: ``[N, n_g]`` conductances (N >= 1); ``likelihood``: a
+    callable on ``d[..., 2]`` with ``mean``, ``cov`` and ``samples`` (e.g. :class:`~dicsbi.modulation.likelihood.
+    GaussianLikelihood`); ``samples``: the (g_s, g_u) each member was solved for (default: its DICs).  Importance
+    samples per subset size come from ``SeedSequence(seed)``.
+    """
+    from ..dics import compute_dics
+    from ..populations import _Bar
+
+    m = get_model(model)
+    scale = cost_scale(float(typical_change))
+    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
+            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    members = m.check_conductances(np.atleast_2d(members))
+    vth = float(m.vth_mV if vth_mV is None else vth_mV)
+    dics = compute_dics(m, members, vth)
+    rec = _Members(str(id), members, dics, dics[:, 1:] if samples is None else np.asarray(samples, float))
+    log_prior = hypothesis_log_prior(hyps, size_penalty)
+    by_size = _by_size(hyps)
+    seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(len(by_size))]
+    with _Bar(False, len(hyps), "hypotheses") as bar:
+        nm = _neuron(m, vth, rec, likelihood, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
+                     bar)
+    settings = {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
+                "size_penalty": size_penalty, "n_members": len(members), "n_pilot": n_pilot,
+                "n_particles": n_particles, "max_size": max_size, "posterior_fingerprint": ""}
+    return ModulationResult(m.name, vth, int(seed), hyps, log_prior, [nm], settings)
+
+
+@dataclass
+class _Members:
+    """The parts of a :class:`~dicsbi.populations.RecordingPopulation` the comparison reads."""
+
+    id: str
+    conductances: np.ndarray
+    dics: np.ndarray
+    samples: np.ndarray
+
+
+def _neuron(m, vth, rec, like, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
             bar) -> NeuronModulation:
     H = len(hyps)
     out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
@@ -340,13 +400,13 @@ def _neuron(m, post, rec, like, hyps, log_prior, by_size, seeds, scale, cost, n_
         w0 = np.exp(ll0 - top)
         out.log_evidence_null = float(np.log(w0.mean()) + top)
         out.se_null = float(w0.std(ddof=1) / np.sqrt(len(w0)) / w0.mean()) if len(w0) > 1 else np.inf
-    fw_all = ConductanceForward(m, rec.conductances, np.arange(m.n_conductances)[:, None], post.vth_mV)
+    fw_all = ConductanceForward(m, rec.conductances, np.arange(m.n_conductances)[:, None], vth)
     step = 1e-3  # central differences of (g_s, g_u) in each channel's log-ratio
     moved = fw_all(np.stack([np.full((m.n_conductances, len(d0), 1), h) for h in (-step, step)], axis=2))
     out.sensitivity = np.median(np.linalg.norm(moved[:, :, 1] - moved[:, :, 0], axis=-1), axis=1) / (2 * step)
     for (_, idx), sd in zip(sorted(by_size.items()), seeds, strict=True):
         index = np.array([[m.conductance_names.index(c) for c in hyps[i].channels] for i in idx])
-        fw = ConductanceForward(m, rec.conductances, index, post.vth_mV)
+        fw = ConductanceForward(m, rec.conductances, index, vth)
         ev = estimate_evidence(fw, like, like.mean, like.cov, scale, cost, n_pilot, n_particles, seed=sd)
         rng = np.random.default_rng(sd)
         for j, i in enumerate(idx):

@@ -152,3 +152,21 @@ def log_weights(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     lw = (model_trace.nodes["log_ratio"]["log_prob"] + model_trace.nodes["after"]["log_prob"]
           - guide_trace.nodes["log_ratio"]["log_prob"])
     return guide_trace.nodes["log_ratio"]["value"], lw
+
+
+def change_prior(log_prior, index, high, scale: float, kind: str = "laplace", seed: int = 0):
+    """One draw of the modulation model's prior for a before cell: which subset changed (the hypothesis prior
+    ``log_prior``) and by how much (the truncated cost prior).  ``index[h]``: the conductance columns of hypothesis
+    ``h``; ``high``: per conductance, the largest plausible log-ratio ``ln(upper / g)``.  Returns
+    ``(h, theta)``; the same ``seed`` gives the same draw (torch's global stream is left untouched)."""
+    high_t = torch.as_tensor(high, dtype=torch.float64)
+
+    def program():
+        h = pyro.sample("hypothesis", dist.Categorical(logits=torch.as_tensor(log_prior, dtype=torch.float64)))
+        hi = high_t[list(index[int(h)])]
+        return h, pyro.sample("log_ratio", cost_prior(kind, scale, torch.full_like(hi, -math.inf), hi))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        h, theta = poutine.trace(program).get_trace().nodes["_RETURN"]["value"]
+    return int(h), theta.numpy().astype(float)

@@ -24,6 +24,10 @@ from .hypotheses import modulable_channels
 from .maps import cost_map, plot_cost_map
 
 TOP_FIGURES = 3
+_CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
+img{max-width:100%;display:block;margin:0.5em 0}table{border-collapse:collapse;margin:0.5em 0}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}th{background:#f4f4f4}
+.warn{background:#fff3cd;padding:0.5em 1em}"""
 
 
 def _q(x: np.ndarray, q) -> np.ndarray:
@@ -268,10 +272,7 @@ def _report_html(result, images) -> str:
     s = result.settings
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dicsbi modulation</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-img{{max-width:100%;display:block;margin:0.5em 0}}table{{border-collapse:collapse;margin:0.5em 0}}
-th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{background:#f4f4f4}}
-.warn{{background:#fff3cd;padding:0.5em 1em}}</style></head>
+<style>{_CSS}</style></head>
 <body><h1>Which channels did the modulator change?</h1>
 <p>Model {html.escape(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, {len(result.neurons)} neuron(s),
 {len(result.hypotheses)} hypotheses, cost prior {html.escape(str(s['cost']))} with typical change factor
@@ -288,3 +289,104 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}th{{
 <h2>Figures</h2>{imgs}
 </body></html>
 """
+
+
+# ------------------------------------------------------------------------------------ the cost rule
+def cost_hypotheses_table(rankings) -> str:
+    """One row per (neuron, hypothesis), best first: rank, median cost, share of members reaching, median
+    cheapest change factors."""
+    cols = {k: [] for k in ("neuron", "rank", "hypothesis", "n_channels", "median_cost", "fraction_reaching",
+                            "target_g_s", "target_g_u", "median_change_factors")}
+    for nid, r in rankings:
+        for k, i in enumerate(r.order(), 1):
+            ch = r.median_change(i)
+            cols["neuron"].append(nid)
+            cols["rank"].append(k)
+            cols["hypothesis"].append(r.hypotheses[i].label)
+            cols["n_channels"].append(r.hypotheses[i].size)
+            cols["median_cost"].append(float(r.cost[i]))
+            cols["fraction_reaching"].append(float(r.fraction[i]))
+            cols["target_g_s"].append(float(r.target[0]))
+            cols["target_g_u"].append(float(r.target[1]))
+            cols["median_change_factors"].append(
+                "; ".join(f"{c[2:]} x{np.exp(v):.3f}" for c, v in ch.items() if np.isfinite(v)))
+    return format_table_csv(cols)
+
+
+def cost_channels_table(rankings) -> str:
+    """Per neuron and channel: the best rank and the cheapest median cost of a hypothesis naming it."""
+    cols = {k: [] for k in ("neuron", "channel", "best_rank", "cheapest_median_cost")}
+    for nid, r in rankings:
+        rank = r.rank()
+        for c in modulable_channels(r.model):
+            named = [i for i, h in enumerate(r.hypotheses) if c in h.channels]
+            if not named:  # a channel no listed hypothesis names
+                continue
+            cols["neuron"].append(nid)
+            cols["channel"].append(c[2:])
+            cols["best_rank"].append(int(min(rank[i] for i in named)))
+            cols["cheapest_median_cost"].append(float(min(r.cost[i] for i in named)))
+    return format_table_csv(cols)
+
+
+def cost_bars(nid: str, ranking, top: int = 15):
+    plt = _plt()
+    order = ranking.order()[:top]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
+    y = np.arange(len(order))[::-1]
+    cost = np.where(np.isfinite(ranking.cost[order]), ranking.cost[order], 0.0)
+    ax.barh(y, cost, color="#2ca02c")
+    ax.set_yticks(y, [ranking.hypotheses[i].label for i in order], fontsize=8)
+    for yy, i in zip(y, order):
+        label = f"{ranking.fraction[i]:.0%} reach" + ("" if np.isfinite(ranking.cost[i]) else " (under half)")
+        ax.text(max(cost.max(), 1e-3) * 0.02 + (cost[list(order).index(i)]), yy, label, va="center", fontsize=7)
+    ax.set_xlabel("median cost  Σ|ln(g'/g)|  over the members that reach")
+    ax.set_title(f"{nid}: cheapest subsets onto ({ranking.target[0]:.2f}, {ranking.target[1]:.2f})")
+    fig.tight_layout()
+    return fig
+
+
+def write_cost_ranking(rankings, members: dict, out, maps: bool = True, max_map_members: int = 60,
+                       seed: int = 0) -> Path:
+    """``hypotheses.csv``, ``channels.csv``, ``figures/`` and ``report.html`` of :func:`~dicsbi.modulation.
+    cost_rule.rank_by_cost` (``members``: neuron id -> before-population, for the reachability maps)."""
+    out = Path(out)
+    atomic_write_text(out / "hypotheses.csv", cost_hypotheses_table(rankings))
+    atomic_write_text(out / "channels.csv", cost_channels_table(rankings))
+    nid, r0 = rankings[0]
+    figs = {f"costs_{n}": cost_bars(n, r) for n, r in rankings}
+    if maps:
+        for rank, i in enumerate(r0.order()[:TOP_FIGURES], 1):
+            h = r0.hypotheses[i]
+            cm = cost_map(r0.model, h.channels, members[nid], max_members=max_map_members, seed=seed)
+            fig = plot_cost_map(cm, title=f"{nid}: targets reachable by modulating {h.label}")
+            fig.axes[0].plot(*r0.target, "k*", ms=12, label="after DICs")
+            figs[f"reachability_{rank}_{h.label}"] = fig
+    images = []
+    for name, fig in figs.items():
+        data = _png(fig)
+        atomic_write_bytes(out / "figures" / f"{name}.png", data)
+        images.append((name, base64.b64encode(data).decode()))
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{k}</td><td>{html.escape(r.hypotheses[i].label)}</td>"
+        f"<td>{r.cost[i]:.3f}</td><td>{r.fraction[i]:.0%}</td></tr>"
+        for n, r in rankings for k, i in enumerate(r.order()[:10], 1))
+    imgs = "".join(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,{b}">'
+                   for name, b in images)
+    s = r0.settings
+    atomic_write_text(out / "report.html", f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dicsbi modulation (cost rule)</title>
+<style>{_CSS}</style></head>
+<body><h1>Which channels did the modulator change? The cost rule</h1>
+<p>Model {html.escape(r0.model)}: every subset ranked by the median (over {s['n_members']} before-population
+members) of the cheapest change {'Σ|ln(g′/g)|' if s['cost'] == 'laplace' else 'Σ ln(g′/g)²'} that moves a member
+onto the after recording's DICs (the mean of its posterior; single channels within {s['tolerance']} g_leak), with
+every conductance positive and under its plausible bound.  This is the published rule, a ranking without
+probabilities; <code>dicsbi modulate</code> without <code>--method cost</code> weighs the same hypotheses as a
+Bayesian comparison.  Seed {seed}.</p>
+<h2>Top hypotheses</h2>
+<table><tr><th>neuron</th><th>rank</th><th>channels</th><th>median cost</th><th>members reaching</th></tr>{rows}
+</table><h2>Figures</h2>{imgs}
+</body></html>
+""")
+    return out
