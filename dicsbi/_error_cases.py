@@ -78,6 +78,16 @@ def _(d):
     _read(_csv(d, 'ID,spiking_times\na,"[1, 3, 2]"\n'))
 
 
+@case("spike times", "times in seconds read as ms (intervals under the refractory floor)")
+def _(d):
+    _read(_csv(d, 'ID,spiking_times\nLP1,"[0.100, 0.175, 0.250, 0.325]"\n'))
+
+
+@case("spike times", "times in microseconds read as ms (days into the recording)")
+def _(d):
+    _read(_csv(d, "id,spike_time\nn1,1.2e8\nn1,2.5e8\n"))
+
+
 @case("spike times", "duplicated ID")
 def _(d):
     _read(_csv(d, 'ID,spiking_times\na,"[1, 2, 3]"\nb,"[1, 2, 3]"\na,"[4, 5, 6]"\n'))

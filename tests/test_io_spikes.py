@@ -41,11 +41,11 @@ def test_units_and_window(tmp_path):
 
 
 def test_long_csv(tmp_path):
-    p = write(tmp_path, "id,spike_time\nx,1.0\nx,2.5\ny,0.4\nx,3.0\ny,0.9\n")
+    p = write(tmp_path, "id,spike_time\nx,10.0\nx,25\ny,4\nx,30.0\ny,9\n")
     got, _ = read_spike_trains(p)
     assert list(got.ids) == ["x", "y"]
-    np.testing.assert_allclose(got[0], [1.0, 2.5, 3.0])
-    np.testing.assert_allclose(got[1], [0.4, 0.9])
+    np.testing.assert_allclose(got[0], [10.0, 25.0, 30.0])
+    np.testing.assert_allclose(got[1], [4.0, 9.0])
 
 
 def test_nwb_units_table(tmp_path):
@@ -144,3 +144,21 @@ def test_a_very_long_train_in_one_spike2pop_cell(tmp_path):
     p.write_text(format_spike2pop_csv(SpikeTrains.from_list([t], ids=["long"])))
     trains, _ = read_spike_trains(p)
     assert trains.counts[0] == 300_000 and trains[0][-1] == pytest.approx(t[-1])
+
+
+def test_impossible_trains_are_refused_with_the_likely_cause(tmp_path):
+    # times in seconds read as ms: intervals of 0.075 "ms"
+    p = write(tmp_path, 'ID,spiking_times\nLP1,"[0.100, 0.175, 0.250, 0.325]"\n')
+    with pytest.raises(InputError, match=r"spikes\.csv: row 2, column spiking_times: an interval of 0\.075 ms "
+                                         r".* shorter than the 1 ms refractory floor .* in seconds\? use --unit s"):
+        read_spike_trains(p)
+    assert read_spike_trains(p, unit="s")[0][0] == pytest.approx([100.0, 175.0, 250.0, 325.0])
+    # a double detection in a long recording: another hint
+    p = write(tmp_path, 'ID,spiking_times\nLP1,"[1000, 1500, 1500.4, 2000]"\n', "double.csv")
+    with pytest.raises(InputError, match=r"interval of 0\.4 ms .* two detections of one spike\?"):
+        read_spike_trains(p)
+    # microseconds read as ms: days into the recording
+    p = write(tmp_path, "id,spike_time\nn1,1.2e8\nn1,2.5e8\n", "us.csv")
+    with pytest.raises(InputError, match=r"us\.csv: ID 'n1' .* hours into the recording .* use --unit us"):
+        read_spike_trains(p)
+    assert read_spike_trains(p, unit="us")[0][0] == pytest.approx([1.2e5, 2.5e5])
