@@ -37,6 +37,7 @@ def inference_data(result, trains: SpikeTrains):
     import xarray as xr
 
     from . import __version__
+    from .typicality import MEANING as TYPICALITY_MEANING
 
     az = _arviz()
     m = get_model(result.model)
@@ -62,7 +63,12 @@ def inference_data(result, trains: SpikeTrains):
     predictive["conductance"].attrs["units"] = "mS/cm^2"
     observed = xr.Dataset({"n_spikes": (("recording",), obs.counts.astype(np.int64)),
                            "firing_class": (("recording",), firing_class(obs).astype(np.int64)),
-                           "mean_isi_ms": (("recording",), mean_isi)}, coords={"recording": ids}, attrs=attrs)
+                           "mean_isi_ms": (("recording",), mean_isi),
+                           "typicality": (("recording",), np.array([r.typicality for r in recs], dtype=float)),
+                           "out_of_world": (("recording",), np.array([int(r.out_of_world) for r in recs],
+                                                                     dtype=np.int64))},
+                          coords={"recording": ids}, attrs=attrs)
+    observed["out_of_world"].attrs["meaning"] = "1: " + TYPICALITY_MEANING
     pair = np.array([["+".join(r.pairs[p]) for p in r.pair[:n]] for r in recs], dtype=str).T[None] if recs \
         else np.empty((1, 0, 0), dtype=str)
     constant = xr.Dataset({"pair": (("chain", "draw", "recording"), pair)}, coords=c3, attrs=attrs)

@@ -144,6 +144,7 @@ class DICPosterior:
         lo, hi = np.array(config["box"], dtype=float).T
         self._lo, self._hi = lo, hi
         self._fused_cache = None
+        self.typicality = None   # a dicsbi.typicality.Typicality when the artifact ships one
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
@@ -336,6 +337,8 @@ class DICPosterior:
         cfg = {**self.config, "weights_sha256": digest}
         atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=1) + "\n")
         self.config = cfg
+        if self.typicality is not None:
+            self.typicality.save(folder)
         return folder
 
 
@@ -649,4 +652,8 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
         net.load_state_dict(state)
     except RuntimeError as e:
         raise PosteriorError(f"{wpath}: weights do not fit the network in {CONFIG} ({e})") from None
-    return DICPosterior(net, config)
+    from .typicality import Typicality
+
+    post = DICPosterior(net, config)
+    post.typicality = Typicality.load(folder)
+    return post

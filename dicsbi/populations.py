@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class RecordingPopulation:
     n_replaced: int              # posterior samples no pair could reach (replaced by spares)
     n_reused: int = 0            # models solved again (fresh seed cell) for an already used reachable sample
     check: dict | None = None
+    typicality: float = float("nan")   # distance to the training world (dicsbi.typicality); NaN: not scored
+    out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
 
 
 @dataclass
@@ -147,6 +150,9 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                 sample_seed = seed if c == 0 else int(np.random.SeedSequence(seed, spawn_key=(2**31 + c,))
                                                       .generate_state(1)[0])
                 all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
+                typ = getattr(post, "typicality", None)
+                score, flagged = (typ.flag(part.select(np.flatnonzero(ok))) if typ is not None else
+                                  (np.full(int(ok.sum()), np.nan), np.zeros(int(ok.sum()), bool)))
                 for j, k in enumerate(np.flatnonzero(ok)):
                     i = int(idx[k])
                     one = part.select([k])
@@ -160,6 +166,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                     if rec is None:
                         unreachable.append(str(trains.ids[i]))
                     else:
+                        rec.typicality, rec.out_of_world = float(score[j]), bool(flagged[j])
                         if check:
                             rec.check = predictive_check(m, one, rec, check, seed=seed + i)
                         results.append(rec)
@@ -343,6 +350,15 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
 MAX_FIGURES = 50
 
 
+class RunSummary(NamedTuple):
+    """What :func:`run_to_folder` did: recordings with a population, silent ones, and the IDs flagged as unlike
+    the training world (unpacks as ``n_rec, n_silent, flagged``)."""
+
+    n_recordings: int
+    n_silent: int
+    out_of_world: list
+
+
 def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
                   progress: bool = False, title: str = "dicsbi inference") -> tuple[int, int]:
     """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
@@ -354,7 +370,7 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
     from .report import write_figures_and_report
 
     folder = Path(folder)
-    shown, silent, unreachable, n_rec = [], [], [], 0
+    shown, silent, unreachable, n_rec, flagged = [], [], [], 0, []
     first = None
     with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
                                                                           newline="") as summ, \
@@ -369,11 +385,12 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
             shown.extend(part.recordings[: max(0, MAX_FIGURES - len(shown))])
             silent.extend(part.silent)
             unreachable.extend(part.unreachable)
+            flagged.extend(r.id for r in part.recordings if r.out_of_world)
             n_rec += len(part.recordings)
     result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config,
                              unreachable)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
-    return n_rec, len(silent)
+    return RunSummary(n_rec, len(silent), flagged)
 
 
 def _body(table: str, drop_header: bool) -> str:
@@ -405,7 +422,8 @@ def populations_table(result: InferenceResult) -> str:
 
 def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
-    of models and replaced samples, and the predictive-check scores (empty when not run or silent)."""
+    of models and replaced samples, the predictive-check scores (empty when not run or silent), and the
+    typicality score with its out-of-world flag (:mod:`dicsbi.typicality`; 1 = unlike the training world)."""
     from .io import format_table_csv
     from .spikes import CLASS_NAMES
 
@@ -414,7 +432,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     cols: dict[str, list] = {k: [] for k in (
         "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
         "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
-        "check_reproduce", "check_vr_ratio", "check_dt_ms")}
+        "check_reproduce", "check_vr_ratio", "check_dt_ms", "typicality", "out_of_world")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
@@ -432,4 +450,6 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         cols["check_n"].append(c.get("n", 0))
         for key in ("class_match", "freq_match", "reproduce", "vr_ratio", "dt_ms"):
             cols[f"check_{key}"].append(float(c.get(key, np.nan)))
+        cols["typicality"].append(r.typicality if r is not None else np.nan)
+        cols["out_of_world"].append(int(r.out_of_world) if r is not None else 0)
     return format_table_csv(cols)

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import plots
 from .spikes import CLASS_NAMES, SpikeTrains, firing_class
+from .typicality import MEANING as TYPICALITY_MEANING
 
 
 def _png(fig) -> bytes:
@@ -67,6 +68,10 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
                 ("g_s median [90% interval]", f"{q[1, 0]:.2f} [{q[0, 0]:.2f}, {q[2, 0]:.2f}]"),
                 ("g_u median [90% interval]", f"{q[1, 1]:.2f} [{q[0, 1]:.2f}, {q[2, 1]:.2f}]"),
                 ("models", len(rec.conductances)), ("posterior samples replaced (unreachable)", rec.n_replaced)]
+        if np.isfinite(rec.typicality):
+            rows.append(("typicality (distance to the training world)",
+                         f"{rec.typicality:.2f}" + (f": OUT OF WORLD, {TYPICALITY_MEANING}" if rec.out_of_world
+                                                    else ": like the training trains")))
         if rec.check:
             c = rec.check
             rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),

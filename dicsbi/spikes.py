@@ -130,6 +130,22 @@ def _isi_stats(t: np.ndarray):
 
 
 @njit(cache=True)
+def burst_starts(t: np.ndarray):
+    """``(starts, nb)``: the first spike of each of the ``nb`` bursts of a train of at least 2 spikes, split at
+    ISIs above (max ISI + min ISI) / 2 (the published rule; ``starts[:nb]`` is valid)."""
+    isi = np.diff(t)
+    thr = 0.5 * (isi.max() + isi.min())
+    starts = np.empty(t.size, np.int64)
+    nb = 1
+    starts[0] = 0
+    for k in range(t.size - 1):
+        if isi[k] > thr:
+            starts[nb] = k + 1
+            nb += 1
+    return starts, nb
+
+
+@njit(cache=True)
 def _burst_features(t: np.ndarray, out: np.ndarray) -> None:
     """Fill ``out`` = (spikes per burst, duration ms, intra Hz, inter Hz, n bursts kept) for one train."""
     out[:] = np.nan
@@ -137,20 +153,11 @@ def _burst_features(t: np.ndarray, out: np.ndarray) -> None:
     n = t.size
     if n < 3:
         return
-    isi = np.diff(t)
-    thr = 0.5 * (isi.max() + isi.min())
-    # burst b spans spikes [start_b, end_b]; a new burst starts after every ISI above the threshold
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    nb = 0
-    starts[0] = 0
-    for k in range(n - 1):
-        if isi[k] > thr:
-            ends[nb] = k
-            nb += 1
-            starts[nb] = k + 1
-    ends[nb] = n - 1
-    nb += 1
+    starts, nb = burst_starts(t)
+    # burst b spans spikes [start_b, end_b]
+    ends = np.empty(nb, np.int64)
+    ends[: nb - 1] = starts[1:nb] - 1
+    ends[nb - 1] = n - 1
     count = 0.0
     dur = 0.0
     intra = 0.0

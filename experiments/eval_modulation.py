@@ -164,8 +164,11 @@ def _fmt(v, w=6):
 def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
     """The table of every method by set and subset size; returns the per-method scores of the prior set."""
     head = (f"{'set':<6} {'size':<4} {'method':<19} {'n':>4} {'top1':>6} {'top3':>6} {'t3swp':>6} {'medrk':>6} "
-            f"{'chAUC':>6} {'brier':>6} {'ECE':>6} {'ECE 95%':>13} {'conf':>6} {'confOK':>6}")
+            f"{'chAUC':>6} {'brier':>6} {'ECE':>6} {'ECE 95%':>13} {'ECE0':>6} {'conf':>6} {'confOK':>6}")
     print(head)
+    print("(t3swp: top-3 up to near-collinear swaps; medrk: median rank of the truth; chAUC: channel-level AUC; "
+          "ECE: equal-mass bins, 95% basic bootstrap; ECE0: the mean ECE of a perfectly calibrated method with the "
+          "same confidences; conf: share of top calls with P >= 0.5; confOK: share of those right)")
     prior_scores = {}
     for set_name in ("prior", "drift", "bio"):
         sub = [r for r in rows if r["set"] == set_name]
@@ -186,6 +189,7 @@ def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
                 print(f"{set_name:<6} {str(size):<4} {meth:<19} {s['n']:>4} {_fmt(s['top1'])} {_fmt(s['top3'])} "
                       f"{_fmt(s['top3_swaps'])} {_fmt(s['median_rank'])} {_fmt(s['channel_auc'])} "
                       f"{_fmt(s.get('brier', float('nan')))} {_fmt(s.get('ece', float('nan')))} {ci:>13} "
+                      f"{_fmt(s.get('ece_calibrated', float('nan')))} "
                       f"{_fmt(s.get('confident_share', float('nan')))} {_fmt(s.get('confident_right', float('nan')))}")
         boot = bootstrap_index(len(sub), 1)
         for a, b in (("evidence", "cost"), ("oracle_before", "evidence"), ("oracle_after", "evidence"),

@@ -248,7 +248,7 @@ def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors,
                                    ids=[f"r{k}" for k in range(7)])  # r2 and r5 are silent
     post = tiny_posteriors["summary"][0]
     whole = infer(trains, "stg", 12, posterior=post, seed=3)
-    n_rec, n_silent = pops.run_to_folder(trains, tmp_path, "stg", 12, post, seed=3)
+    n_rec, n_silent, _ = pops.run_to_folder(trains, tmp_path, "stg", 12, post, seed=3)
     assert (n_rec, n_silent) == (5, 2) and [r.id for r in whole.recordings] == ["r0", "r1", "r3", "r4", "r6"]
     rows = list(csv.DictReader(open(tmp_path / "populations.csv")))
     assert len(rows) == 60 and [r["recording"] for r in rows[::12]] == ["r0", "r1", "r3", "r4", "r6"]

@@ -1,0 +1,84 @@
+"""The out-of-world flag of the shipped posteriors (dicsbi.typicality)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dicsbi.compensation import generate_population
+from dicsbi.errors import DicsbiError
+from dicsbi.inference import load_posterior
+from dicsbi.simulate import simulate
+from dicsbi.spikes import SpikeTrains
+from dicsbi.typicality import Typicality, typicality_features
+
+
+@pytest.fixture(scope="module")
+def stg():
+    return load_posterior("stg")
+
+
+def _cells(model, targets, seed):
+    return np.vstack([generate_population(model, gs, gu, 1, seed=seed + k).conductances for k, (gs, gu) in
+                      enumerate(targets)])
+
+
+def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_percent_flag_rate(stg):
+    for post in (stg, load_posterior("da")):
+        t = post.typicality
+        assert t is not None and t.quantile == 0.99 and t.k == 10
+        assert t.reference.shape == (t.info["n_reference"], 24) and t.info["n_calibration"] >= 1000
+
+
+def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
+    own = simulate("stg", _cells("stg", [(4.0, 5.0), (-6.0, 5.0), (8.0, 8.0), (-2.0, 6.0)], 11), seed=1,
+                   tier="fast").trains
+    score, flagged = stg.typicality.flag(own)
+    assert not flagged.any(), score
+    da = simulate("da", _cells("da", [(-3.0, 5.0), (-1.5, 5.0), (1.0, 6.0)], 3), seed=2, tier="fast").trains
+    da = da.select(np.flatnonzero(da.counts >= 3))
+    s_da, f_da = stg.typicality.flag(da)
+    assert f_da.all() and s_da.min() > score.max()
+    poisson = SpikeTrains.from_list([np.sort(np.random.default_rng(k).uniform(0, 3000, 40)) for k in range(5)],
+                                    0.0, 3000.0)
+    assert stg.typicality.flag(poisson)[1].all()
+
+
+def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path):
+    import csv
+
+    from dicsbi.arviz_io import from_netcdf
+    from dicsbi.populations import run_to_folder
+
+    own = simulate("stg", _cells("stg", [(4.0, 5.0)], 11), seed=1, tier="fast").trains
+    poisson = np.sort(np.random.default_rng(0).uniform(0, 3000, 40))
+    trains = SpikeTrains.from_list([own[0], poisson], 0.0, 3000.0, ids=["cell", "poisson"])
+    n_rec, _, flagged = run_to_folder(trains, tmp_path, "stg", 10, stg, seed=0)
+    assert n_rec == 2 and flagged == ["poisson"]
+    rows = {r["recording"]: r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    assert rows["poisson"]["out_of_world"] == "1" and rows["cell"]["out_of_world"] == "0"
+    assert float(rows["poisson"]["typicality"]) > stg.typicality.threshold > float(rows["cell"]["typicality"])
+    obs = from_netcdf(tmp_path / "posterior.nc").observed_data
+    assert obs["out_of_world"].values.tolist() == [0, 1]
+    assert "unlike every spike train" in obs["out_of_world"].attrs["meaning"]
+    assert "OUT OF WORLD" in (tmp_path / "report.html").read_text()
+
+
+def test_typicality_round_trips_and_refuses_damaged_files(stg, tmp_path):
+    stg.typicality.save(tmp_path)
+    back = Typicality.load(tmp_path)
+    np.testing.assert_array_equal(back.reference, stg.typicality.reference)
+    assert back.threshold == stg.typicality.threshold
+    assert Typicality.load(tmp_path / "nothing") is None
+    (tmp_path / "typicality.npz").write_bytes(b"not an npz")
+    with pytest.raises(DicsbiError, match="damaged typicality"):
+        Typicality.load(tmp_path)
+
+
+def test_burst_order_statistics_see_a_shuffled_burster():
+    t = np.concatenate([b * 500.0 + np.arange(5) * 8.0 for b in range(12)])
+    isi = np.diff(t)
+    shuffled = np.concatenate([[t[0]], t[0] + np.cumsum(np.random.default_rng(1).permutation(isi))])
+    f = typicality_features(SpikeTrains.from_list([t, shuffled], 0.0, 6000.0))
+    assert f[0, -2:] == pytest.approx([0.0, 0.0], abs=1e-12)   # regular bursts: 5 spikes every 500 ms
+    assert f[1, -2] > 0.3 and f[1, -1] > f[0, -1]   # spikes per burst now vary; so do the periods
