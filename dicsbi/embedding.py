@@ -42,7 +42,7 @@ REPRESENTATIONS = ("summary", "sequence")
 # ---------------------------------------------------------------------------- augmentation
 @njit(cache=True)
 def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms, p_drop, min_keep, window_above,
-                    out_times, out_offsets):
+                    window_min_fraction, out_times, out_offsets):
     """Deterministic given the random draws: ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2],
     ``clean`` per train (copied unchanged)."""
     pos = 0
@@ -63,7 +63,8 @@ def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms,
         m = kept.size
         a, b = 0, m
         if m > window_above:
-            w = m // 2 + min(int(window_u[i, 0] * (m - m // 2)), m - m // 2 - 1)  # floor(m/2) .. m-1 spikes
+            lo = max(int(m * window_min_fraction), 3)  # floor(f m) .. m-1 spikes (f = 1/2: published)
+            w = lo + min(int(window_u[i, 0] * (m - lo)), m - lo - 1)
             a = min(int(window_u[i, 1] * (m - w + 1)), m - w)
             b = a + w
         for k in range(a, b):
@@ -74,9 +75,12 @@ def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms,
 
 
 def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0.05, min_keep: int = 5,
-            window_above: int = 10, p_clean: float = 0.0) -> SpikeTrains:
+            window_above: int = 10, p_clean: float = 0.0, window_min_fraction: float = 0.5) -> SpikeTrains:
     """A randomly perturbed copy of ``trains`` (see the module docstring); reproducible by ``seed`` (an int,
-    a ``SeedSequence`` or a ``Generator``).  Each train is left unchanged with probability ``p_clean``."""
+    a ``SeedSequence`` or a ``Generator``).  Each train is left unchanged with probability ``p_clean``; the
+    random window keeps between ``floor(window_min_fraction * n)`` (at least 3) and ``n - 1`` spikes."""
+    if not 0.0 < window_min_fraction < 1.0:
+        raise ValueError(f"window_min_fraction must be in (0, 1), got {window_min_fraction!r}")
     rng = np.random.default_rng(seed)
     times = np.ascontiguousarray(trains.times_ms, dtype=float)
     normal = rng.standard_normal(times.size) if jitter_ms > 0 else np.zeros(times.size)
@@ -86,7 +90,7 @@ def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0
     out_t = np.empty(times.size)
     out_o = np.empty(len(trains) + 1, np.int64)
     pos = _augment_kernel(times, trains.offsets.astype(np.int64), normal, uniform, window_u, clean, float(jitter_ms),
-                          float(p_drop), int(min_keep), int(window_above), out_t, out_o)
+                          float(p_drop), int(min_keep), int(window_above), float(window_min_fraction), out_t, out_o)
     return SpikeTrains(out_t[:pos], out_o, trains.t_start_ms.copy(), trains.t_stop_ms.copy(), trains.ids)
 
 

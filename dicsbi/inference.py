@@ -75,6 +75,7 @@ class TrainConfig:
     jitter_ms: float = 2.0
     p_drop: float = 0.05
     p_clean: float = 0.5
+    window_min_fraction: float = 0.5   # shortest augmentation window, as a fraction of the train's spikes
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
@@ -471,7 +472,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         return post_for_u._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
 
     def feats(trains, seed):
-        tr = augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean) if cfg.augment else trains
+        tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
+                      window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
         return torch.as_tensor(represent(tr, cfg.representation, stats))
 
     u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])

@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--eval-trains", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--window-min-fraction", type=float, default=0.5,
+                    help="shortest augmentation window as a fraction of a train's spikes (0.5: published)")
     ap.add_argument("--work", default="out/pretrained-candidates")
     ap.add_argument("--resume", default="", help="comma-separated representations whose candidate folder under "
                     "--work is trained further (for --max-minutes more)")
@@ -74,7 +76,8 @@ def main() -> None:
                 raise SystemExit(f"{folder}: not a {rep} posterior trained on {train}; retrain it")
         else:
             cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
-                              learning_rate=1e-3 if rep == "summary" else 5e-4)
+                              learning_rate=1e-3 if rep == "summary" else 5e-4,
+                              window_min_fraction=args.window_min_fraction)
             earlier = load_posterior(folder, model=args.model) if rep in resume else None
             post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes, resume_from=earlier)
             post.save(folder)

@@ -105,6 +105,11 @@ def test_augmentation_is_seeded_sorted_and_windows_long_trains(rng):
     assert set(np.round(noj[0], 9)) <= set(np.round(tr[0], 9))  # windows only: a contiguous run of spikes
     k = int(np.searchsorted(tr[0], noj[0][0]))
     np.testing.assert_array_equal(noj[0], tr[0][k : k + noj.counts[0]])
+    many = SpikeTrains.from_list([np.arange(100) * 20.0] * 400, 0.0)
+    short = augment(many, 4, jitter_ms=0.0, p_drop=0.0, window_min_fraction=0.2).counts
+    assert short.min() == 20 and short.max() == 99 and np.mean(short < 50) > 0.3   # windows down to a fifth
+    with pytest.raises(ValueError, match="window_min_fraction"):
+        augment(many, 4, window_min_fraction=1.0)
 
 
 def test_shape_statistics_of_a_regular_train_do_not_depend_on_the_time_grid():
