@@ -38,7 +38,7 @@ import numpy as np
 from .embedding import REPRESENTATIONS, augment, build_encoder, input_shape, represent, sequence_stats
 from .errors import DicsbiError, InputError
 from .models import get_model
-from .spikes import MIN_SPIKES, SpikeTrains
+from .spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
 
 ARTIFACT_FORMAT = "dicsbi-posterior"
 ARTIFACT_VERSION = 1
@@ -124,6 +124,10 @@ def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
         i = int(few[0])
         raise InputError(f"{name}: train {trains.ids[i]!r} has {trains.counts[i]} spikes; at least {MIN_SPIKES} "
                          "are needed (fewer is 'silent', which has no DIC posterior)")
+    suspect = (t > MAX_RECORDING_MS)[1:] | ((d < REFRACTORY_MS) & same_train)
+    if suspect.any():
+        i = int(np.searchsorted(off, np.flatnonzero(suspect)[0] + 1, side="right") - 1)
+        raise InputError(f"{name}: train {trains.ids[i]!r}: {implausible(trains[i])}")
     return trains
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import InputError
 from .models import Model, get_model
-from .spikes import SpikeTrains
+from .spikes import SpikeTrains, implausible
 
 ID_COLUMNS = ("id", "ID", "Id")
 DERIVED_COLUMNS = ("g_f", "g_s", "g_u", "v_th", "vth", "target_g_s", "target_g_u")  # ignored on input
@@ -315,17 +315,8 @@ def _split_unit(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-REFRACTORY_MS = 1.0              # no neuron fires twice within 1 ms (its spike and absolute refractory period)
-MAX_RECORDING_MS = 86_400_000.0  # 24 h: longer is not a recording of spike times in ms
-
-
 def _check_train(times: np.ndarray, path: Path, where: str) -> None:
-    """Refuse a train that is malformed or physically impossible, naming the likely cause.
-
-    Impossible: intervals below :data:`REFRACTORY_MS` (the usual cause: times in seconds read as ms, so a hint
-    says ``--unit s``; the shortest interval of the shipped models' simulated trains is 2.7 ms, noise included)
-    and times beyond :data:`MAX_RECORDING_MS` (usually microseconds or samples read as ms).
-    """
+    """Refuse a train that is malformed or physically impossible (:func:`dicsbi.spikes.implausible`)."""
     bad = ~np.isfinite(times)
     if bad.any():
         raise InputError(f"{path}: {where}: spike time {float(times[bad][0])} is not a finite number")
@@ -337,17 +328,9 @@ def _check_train(times: np.ndarray, path: Path, where: str) -> None:
         k = int(np.flatnonzero(d <= 0)[0])
         raise InputError(f"{path}: {where}: spike times are not strictly increasing "
                          f"({float(times[k + 1])} after {float(times[k])})")
-    if times.size and times[-1] > MAX_RECORDING_MS:
-        raise InputError(f"{path}: {where}: spike time {float(times[-1]):.6g} ms is {times[-1] / 3.6e6:.3g} hours "
-                         f"into the recording (more than {MAX_RECORDING_MS / 3.6e6:.0f} h): are the times in "
-                         "microseconds or samples? use --unit us, or convert samples to times")
-    if (d < REFRACTORY_MS).any():
-        k = int(np.argmin(d))
-        hint = ("are the times in seconds? use --unit s" if times[-1] < 1000.0 else
-                "two detections of one spike? merge events closer than the refractory period")
-        raise InputError(f"{path}: {where}: an interval of {float(d[k]):.3g} ms (spikes at {float(times[k]):.6g} and "
-                         f"{float(times[k + 1]):.6g} ms) is shorter than the {REFRACTORY_MS:g} ms refractory floor "
-                         f"of any neuron: {hint}")
+    why = implausible(times)
+    if why:
+        raise InputError(f"{path}: {where}: {why}")
 
 
 def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_ms: float = 0.0,

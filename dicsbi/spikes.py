@@ -26,9 +26,33 @@ from numba import njit, prange
 from .errors import InputError
 
 SILENT, SPIKING, BURSTING = 0, 1, 2
+REFRACTORY_MS = 1.0              # no neuron fires twice within 1 ms (its spike and absolute refractory period)
+MAX_RECORDING_MS = 86_400_000.0  # 24 h: longer is not a recording of spike times in ms
 CLASS_NAMES = ("silent", "spiking", "bursting")
 CV_THRESHOLD = 0.15
 MIN_SPIKES = 3
+
+
+def implausible(times: np.ndarray) -> str | None:
+    """Why one sorted, finite train cannot be a neuron's spike times in ms (with the likely cause), or None.
+
+    Intervals below :data:`REFRACTORY_MS` (usually times in seconds read as ms: the hint says ``--unit s``; or a
+    double detection; the shortest interval of the shipped models' simulated trains is 2.7 ms, noise included)
+    and times beyond :data:`MAX_RECORDING_MS` (usually microseconds or samples read as ms).
+    """
+    times = np.asarray(times, dtype=float)
+    if times.size and times[-1] > MAX_RECORDING_MS:
+        return (f"spike time {float(times[-1]):.6g} ms is {times[-1] / 3.6e6:.3g} hours into the recording (more "
+                f"than {MAX_RECORDING_MS / 3.6e6:.0f} h): are the times in microseconds or samples? use --unit us, "
+                "or convert samples to times")
+    d = np.diff(times)
+    if (d < REFRACTORY_MS).any():
+        k = int(np.argmin(d))
+        hint = ("are the times in seconds? use --unit s" if times[-1] < 1000.0 else
+                "two detections of one spike? merge events closer than the refractory period")
+        return (f"an interval of {float(d[k]):.3g} ms (spikes at {float(times[k]):.6g} and {float(times[k + 1]):.6g} "
+                f"ms) is shorter than the {REFRACTORY_MS:g} ms refractory floor of any neuron: {hint}")
+    return None
 
 
 @dataclass(frozen=True, eq=False)

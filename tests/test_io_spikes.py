@@ -162,3 +162,14 @@ def test_impossible_trains_are_refused_with_the_likely_cause(tmp_path):
     with pytest.raises(InputError, match=r"us\.csv: ID 'n1' .* hours into the recording .* use --unit us"):
         read_spike_trains(p)
     assert read_spike_trains(p, unit="us")[0][0] == pytest.approx([1.2e5, 2.5e5])
+
+
+def test_the_python_api_refuses_impossible_trains_too():
+    from dicsbi.inference import as_trains
+
+    ok = as_trains([np.array([10.0, 30.0, 55.0]), np.array([5.0, 900.0, 1800.0])])
+    assert len(ok) == 2
+    with pytest.raises(InputError, match=r"train '1': an interval of 0\.05 ms .* in seconds\? use --unit s"):
+        as_trains([np.array([10.0, 30.0, 55.0]), np.array([0.1, 0.15, 0.2])])
+    with pytest.raises(InputError, match=r"train '0': spike time 1e\+11 ms .* hours into the recording"):
+        as_trains([np.array([1e9, 5e10, 1e11])])
