@@ -228,6 +228,26 @@ def plot_reliability(model: str, rows: list[dict], labels: list[str], path: Path
     plt.close(fig)
 
 
+def compare_runs(model: str, rows: list[dict], other: dict, labels: list[str], name: str) -> None:
+    """Paired differences (this run minus ``other``) on the scenarios both runs hold."""
+    both = [r for r in rows if (r["set"], int(r["i"])) in other]
+    if not both:
+        print(f"no scenario in common with {name}")
+        return
+    theirs = [other[(r["set"], int(r["i"]))] for r in both]
+    if any(a["seed"] != b["seed"] or a["truth"] != b["truth"] for a, b in zip(both, theirs, strict=True)):
+        raise SystemExit(f"{name} holds other scenarios under the same indices (another --seed?)")
+    boot = bootstrap_index(len(both), 2)
+    print(f"\nthis run minus {name} on {len(both)} common scenarios (paired bootstrap 95%):")
+    for meth in METHODS:
+        a, b = score_rows(model, both, labels, meth), score_rows(model, theirs, labels, meth)
+        parts = []
+        for key in ("top1", "top3", "auc", "rank"):
+            d, lo, hi = paired_difference(a[key], b[key], boot)
+            parts.append(f"{key} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        print(f"  {meth:<19} " + "; ".join(parts))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=("stg", "da"), required=True)
@@ -241,6 +261,8 @@ def main(argv=None) -> None:
     ap.add_argument("--oracle-sd", type=float, default=0.2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--report-only", action="store_true", help="score the rows already computed, run nothing")
+    ap.add_argument("--compare-with", default=None, help="another run's --out (same scenarios, e.g. another "
+                    "budget): paired differences of every method on the scenarios both hold")
     args = ap.parse_args(argv)
     args.out = args.out or f"~/dicsbi-data/eval-modulation-{args.model}"
     t0 = time.perf_counter()
@@ -263,6 +285,9 @@ def main(argv=None) -> None:
     out = Path(os.path.expanduser(args.out))
     plot_reliability(args.model, rows, labels, out / "reliability.png")
     print(f"reliability diagram: {out / 'reliability.png'}")
+    if args.compare_with:
+        compare_runs(args.model, rows, read_rows(Path(os.path.expanduser(args.compare_with)) / "rows.jsonl"),
+                     labels, args.compare_with)
     prior = [r for r in rows if r["set"] == "prior"]
     ev = summary(sc["evidence"], bootstrap_index(len(prior)))
     cost = summary(sc["cost"])
