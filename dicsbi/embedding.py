@@ -4,6 +4,10 @@ Two representations (chosen per posterior, recorded in its configuration):
 
 ``"summary"``
     The fixed vector of :func:`dicsbi.features.summary_statistics`, z-scored by the flow.
+``"summary_length"``
+    The summary vector plus the log of the number of intervals: the statistics are length-free by design, so a
+    posterior on them alone cannot tell a 1 s train (noisy statistics) from a 9 s one and gives both the same
+    spread; with the count it can widen for short recordings.
 ``"sequence"``
     The first :data:`MAX_ISIS` interspike intervals as a ``[MAX_ISIS, 3]`` array per train: the standardised
     log-ISI, the standardised change of log-ISI (first one 0) and a mask channel (1 for a real interval, 0 for
@@ -36,7 +40,7 @@ from .features import N_SUMMARY, summary_statistics
 from .spikes import SpikeTrains
 
 MAX_ISIS = 256
-REPRESENTATIONS = ("summary", "sequence")
+REPRESENTATIONS = ("summary", "summary_length", "sequence")
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -146,13 +150,16 @@ def represent(trains: SpikeTrains, representation: str, stats: dict | None = Non
     """The network input for ``trains``: ``[n, N_SUMMARY]`` or ``[n, MAX_ISIS, 3]`` (float32)."""
     if representation == "summary":
         return summary_statistics(trains).astype(np.float32)
+    if representation == "summary_length":
+        n_isi = np.maximum(trains.counts - 1, 1).astype(float)
+        return np.concatenate([summary_statistics(trains), np.log(n_isi)[:, None]], axis=1).astype(np.float32)
     if representation == "sequence":
         return sequence_array(trains, stats)
     raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
 
 
 def input_shape(representation: str) -> tuple[int, ...]:
-    return (N_SUMMARY,) if representation == "summary" else (MAX_ISIS, 3)
+    return {"summary": (N_SUMMARY,), "summary_length": (N_SUMMARY + 1,)}.get(representation, (MAX_ISIS, 3))
 
 
 # ---------------------------------------------------------------------------- learned encoder

@@ -362,7 +362,7 @@ def _build_estimator(config: dict, theta_u, x):
     rep = config["representation"]
     embedding = build_encoder(config["embedding_dim"]) if rep == "sequence" else nn.Identity()
     builder = posterior_nn(config["flow"], z_score_theta="independent",
-                           z_score_x="independent" if rep == "summary" else "none",
+                           z_score_x="independent" if rep.startswith("summary") else "none",
                            hidden_features=config["hidden_features"], num_transforms=config["num_transforms"],
                            num_bins=config["num_bins"], embedding_net=embedding)
     return builder(torch.as_tensor(theta_u, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))

@@ -7,7 +7,7 @@ is scored as ``experiments/eval_posterior.py`` scores the test set: MAE of the p
 coverage at 50 / 80 / 95 %.  Trains with fewer than 3 spikes in a window are silent there (no posterior) and are
 counted, not scored.
 
-    python experiments/eval_lengths.py --model stg [--max-cells 2000] [--n-samples 500] [--seed 0]
+    python experiments/eval_lengths.py --model stg [--posterior DIR] [--max-cells 2000] [--n-samples 500] [--seed 0]
 
 Ends with one line: model=M window_ms=.. then per length L in (1s, 2s, window, 2window): mae_gs_L mae_gu_L
 cov50_L cov80_L cov95_L n_L
@@ -40,12 +40,13 @@ def cut(trains: SpikeTrains, length_ms: float) -> SpikeTrains:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=("stg", "da"), required=True)
+    ap.add_argument("--posterior", default=None, help="posterior folder (default: the shipped one)")
     ap.add_argument("--test", default=None, help="test set (default ~/dicsbi-data/sets/<model>-shipped-test)")
     ap.add_argument("--max-cells", type=int, default=2000)
     ap.add_argument("--n-samples", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    post = load_posterior(args.model)
+    post = load_posterior(args.posterior or args.model, model=args.model)
     window = float(post.config["window_ms"])
     test = Path(os.path.expanduser(args.test or f"~/dicsbi-data/sets/{args.model}-shipped-test"))
     d = load_dataset(test)

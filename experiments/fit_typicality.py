@@ -2,10 +2,10 @@
 
 Reference trains: a uniform sample of the posterior's training sets (clean and noisy, in their training
 proportions); calibration: half of a sample of its test sets (fresh cells of the same generator); the other half
-measures the in-world flag rate.  Out-of-world checks: the other model's test trains, Poisson trains with the rate
-and window of in-world test trains, and bursters (clean test cells that burst) with their intervals shuffled; noisy
-trains the three-class rule calls bursting are shuffled and reported apart (many are noise-driven irregular
-spikers with nearly exchangeable intervals, whose shuffle is in-world by construction).
+measures the in-world flag rate.  Out-of-world checks: the other model's test trains, Poisson trains (2 ms dead
+time) with the rate and window of in-world test trains, and bursters (clean test cells that burst) with their
+intervals shuffled; noisy trains the three-class rule calls bursting are shuffled and reported apart (many are
+noise-driven irregular spikers with nearly exchangeable intervals, whose shuffle is in-world by construction).
 
     python experiments/fit_typicality.py --model stg [--sets ~/dicsbi-data/sets] [--n-reference 8000]
         [--n-test 6000] [--seed 0] [--save]
@@ -41,13 +41,17 @@ def _sample(sets: Path, names: list[str], n: int, rng) -> SpikeTrains:
     return pool.select(np.sort(rng.choice(len(pool), min(n, len(pool)), replace=False)))
 
 
-def poisson_like(trains: SpikeTrains, rng) -> SpikeTrains:
-    """A homogeneous Poisson train with each train's rate and window (at least 3 spikes)."""
+def poisson_like(trains: SpikeTrains, rng, dead_ms: float = 2.0) -> SpikeTrains:
+    """A Poisson train with a ``dead_ms`` refractory period, with each train's rate and window (at least 3
+    spikes): intervals ``dead_ms + Exp``, so every train passes the input checks (no interval under 1 ms)."""
     out = []
     for k in range(len(trains)):
         T = float(trains.t_stop_ms[k] - trains.t_start_ms[k])
-        n = max(int(rng.poisson(trains.counts[k])), 3)
-        out.append(np.sort(rng.uniform(0.0, T, n)))
+        mean_isi = T / max(int(trains.counts[k]), 3)
+        isi = dead_ms + rng.exponential(max(mean_isi - dead_ms, 1e-3), 4 * max(int(trains.counts[k]), 3) + 20)
+        t = rng.uniform(0.0, mean_isi) + np.concatenate([[0.0], np.cumsum(isi)])
+        t = t[t <= T]
+        out.append(t if t.size >= 3 else np.array([0.0, mean_isi, 2 * mean_isi]))
     return SpikeTrains.from_list(out, 0.0, [float(trains.t_stop_ms[k] - trains.t_start_ms[k])
                                             for k in range(len(trains))])
 

@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--eval-trains", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ship", action="store_true", help="train and evaluate the candidates in --work only; "
+                    "leave dicsbi/pretrained untouched (experiments)")
     ap.add_argument("--window-min-fraction", type=float, default=0.5,
                     help="shortest augmentation window as a fraction of a train's spikes (0.5: published)")
     ap.add_argument("--work", default="out/pretrained-candidates")
@@ -76,7 +78,7 @@ def main() -> None:
                 raise SystemExit(f"{folder}: not a {rep} posterior trained on {train}; retrain it")
         else:
             cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
-                              learning_rate=1e-3 if rep == "summary" else 5e-4,
+                              learning_rate=1e-3 if rep.startswith("summary") else 5e-4,
                               window_min_fraction=args.window_min_fraction)
             earlier = load_posterior(folder, model=args.model) if rep in resume else None
             post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes, resume_from=earlier)
@@ -100,6 +102,12 @@ def main() -> None:
               f"MAE g_s/g_u {ev['mae_mean_all'][0]:.3f} / {ev['mae_mean_all'][1]:.3f}, "
               f"coverage {ev['coverage']}", flush=True)
     best = min(candidates, key=lambda r: candidates[r]["score"])
+    if args.no_ship:
+        c = candidates[best]
+        print(f"not shipped (--no-ship): best candidate {best} in {c['folder']}")
+        print(f"model={args.model} shipped=none best={best} train_trains={c['train_trains']} seconds={c['seconds']} "
+              f"mae_gs={c['mae_mean']['all'][0]:.4f} mae_gu={c['mae_mean']['all'][1]:.4f}")
+        return
     dest = PRETRAINED_DIR / args.model
     earlier = dest / "training_record.json"
     if earlier.exists():
@@ -107,9 +115,11 @@ def main() -> None:
         for rep, c in old["candidates"].items():
             if rep not in candidates:
                 candidates[rep] = {**c, "training_set": c.get("training_set", old["training_set"]), "earlier": True}
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(candidates[best]["folder"], dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in dest.glob("*"):  # the posterior's files; its typicality (fitted on the data sets) stays
+        if not f.name.startswith("typicality."):
+            f.unlink()
+    shutil.copytree(candidates[best]["folder"], dest, dirs_exist_ok=True)
     record = {"model": args.model, "shipped": best, "training_set": train, "test_set": test,
               "training_rows": int(len(data)), "manifest_fingerprint": data.manifest["fingerprint"],
               "candidates": candidates, "command": " ".join(sys.argv)}

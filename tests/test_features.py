@@ -127,3 +127,13 @@ def test_shape_statistics_of_a_regular_train_do_not_depend_on_the_time_grid():
     got = dict(zip(SUMMARY_NAMES, summary_statistics(SpikeTrains.from_list([irregular], 0.0))[0]))
     sd = np.log(np.diff(irregular)).std()
     assert sd**2 / (sd**2 + 0.005**2) > 0.999 and abs(got["l_autocorr"] - raw["l_autocorr"]) < 1e-9
+
+
+def test_summary_length_representation_adds_the_log_interval_count():
+    from dicsbi.embedding import input_shape, represent
+
+    tr = SpikeTrains.from_list([np.arange(11) * 20.0, np.arange(101) * 20.0], 0.0)
+    x = represent(tr, "summary_length")
+    assert x.shape == (2, input_shape("summary_length")[0]) == (2, 23)
+    np.testing.assert_allclose(x[:, :-1], represent(tr, "summary"))
+    np.testing.assert_allclose(x[:, -1], np.log([10.0, 100.0]), rtol=1e-6)

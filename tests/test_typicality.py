@@ -18,6 +18,13 @@ def stg():
     return load_posterior("stg")
 
 
+def _poisson(seed, rate_hz=13.0, dead_ms=2.0, window_ms=3000.0):
+    """A Poisson train with a dead time (every interval above the 1 ms input floor)."""
+    isi = dead_ms + np.random.default_rng(seed).exponential(1000.0 / rate_hz - dead_ms, 200)
+    t = np.cumsum(isi)
+    return t[t < window_ms]
+
+
 def _cells(model, targets, seed):
     return np.vstack([generate_population(model, gs, gu, 1, seed=seed + k).conductances for k, (gs, gu) in
                       enumerate(targets)])
@@ -39,8 +46,7 @@ def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
     da = da.select(np.flatnonzero(da.counts >= 3))
     s_da, f_da = stg.typicality.flag(da)
     assert f_da.all() and s_da.min() > score.max()
-    poisson = SpikeTrains.from_list([np.sort(np.random.default_rng(k).uniform(0, 3000, 40)) for k in range(5)],
-                                    0.0, 3000.0)
+    poisson = SpikeTrains.from_list([_poisson(k) for k in range(5)], 0.0, 3000.0)
     assert stg.typicality.flag(poisson)[1].all()
 
 
@@ -51,7 +57,7 @@ def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path
     from dicsbi.populations import run_to_folder
 
     own = simulate("stg", _cells("stg", [(4.0, 5.0)], 11), seed=1, tier="fast").trains
-    poisson = np.sort(np.random.default_rng(0).uniform(0, 3000, 40))
+    poisson = _poisson(0)
     trains = SpikeTrains.from_list([own[0], poisson], 0.0, 3000.0, ids=["cell", "poisson"])
     n_rec, _, flagged = run_to_folder(trains, tmp_path, "stg", 10, stg, seed=0)
     assert n_rec == 2 and flagged == ["poisson"]
