@@ -100,6 +100,32 @@ def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0
     return SpikeTrains(out_t[:pos], out_o, trains.t_start_ms.copy(), trains.t_stop_ms.copy(), trains.ids)
 
 
+def random_windows(trains: SpikeTrains, seed, min_ms: float, p_cut: float = 0.5) -> SpikeTrains:
+    """Each train, with probability ``p_cut``, cut to a random contiguous time window of a duration uniform in
+    ``[min_ms, its window]`` (placed uniformly; the new window starts at 0).  Applied to every training train,
+    clean or augmented, so that a length-aware posterior sees every recording length for every kind of train;
+    a cut keeping fewer than 3 spikes leaves the train whole."""
+    rng = np.random.default_rng(seed)
+    n = len(trains)
+    cut = rng.random(n) < p_cut
+    u_len, u_pos = rng.random(n), rng.random(n)
+    out, stops = [], []
+    for i in range(n):
+        t = trains[i] - trains.t_start_ms[i]
+        T = float(trains.t_stop_ms[i] - trains.t_start_ms[i])
+        if cut[i] and T > min_ms:
+            L = min_ms + u_len[i] * (T - min_ms)
+            a = u_pos[i] * (T - L)
+            w = t[(t >= a) & (t <= a + L)] - a
+            if w.size >= 3:
+                out.append(w)
+                stops.append(L)
+                continue
+        out.append(t)
+        stops.append(T)
+    return SpikeTrains.from_list(out, 0.0, stops, ids=list(trains.ids))
+
+
 # ---------------------------------------------------------------------------- sequence representation
 def _log_isis(trains: SpikeTrains, max_isis: int) -> tuple[np.ndarray, np.ndarray]:
     """Padded ``[n, max_isis]`` log-ISIs (first ``max_isis`` intervals) and their counts, vectorised."""

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import REPRESENTATIONS, augment, build_encoder, input_shape, represent, sequence_stats
+from .embedding import REPRESENTATIONS, augment, build_encoder, input_shape, random_windows, represent, sequence_stats
 from .errors import DicsbiError, InputError
 from .models import get_model
 from .spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
@@ -76,6 +76,7 @@ class TrainConfig:
     p_drop: float = 0.05
     p_clean: float = 0.5
     window_min_fraction: float = 0.5   # shortest augmentation window, as a fraction of the train's spikes
+    length_min_ms: float | None = None  # if set, half the trains (clean ones too) cut to [length_min_ms, window]
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
@@ -478,6 +479,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     def feats(trains, seed):
         tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
                       window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
+        if cfg.augment and cfg.length_min_ms:
+            tr = random_windows(tr, np.random.SeedSequence(seed, spawn_key=(1,)), cfg.length_min_ms)
         return torch.as_tensor(represent(tr, cfg.representation, stats))
 
     u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])

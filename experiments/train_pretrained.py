@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ship", action="store_true", help="train and evaluate the candidates in --work only; "
                     "leave dicsbi/pretrained untouched (experiments)")
+    ap.add_argument("--length-min-ms", type=float, default=None,
+                    help="cut half of the training trains (clean ones too) to a random length in [this, window]")
     ap.add_argument("--window-min-fraction", type=float, default=0.5,
                     help="shortest augmentation window as a fraction of a train's spikes (0.5: published)")
     ap.add_argument("--work", default="out/pretrained-candidates")
@@ -79,7 +81,7 @@ def main() -> None:
         else:
             cfg = TrainConfig(representation=rep, seed=args.seed, threads=args.threads,
                               learning_rate=1e-3 if rep.startswith("summary") else 5e-4,
-                              window_min_fraction=args.window_min_fraction)
+                              window_min_fraction=args.window_min_fraction, length_min_ms=args.length_min_ms)
             earlier = load_posterior(folder, model=args.model) if rep in resume else None
             post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes, resume_from=earlier)
             post.save(folder)

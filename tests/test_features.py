@@ -137,3 +137,17 @@ def test_summary_length_representation_adds_the_log_interval_count():
     assert x.shape == (2, input_shape("summary_length")[0]) == (2, 23)
     np.testing.assert_allclose(x[:, :-1], represent(tr, "summary"))
     np.testing.assert_allclose(x[:, -1], np.log([10.0, 100.0]), rtol=1e-6)
+
+
+def test_random_windows_cut_half_the_trains_to_lengths_between_the_floor_and_the_window():
+    from dicsbi.embedding import random_windows
+
+    tr = SpikeTrains.from_list([np.arange(150) * 20.0] * 400, 0.0, 3000.0)
+    a, b = random_windows(tr, 5, 1000.0), random_windows(tr, 5, 1000.0)
+    np.testing.assert_array_equal(a.times_ms, b.times_ms)
+    length = a.t_stop_ms - a.t_start_ms
+    cut = length < 3000.0
+    assert 0.4 < cut.mean() < 0.6 and length.min() >= 1000.0
+    assert np.all(a.counts[cut] >= 3) and np.all(a.counts[cut] <= length[cut] / 20.0 + 1)
+    for k in np.flatnonzero(cut)[:20]:
+        assert a[k].min() >= 0 and a[k].max() <= length[k]
