@@ -24,7 +24,7 @@ from ..errors import DicsbiError, InputError
 from ..models import get_model
 from ..spikes import MIN_SPIKES, SpikeTrains, firing_class
 from .evidence import ConductanceForward, estimate_evidence
-from .hypotheses import Hypothesis, enumerate_hypotheses, hypothesis_log_prior, parse_hypotheses
+from .hypotheses import Hypothesis, hypothesis_log_prior, resolve_hypotheses
 from .likelihood import GridLikelihood
 from .model import COST_PRIORS, cost_scale
 
@@ -303,8 +303,7 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     if n_members < 2 or n_pilot < 2 or n_particles < 2:
         raise DicsbiError("n_members, n_pilot and n_particles must each be at least 2")
     post = _resolve_posterior(posterior, m)
-    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
-            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    hyps = resolve_hypotheses(m, hypotheses, max_size)
     pre, before_trains, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
     by_size = _by_size(hyps)
     cls_after = firing_class(after_trains)
@@ -325,11 +324,17 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
             nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
             nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
             neurons.append(nm)
-    settings = {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
-                "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
-                "n_particles": n_particles, "max_size": max_size,
-                "posterior_fingerprint": post.config.get("training_data", {}).get("fingerprint", "")}
+    settings = _settings(typical_change, scale, cost, size_penalty, n_members, n_pilot, n_particles, max_size,
+                         post.config.get("training_data", {}).get("fingerprint", ""))
     return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, log_prior, neurons, settings)
+
+
+def _settings(typical_change, scale, cost, size_penalty, n_members, n_pilot, n_particles, max_size,
+              fingerprint) -> dict:
+    """``ModulationResult.settings``: what the comparison ran with."""
+    return {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
+            "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
+            "n_particles": n_particles, "max_size": max_size, "posterior_fingerprint": fingerprint}
 
 
 def _by_size(hyps) -> dict[int, list[int]]:
@@ -357,8 +362,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
 
     m = get_model(model)
     scale = cost_scale(float(typical_change))
-    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
-            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    hyps = resolve_hypotheses(m, hypotheses, max_size)
     members = m.check_conductances(np.atleast_2d(members))
     vth = float(m.vth_mV if vth_mV is None else vth_mV)
     dics = compute_dics(m, members, vth)
@@ -369,9 +373,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
     with _Bar(False, len(hyps), "hypotheses") as bar:
         nm = _neuron(m, vth, rec, likelihood, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
                      bar)
-    settings = {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
-                "size_penalty": size_penalty, "n_members": len(members), "n_pilot": n_pilot,
-                "n_particles": n_particles, "max_size": max_size, "posterior_fingerprint": ""}
+    settings = _settings(typical_change, scale, cost, size_penalty, len(members), n_pilot, n_particles, max_size, "")
     return ModulationResult(m.name, vth, int(seed), hyps, log_prior, [nm], settings)
 
 

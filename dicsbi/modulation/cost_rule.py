@@ -39,7 +39,7 @@ from ..compensation import compensate, plausible_upper_bounds
 from ..dics import SensitivityOperator
 from ..errors import DicsbiError
 from ..models import get_model
-from .hypotheses import Hypothesis, enumerate_hypotheses, modulable_channels, parse_hypotheses
+from .hypotheses import Hypothesis, modulable_channels, resolve_hypotheses
 
 TOLERANCE = 0.1     # Brandoit's reachability radius (L2 in (g_s, g_u), units of g_leak)
 SWEEP = 3.0         # |log-ratio| swept for single channels and the free channel of a triple
@@ -162,8 +162,7 @@ def rank_by_cost_population(members, target, model: str = "stg", hypotheses=None
         raise DicsbiError(f"cost must be one of {COSTS}, got {cost!r}")
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise DicsbiError(f"tolerance must be a positive number, got {tolerance!r}")
-    hyps = (enumerate_hypotheses(m, max_size) if hypotheses is None else
-            hypotheses if all(isinstance(h, Hypothesis) for h in hypotheses) else parse_hypotheses(m, hypotheses))
+    hyps = resolve_hypotheses(m, hypotheses, max_size)
     members = m.check_conductances(np.atleast_2d(members))
     target = np.asarray(target, dtype=float).reshape(2)
     vth = float(m.vth_mV if vth_mV is None else vth_mV)

@@ -99,3 +99,13 @@ def hypothesis_log_prior(hypotheses: list[Hypothesis], size_penalty: float | str
     counts = {s: int(np.sum(sizes == s)) for s in set(sizes.tolist())}
     w = np.array([size_penalty ** (s - 1) / counts[s] for s in sizes], dtype=float)
     return np.log(w / w.sum())
+
+
+def resolve_hypotheses(model: str | Model, hypotheses=None, max_size: int = MAX_SIZE) -> list[Hypothesis]:
+    """``hypotheses`` as a list: None gives every subset of 1..``max_size`` modulable channels; a list of
+    :class:`Hypothesis` is kept; a string ``"CaS+A, H"`` or a list of name tuples is parsed."""
+    if hypotheses is None:
+        return enumerate_hypotheses(model, max_size)
+    if all(isinstance(h, Hypothesis) for h in hypotheses):
+        return list(hypotheses)
+    return parse_hypotheses(model, hypotheses)
