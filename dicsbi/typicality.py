@@ -112,12 +112,12 @@ class Typicality:
     def score(self, trains: SpikeTrains, chunk: int = 512) -> np.ndarray:
         """Distance of each train to its ``k``-th nearest reference train (standardised features)."""
         z = ((typicality_features(trains) - self.centre) / self.scale).astype(np.float32)
-        ref = self.reference
-        ref2 = np.sum(ref.astype(np.float64) ** 2, axis=1)
+        ref = self.reference.astype(np.float64)
+        ref2 = np.sum(ref**2, axis=1)
         out = np.empty(len(z))
         for a in range(0, len(z), chunk):
             q = z[a:a + chunk].astype(np.float64)
-            d2 = np.sum(q**2, 1)[:, None] + ref2[None, :] - 2.0 * q @ ref.T.astype(np.float64)
+            d2 = np.sum(q**2, 1)[:, None] + ref2[None, :] - 2.0 * q @ ref.T
             out[a:a + chunk] = np.sqrt(np.maximum(np.partition(d2, self.k - 1, axis=1)[:, self.k - 1], 0.0))
         return out
 
