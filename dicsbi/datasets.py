@@ -21,7 +21,8 @@ Generation (:func:`simulate_dataset`)
 Seeds
     Everything derives from one ``SeedSequence(seed)``: the target design from spawn key ``(0,)``, the
     population of target ``j`` in shard ``k`` from ``(1, k, j)`` and the noise of shard ``k`` from ``(2, k)``
-    (cell ``i`` of the shard then uses noise stream ``i``, see :mod:`dicsbi.simulate`).  A shard is therefore
+    (cell ``i`` of the shard then uses noise stream ``i``, see :mod:`dicsbi.simulate`); with ``noise_max`` the
+    cells' noise levels of shard ``k`` come from ``(4, k)``.  A shard is therefore
     a pure function of (configuration, shard index): the result is the same for any number of workers, any
     backend and any number of interruptions.
 
@@ -93,6 +94,7 @@ class DatasetConfig:
     pair: str = "auto"
     targets_per_shard: int = 64
     tier: str = "fast"
+    noise_max: float | None = None  # if set: each cell's noise level uniform on (0, noise_max], noise_std unused
 
     def resolved(self) -> DatasetConfig:
         """A copy with every default filled in from the model (what the manifest stores), checked."""
@@ -113,6 +115,7 @@ class DatasetConfig:
                                else model.default_transient_ms),
             dt_ms=dt_ms, tier=tier,
             noise_std=float(self.noise_std), n_targets=int(self.n_targets),
+            noise_max=None if self.noise_max is None else float(self.noise_max),
             cells_per_target=int(self.cells_per_target), seed=int(self.seed),
             targets_per_shard=int(self.targets_per_shard))
         problems = []
@@ -134,6 +137,9 @@ class DatasetConfig:
             problems.append("duration and dt must be > 0 and the transient >= 0")
         if not (np.isfinite(cfg.noise_std) and cfg.noise_std >= 0):
             problems.append(f"noise_std must be >= 0 (got {cfg.noise_std})")
+        if cfg.noise_max is not None and not (np.isfinite(cfg.noise_max) and cfg.noise_max > 0
+                                              and cfg.noise_std == 0):
+            problems.append(f"noise_max must be > 0 with noise_std 0 (got {cfg.noise_max}, {cfg.noise_std})")
         if problems:
             raise DatasetError("invalid data-set configuration: " + "; ".join(problems))
         return cfg
@@ -143,7 +149,9 @@ class DatasetConfig:
         return -(-self.n_targets // self.targets_per_shard)
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """JSON-able fields; ``noise_max`` only when set, so the fingerprints of earlier sets are unchanged."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+                if not (k == "noise_max" and v is None)}
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetConfig:
@@ -191,6 +199,16 @@ def noise_seed(config: DatasetConfig, shard: int) -> int:
     return int(np.random.SeedSequence(config.seed, spawn_key=(2, shard)).generate_state(1, np.uint64)[0] >> 1)
 
 
+def cell_noise_levels(config: DatasetConfig, shard: int, n: int) -> np.ndarray:
+    """The noise level (uA/cm^2) of each of the ``n`` cells of shard ``shard``: ``noise_std`` for all, or with
+    ``noise_max`` one level per cell, uniform on (0, noise_max] (stream ``(4, shard)``)."""
+    cfg = config.resolved()
+    if cfg.noise_max is None:
+        return np.full(n, cfg.noise_std)
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(4, shard)))
+    return cfg.noise_max * (1.0 - rng.uniform(size=n))  # (0, noise_max]
+
+
 # ------------------------------------------------------------------------------------------ one shard
 def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = None,
                   device: str = "cpu") -> tuple[bytes, dict]:
@@ -226,8 +244,9 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
     g = (np.concatenate([p.conductances for _, _, p in pops]) if pops
          else np.empty((0, model.n_conductances)))
     nseed = noise_seed(cfg, shard)
+    levels = cell_noise_levels(cfg, shard, n)
     if n:
-        res = simulate(model, g, cfg.duration_ms, cfg.dt_ms, cfg.transient_ms, noise_std=cfg.noise_std,
+        res = simulate(model, g, cfg.duration_ms, cfg.dt_ms, cfg.transient_ms, noise_std=levels,
                        seed=nseed, n_threads=n_threads, device=device)
         trains, status = res.trains, res.status
     else:
@@ -256,6 +275,8 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
     cols["population_seed"] = pa.array(rep([s for _, s, _ in pops], c).astype(np.uint64), pa.uint64())
     cols["noise_seed"] = pa.array(np.full(n, nseed, np.uint64), pa.uint64())
     cols["noise_index"] = pa.array(np.arange(n, dtype=np.int32), pa.int32())
+    if cfg.noise_max is not None:  # only then: shards of earlier configurations keep their schema
+        cols["noise_std"] = levels.astype(float)
     table = pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in cols.items()})
     summary = {"shard": int(shard), "fingerprint": cfg.fingerprint(), "rows": int(n),
                "targets": int(idx.size), "unreachable_targets": unreachable,
@@ -586,6 +607,7 @@ class TrainingSet:
     noise_seed: np.ndarray
     noise_index: np.ndarray
     manifest: dict
+    noise_std: np.ndarray | None = None  # [n] each cell's noise level (uA/cm^2)
 
     def __len__(self) -> int:
         return self.targets.shape[0]
@@ -654,7 +676,8 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction
         trains=trains, firing_class=col("firing_class", np.int8), status=col("status", np.int8),
         target_index=col("target_index", np.int64), features=feats,
         population_seed=col("population_seed", np.uint64), noise_seed=col("noise_seed", np.uint64),
-        noise_index=col("noise_index", np.int64), manifest=manifest)
+        noise_index=col("noise_index", np.int64), manifest=manifest,
+        noise_std=col("noise_std") if "noise_std" in t.column_names else np.full(n, cfg.noise_std))
 
 
 def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
@@ -712,5 +735,5 @@ def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[
         manifest=manifest,
         **{f: np.concatenate([getattr(s, f) for s in sets]) for f in (
             "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
-            "noise_seed", "noise_index")})
+            "noise_seed", "noise_index", "noise_std")})
     return combined, np.concatenate(val)

@@ -201,11 +201,12 @@ def _pair_step(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float) -> np.
 
 
 # ---------------------------------------------------------------------------- noise
-def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std: float, seed: int,
+def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std, seed: int,
                   first_neuron: int = 0, keys=None) -> np.ndarray:
     """Band-limited Gaussian current (uA/cm^2) for neurons ``first_neuron ...`` on the model's noise grid.
 
-    Neuron ``k`` uses stream ``first_neuron + k``, or ``keys[k]`` when ``keys`` is given.
+    Neuron ``k`` uses stream ``first_neuron + k``, or ``keys[k]`` when ``keys`` is given; ``noise_std`` is one
+    level or a column ``(n_neurons, 1)`` of levels.
     Shape ``(n_neurons, n_samples)`` with samples every ``model.noise_dt_ms`` from 0 to ``total_ms``
     (inclusive, plus one guard sample).  See the module docstring for the definition and the seeding.
     """
@@ -240,7 +241,7 @@ def _check_times(duration_ms, dt_ms, transient_ms):
 
 
 def simulate(model: str | Model, conductances, duration_ms: float | None = None,
-             dt_ms: float | None = None, transient_ms: float | None = None, noise_std: float = 0.0,
+             dt_ms: float | None = None, transient_ms: float | None = None, noise_std=0.0,
              seed: int = 0, record_voltage=None, n_threads: int | None = None,
              progress: bool = False, ids=None, noise_keys=None, stimulus=None, tier: str = "exact",
              device: str = "cpu") -> SimulationResult:
@@ -263,8 +264,10 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         checks.
     transient_ms : float, optional
         Discarded initial period (model default: 3000 ms).
-    noise_std : float
-        Standard deviation (uA/cm^2) of the white noise before its 1 kHz low-pass filter; 0 for none.
+    noise_std : float or array_like, shape (N,)
+        Standard deviation (uA/cm^2) of the white noise before its 1 kHz low-pass filter; 0 for none.  One
+        value per neuron gives each its own level (a neuron's current is its stream times its level, so a
+        neuron simulated alone at level s gets the same current as in a batch).
     seed : int
         Seed of the noise; neuron ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``.
     record_voltage : int, sequence of int or None
@@ -302,9 +305,8 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         tier_name = model.tier_of(dt_ms)
     transient_ms = model.default_transient_ms if transient_ms is None else float(transient_ms)
     _check_times(duration_ms, dt_ms, transient_ms)
-    if not (np.isfinite(noise_std) and noise_std >= 0):
-        raise DicsbiError(f"noise_std must be a finite number >= 0 uA/cm^2, got {noise_std!r}")
     n = g.shape[0]
+    levels = _noise_levels(noise_std, n)
     if noise_keys is not None:
         noise_keys = np.asarray(noise_keys, dtype=np.int64).ravel()
         if noise_keys.shape != (n,) or (noise_keys < 0).any():
@@ -326,7 +328,7 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     capacity = max(4, int(math.ceil(duration_ms * MAX_RATE_PER_MS)))
     per_neuron = capacity * 8
     total_ms = (n_transient + n_window) * dt_ms
-    if noise_std > 0:
+    if levels.max(initial=0.0) > 0:
         per_neuron += 8 * (int(total_ms / model.noise_dt_ms) + 2)
     # bounded memory, and about 50 updates of the progress bar on large batches (a GPU wants large chunks)
     budget, least = (CHUNK_BYTES, 256) if device == "cpu" else (CUDA_CHUNK_BYTES, 65536)
@@ -346,9 +348,9 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         for start in _progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
             stop = min(n, start + chunk)
             m = stop - start
-            noise = (noise_current(model, m, total_ms, noise_std, seed, start,
-                                   None if noise_keys is None else noise_keys[start:stop]) if noise_std > 0
-                     else np.zeros((m, 1)))
+            noise = (noise_current(model, m, total_ms, levels[start:stop, None], seed, start,
+                                   None if noise_keys is None else noise_keys[start:stop])
+                     if levels[start:stop].max(initial=0.0) > 0 else np.zeros((m, 1)))
             spikes = np.empty((m, capacity))
             counts = np.zeros(m, np.int64)
             st = np.zeros(m, np.int8)
@@ -372,10 +374,25 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     trains = SpikeTrains(np.concatenate(pieces) if pieces else np.empty(0), offsets, np.zeros(n),
                          np.full(n, n_window * dt_ms), ids_arr)
     settings = {"model": model.name, "dt_ms": dt_ms, "duration_ms": n_window * dt_ms,
-                "transient_ms": n_transient * dt_ms, "noise_std_uA_cm2": float(noise_std), "seed": int(seed),
-                "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ, "tier": tier_name,
-                "device": device, "stimulus": _stimulus_record(stimuli, stim_index)}
+                "transient_ms": n_transient * dt_ms,
+                "noise_std_uA_cm2": float(noise_std) if np.ndim(noise_std) == 0 else levels.tolist(),
+                "seed": int(seed), "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ,
+                "tier": tier_name, "device": device, "stimulus": _stimulus_record(stimuli, stim_index)}
     return SimulationResult(trains, status, voltage if rec.size else None, rec, settings)
+
+
+def _noise_levels(noise_std, n: int) -> np.ndarray:
+    """``noise_std`` (one level or one per neuron) as ``n`` checked levels."""
+    try:
+        levels = np.asarray(noise_std, dtype=float)
+    except (TypeError, ValueError):
+        raise DicsbiError(f"noise_std must be a number or one number per neuron, got {noise_std!r}") from None
+    if levels.ndim > 1 or (levels.ndim == 1 and levels.shape != (n,)):
+        raise DicsbiError(f"noise_std must be one number or {n} numbers (one per neuron), got shape {levels.shape}")
+    if not (np.isfinite(levels).all() and (levels >= 0).all()):
+        bad = levels.ravel()[~(np.isfinite(levels.ravel()) & (levels.ravel() >= 0))][0]
+        raise DicsbiError(f"noise_std must be finite and >= 0 uA/cm^2, got {bad!r}")
+    return np.broadcast_to(levels, (n,)).astype(float)
 
 
 def _stimulus_record(stimuli, index) -> dict | list | None:

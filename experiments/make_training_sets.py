@@ -16,6 +16,11 @@ Presets (targets x cells per target; the test set uses another seed, as eval_pos
 
 ``--only train-noisy`` adds a noisy training set (noise std 5 uA/cm^2; shipped: 6,000 x 4, another seed) for
 posteriors trained on clean and noisy simulations together (``train_pretrained.py --noisy``).
+``--only train-noise,test-noise`` makes the sets of the noise prior's continuous part: each cell's noise level
+uniform on (0, 8] uA/cm^2 (``DatasetConfig.noise_max``; shipped: 12,000 x 4 like the clean set, so the clean
+set combined with it gives the prior's point mass at 0 half the weight; see ``dicsbi.noise_level``).
+``train-noise2`` is a second block of the same prior with another seed (shipped: 6,000 x 4), for a model whose
+noisy cells were too few (DA: 21,016 cells from ``train-noise --n-targets 6000``).
 
 For the shipped preset the budget goes to more targets with fewer cells each: for neural posterior estimation
 every (target, train) pair is one sample of the joint, and distinct targets cover the (g_s, g_u) box better
@@ -31,10 +36,14 @@ import time
 from dicsbi.datasets import DatasetConfig, simulate_dataset
 
 PRESETS = {
-    "shipped": {"train": (12_000, 4), "train-noisy": (6_000, 4), "test": (250, 16)},
-    "published": {"train": (62_500, 16), "train-noisy": (62_500, 16), "test": (12_000, 16)},
+    "shipped": {"train": (12_000, 4), "train-noisy": (6_000, 4), "train-noise": (12_000, 4),
+                "train-noise2": (6_000, 4), "test": (250, 16)},
+    "published": {"train": (62_500, 16), "train-noisy": (62_500, 16), "train-noise": (62_500, 16),
+                  "test": (12_000, 16)},
 }
-SEEDS = {"train": 20261130, "train-noisy": 20261201, "test": 777, "test-noisy": 778}
+SEEDS = {"train": 20261130, "train-noisy": 20261201, "train-noise": 20261202, "train-noise2": 20261203,
+         "test": 777, "test-noisy": 778, "test-noise": 779}
+NOISE_MAX = 8.0  # uA/cm^2: the published noisy sets use 5 (and 3); the prior reaches past them
 
 
 def main() -> None:
@@ -54,7 +63,9 @@ def main() -> None:
         n_targets, cells = PRESETS[args.preset]["test" if which.startswith("test") else which]
         n_targets = args.n_targets or n_targets
         cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which],
-                            noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells)
+                            noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells,
+                            noise_max=NOISE_MAX if which.startswith(("train-noise", "test-noise"))
+                            and not which.endswith("noisy") else None)
         out = f"{args.root}/{args.model}-{args.preset}-{which}"
         print(f"{which}: {n_targets} targets x {cells} cells -> {out}", flush=True)
         backend = {"dask_local": args.dask_local} if args.dask_local else {"workers": args.workers}
@@ -66,6 +77,7 @@ def main() -> None:
               f"{tot['silent_cells']} silent", flush=True)
     print(f"model={args.model} train_cells={rows.get('train', 0)} test_cells={rows.get('test', 0)} "
           f"noisy_test_cells={rows.get('test-noisy', 0)} noisy_train_cells={rows.get('train-noisy', 0)} "
+          f"noise_prior_train_cells={rows.get('train-noise', 0)} noise_prior_test_cells={rows.get('test-noise', 0)} "
           f"seconds={time.time() - t0:.0f}")
 
 
