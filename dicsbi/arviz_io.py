@@ -58,6 +58,10 @@ def inference_data(result, trains: SpikeTrains):
     c3 = {k: coords[k] for k in ("chain", "draw", "recording")}
     posterior = xr.Dataset({"g_s": (("chain", "draw", "recording"), samples[..., 0]),
                             "g_u": (("chain", "draw", "recording"), samples[..., 1])}, coords=c3, attrs=attrs)
+    if recs and all(r.noise is not None for r in recs):
+        posterior["noise_std"] = (("chain", "draw", "recording"), np.stack([r.noise[:n] for r in recs], axis=1)[None])
+        posterior["noise_std"].attrs.update(units="uA/cm^2", meaning="noise level; 0 is the point mass of a "
+                                            "clean recording (joint draws with g_s, g_u)")
     predictive = xr.Dataset({"conductance": (("chain", "draw", "recording", "channel"), g),
                              "g_f": (("chain", "draw", "recording"), gf)}, coords=coords, attrs=attrs)
     predictive["conductance"].attrs["units"] = "mS/cm^2"

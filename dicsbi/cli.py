@@ -146,6 +146,9 @@ def simulate_dataset(
     tier: Annotated[str, typer.Option(help="accuracy tier of the step: fast (validated for training sets) "
                                            "or exact")] = "fast",
     noise_std: Annotated[float, typer.Option(help="noise current std before 1 kHz low-pass [uA/cm^2]")] = 0.0,
+    noise_max: Annotated[float | None, typer.Option(help="each cell's noise std uniform on (0, this] [uA/cm^2] "
+                                                         "(a noise prior; train with a clean set for its point "
+                                                         "mass at 0)")] = None,
     pair: Annotated[str, typer.Option(help="compensated pair: 'auto' or 'published'")] = "auto",
     targets_per_shard: Annotated[int, typer.Option(help="targets per Parquet shard")] = 64,
     workers: Annotated[int, typer.Option(help="0: in-process (numba threads); N: N worker processes")] = 0,
@@ -171,7 +174,7 @@ def simulate_dataset(
 
     cfg = DatasetConfig(model, n_targets, cells_per_target, seed, design, box(gs_range, "gs-range"),
                         box(gu_range, "gu-range"), duration_ms, transient_ms, dt_ms, noise_std, pair,
-                        targets_per_shard, tier=tier)
+                        targets_per_shard, tier=tier, noise_max=noise_max)
     res = run(cfg, out, workers=workers, scheduler=scheduler, dask_local=dask_local, progress=progress,
               n_threads=threads, max_shards=max_shards, device=device)
     tot, man = res.manifest["totals"], res.manifest
@@ -244,6 +247,10 @@ def infer(
     err.print(f"{n_rec} recordings -> {n_models} {post.model} models each; {n_silent} silent (no posterior), "
               f"{len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ and report.html "
               f"to {out}", soft_wrap=True)
+    if post.noise_level is not None:
+        err.print("noise posterior: summary.csv columns noise_p_zero (probability of a clean recording), "
+                  "noise_median, noise_q05, noise_q95 (uA/cm^2); --check simulates each model at its noise level",
+                  soft_wrap=True)
     if flagged:
         from .typicality import MEANING
 

@@ -104,15 +104,26 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
         return d.trains.select(ok), d.targets[ok], str(data)
     cfg = posterior.config
     sim = cfg.get("simulator") or {"duration_ms": cfg.get("window_ms"), "noise_std": cfg.get("noise_std", 0.0)}
-    levels = [float(v) for v in np.atleast_1d(sim.get("noise_std") or 0.0)]  # a posterior trained on several
-    counts = np.diff(np.linspace(0, int(n_sims), len(levels) + 1).round().astype(int))  # levels: their mixture
+    parts = sim.get("noise_parts")
+    if parts:  # the training world's mixture of data sets: fixed levels or levels uniform on (0, noise_max]
+        levels = [float(p["noise_std"]) for p in parts]
+        tops, shares = [p["noise_max"] for p in parts], [float(p["share"]) for p in parts]
+        noise = "" if levels == [0.0] and tops == [None] else "; noise as in training: " + ", ".join(
+            (f"uniform on (0, {t:g}]" if t else f"std {v:g}") + f" ({w:.0%})" for v, t, w in zip(levels, tops, shares))
+    else:  # an artifact without the record (older): its levels in equal parts
+        levels = [float(v) for v in np.atleast_1d(sim.get("noise_std") or 0.0)]
+        tops, shares = [None] * len(levels), [1.0 / len(levels)] * len(levels)
+        noise = "" if levels == [0.0] else f"; noise std {', '.join(f'{v:g}' for v in levels)} uA/cm^2 in equal parts"
+    counts = np.diff((np.concatenate([[0.0], np.cumsum(shares)]) * int(n_sims)).round().astype(int))
     box = cfg["box"]
     trains, theta = [], []
-    for k, (level, n_k) in enumerate(zip(levels, counts)):
+    for k, (level, top, n_k) in enumerate(zip(levels, tops, counts)):
+        if n_k == 0:
+            continue
         dcfg = DatasetConfig(posterior.model, n_targets=int(n_k), cells_per_target=1, seed=int(seed) + k,
                              design="uniform", g_s_range=tuple(box[0]), g_u_range=tuple(box[1]),
                              duration_ms=sim.get("duration_ms"), transient_ms=sim.get("transient_ms"),
-                             noise_std=level, tier=tier,
+                             noise_std=level, noise_max=top, tier=tier,
                              targets_per_shard=max(1, min(64, int(n_k) // 8 or 1)))
         with tempfile.TemporaryDirectory(prefix="dicsbi-diagnose-") as tmp:
             simulate_dataset(dcfg, tmp, progress=progress)
@@ -121,7 +132,6 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
             trains.append(d.trains.select(ok))
             theta.append(d.targets[ok].copy())
     n_ok = sum(len(t) for t in trains)
-    noise = "" if levels == [0.0] else f"; noise std {', '.join(f'{v:g}' for v in levels)} uA/cm^2 in equal parts"
     return SpikeTrains.concat(trains), np.concatenate(theta), (
         f"{n_sims} fresh simulations (uniform over the box, seed {seed}{noise}; {tier} tier, dt "
         f"{get_model(posterior.model).tier_dt_ms(tier):g} ms; "

@@ -77,6 +77,7 @@ class TrainConfig:
     p_clean: float = 0.5
     window_min_fraction: float = 0.5   # shortest augmentation window, as a fraction of the train's spikes
     length_min_ms: float | None = None  # if set, half the trains (clean ones too) cut to [length_min_ms, window]
+    noise_model: bool = True  # train p(noise level | DICs, train) when the training noise levels vary
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
@@ -151,6 +152,7 @@ class DICPosterior:
         self._lo, self._hi = lo, hi
         self._fused_cache = None
         self.typicality = None   # a dicsbi.typicality.Typicality when the artifact ships one
+        self.noise_level = None  # a dicsbi.noise_level.NoiseLevelModel when trained on several noise levels
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
@@ -205,8 +207,14 @@ class DICPosterior:
         return lo + (hi - lo) * torch.sigmoid(u)
 
     def features(self, trains) -> np.ndarray:
-        """The network input of ``trains`` (checked)."""
-        return represent(as_trains(trains), self.representation, self.config.get("sequence_stats"))
+        """The network input of ``trains`` (checked).  With the length-aware representation a train longer than
+        the training window is read over its first window: the network never saw longer trains (trained on
+        lengths from ``length_min_ms`` to the window it was calibrated on all of them; past the window it was
+        overconfident, docs/posterior.md), and less data keeps the posterior calibrated."""
+        trains = as_trains(trains)
+        if self.representation == "summary_length":
+            trains = first_window(trains, float(self.config["window_ms"]))
+        return represent(trains, self.representation, self.config.get("sequence_stats"))
 
     def _condition(self, trains):
         import torch
@@ -232,6 +240,27 @@ class DICPosterior:
                 torch.random.set_rng_state(gen_state)
         theta = self._to_theta(u).permute(1, 0, 2).numpy().astype(float)
         return theta[0] if single else theta
+
+    def sample_noise(self, trains, theta, seed: int = 0) -> np.ndarray:
+        """One noise level (uA/cm^2) per DIC sample from p(sigma | g_s, g_u, train): ``theta`` is
+        ``[n_trains, n, 2]`` (or ``[n, 2]`` for one train), the result ``[n_trains, n]`` (or ``[n]``); zeros are
+        the point mass (a clean recording).  Together with :meth:`sample` these are joint posterior samples.
+        Raises if the posterior has no noise model (trained on one noise level)."""
+        import torch
+
+        if self.noise_level is None:
+            raise DicsbiError("this posterior was trained on one noise level and has no noise posterior")
+        th = np.asarray(theta, dtype=np.float32)
+        single = th.ndim == 2
+        th = th[None] if single else th
+        x = self._condition(trains).cpu()
+        if x.shape[0] != th.shape[0]:
+            raise InputError(f"theta holds samples for {th.shape[0]} trains, got {x.shape[0]} trains")
+        n = th.shape[1]
+        xr = x.repeat_interleave(n, 0)
+        g = torch.Generator().manual_seed(int(seed))
+        sig = self.noise_level.sample(xr, torch.as_tensor(th.reshape(-1, 2)), generator=g).reshape(th.shape[:2])
+        return sig[0] if single else sig
 
     def log_prob(self, theta, trains) -> np.ndarray:
         """log p(theta | train).  ``theta`` broadcasts to ``[..., n_trains, 2]``; the result has shape
@@ -341,11 +370,27 @@ class DICPosterior:
         finally:
             tmp.unlink(missing_ok=True)
         cfg = {**self.config, "weights_sha256": digest}
+        if self.noise_level is not None:
+            cfg["noise_level"] = self.noise_level.save(folder)
         atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=1) + "\n")
         self.config = cfg
         if self.typicality is not None:
             self.typicality.save(folder)
         return folder
+
+
+def first_window(trains: SpikeTrains, window_ms: float) -> SpikeTrains:
+    """Each train whose spikes span more than ``window_ms`` cut to the ``window_ms`` from its first spike (not
+    from ``t_start``: files of absolute times may start long after 0); others as given."""
+    first = np.array([t[0] if t.size else a for t, a in zip(trains, trains.t_start_ms)])
+    last = np.array([t[-1] if t.size else a for t, a in zip(trains, trains.t_start_ms)])
+    long = last - first > window_ms
+    if not long.any():
+        return trains
+    out = [t[t <= a + window_ms] if cut else t for t, a, cut in zip(trains, first, long)]
+    starts = np.where(long, first, trains.t_start_ms)
+    stops = np.where(long, first + window_ms, trains.t_stop_ms)
+    return SpikeTrains.from_list(out, starts, stops, ids=list(trains.ids))
 
 
 def _is_single(trains) -> bool:
@@ -373,6 +418,15 @@ def _noise_levels(noise_std):
     """A data set's noise std (uA/cm^2), or the sorted distinct levels of combined sets (one level: a float)."""
     levels = sorted({float(v) for v in np.atleast_1d(noise_std)})
     return levels[0] if len(levels) == 1 else levels
+
+
+def _noise_parts(manifest: dict) -> list[dict]:
+    """The training world's noise: per data set part its fixed level or ``noise_max`` and its share of the cells
+    (design sizes), so that :func:`dicsbi.diagnose.diagnose` can draw fresh test cells from the same mixture."""
+    parts = [p["config"] for p in manifest.get("parts", [])] or [manifest["config"]]
+    sizes = np.array([float(c["n_targets"]) * float(c["cells_per_target"]) for c in parts])
+    return [{"noise_std": float(c["noise_std"]), "noise_max": c.get("noise_max"), "share": float(w)}
+            for c, w in zip(parts, sizes / sizes.sum())]
 
 
 def _versions() -> dict:
@@ -461,7 +515,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
         "num_bins": cfg.num_bins, "embedding_dim": cfg.embedding_dim,
         "window_ms": float(dcfg["duration_ms"]), "noise_std": _noise_levels(dcfg["noise_std"]),
-        "simulator": {k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
+        "simulator": {**{k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
+                      "noise_parts": _noise_parts(ds.manifest)},
         "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
                           "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
                           "excluded_silent": n_silent, "excluded_diverged": n_diverged},
@@ -499,6 +554,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         net.load_state_dict(resume_from.estimator.state_dict())
         before = resume_from.config.get("training", before)
     net = net.to(cfg.device)
+    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, box, resume_from)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 3, 2))
     best, best_state, bad_epochs, history = math.inf, None, 0, []
@@ -520,12 +576,16 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_norm)
                 opt.step()
                 total += float(loss.detach()) * len(b)
+                if noise is not None:
+                    noise.step(b, x_tr[b])
             net.eval()
             with torch.no_grad():
                 vl = float(np.mean([net.loss(u_val[s:s + 4096].to(cfg.device),
                                              condition=x_val[s:s + 4096].to(cfg.device)).mean()
                                     for s in range(0, len(u_val), 4096)]))
             sched.step(vl)
+            if noise is not None:
+                noise.validate()
             history.append((epoch, total / n_tr, vl))
             if vl < best - 1e-4:
                 best, bad_epochs = vl, 0
@@ -543,7 +603,64 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     report = TrainingReport(epoch, best, seconds, int(n_tr), int(va_idx.size), n_silent, n_diverged, history)
     meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
                         "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
-    return DICPosterior(net, meta), report
+    post = DICPosterior(net, meta)
+    if noise is not None:
+        post.noise_level = noise.finish()
+        meta["training"]["noise_level_best_val_loss"] = noise.best
+    return post, report
+
+
+class _NoiseTrainer:
+    """Trains p(noise level | DICs, train) next to the flow, on the flow's batches (:mod:`dicsbi.noise_level`)."""
+
+    def __init__(self, model, sigma_tr, theta_tr, sigma_va, theta_va, x_val, lr: float):
+        import torch
+
+        self.model, self.x_val = model, x_val
+        self.s_tr, self.th_tr = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_tr, theta_tr))
+        self.s_va, self.th_va = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_va, theta_va))
+        self.opt = torch.optim.Adam(model.net.parameters(), lr=lr)
+        self.best, self.best_state = math.inf, None
+
+    def step(self, rows, x) -> None:
+        self.model.net.train()
+        self.opt.zero_grad()
+        self.model.loss(self.s_tr[rows], x.float(), self.th_tr[rows]).backward()
+        self.opt.step()
+
+    def validate(self) -> None:
+        import torch
+
+        self.model.net.eval()
+        with torch.no_grad():
+            vl = float(self.model.loss(self.s_va, self.x_val.float(), self.th_va))
+        if vl < self.best:
+            self.best = vl
+            self.best_state = {k: v.detach().clone() for k, v in self.model.net.state_dict().items()}
+
+    def finish(self):
+        self.model.net.load_state_dict(self.best_state)
+        self.model.net.eval()
+        return self.model
+
+
+def _noise_trainer(ds, cfg: TrainConfig, tr_idx, va_idx, x0, x_val, box, resume_from) -> _NoiseTrainer | None:
+    """The noise model's trainer when the training noise levels vary (and ``cfg.noise_model``), else None.
+    The prior's top is the largest ``noise_max`` (or fixed level) of the data sets; its point mass the share of
+    clean training trains."""
+    from .noise_level import NoiseLevelModel
+
+    sigma = ds.noise_std if ds.noise_std is not None else np.zeros(len(ds))
+    if not cfg.noise_model or np.unique(sigma[tr_idx]).size < 2:
+        return None
+    parts = [p["config"] for p in ds.manifest.get("parts", [])] or [ds.manifest["config"]]
+    top = max([float(sigma.max())] + [float(c.get("noise_max") or c["noise_std"]) for c in parts])
+    if resume_from is not None and resume_from.noise_level is not None:
+        model = resume_from.noise_level
+    else:
+        model = NoiseLevelModel.create(x0, box, top, float((sigma[tr_idx] == 0).mean()), seed=cfg.seed)
+    return _NoiseTrainer(model, sigma[tr_idx], ds.targets[tr_idx], sigma[va_idx], ds.targets[va_idx], x_val,
+                         cfg.learning_rate)
 
 
 class _EpochBar:
@@ -574,7 +691,7 @@ class _EpochBar:
 CONFIG_KEYS = {"format", "format_version", "model", "vth_mV", "box", "representation", "input_shape",
                "sequence_stats", "flow", "hidden_features", "num_transforms", "num_bins", "embedding_dim",
                "window_ms", "noise_std", "simulator", "training_data", "train_config", "class_map", "versions",
-               "training", "weights_sha256"}
+               "training", "weights_sha256", "noise_level"}
 FLOWS = ("nsf", "maf", "mdn")
 
 
@@ -665,4 +782,8 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
 
     post = DICPosterior(net, config)
     post.typicality = Typicality.load(folder)
+    if "noise_level" in config:
+        from .noise_level import NoiseLevelModel
+
+        post.noise_level = NoiseLevelModel.load(folder, config["noise_level"], PosteriorError)
     return post

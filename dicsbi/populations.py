@@ -51,6 +51,7 @@ class RecordingPopulation:
     check: dict | None = None
     typicality: float = float("nan")   # distance to the training world (dicsbi.typicality); NaN: not scored
     out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
+    noise: np.ndarray | None = None    # [n_models] noise level (uA/cm^2) of each model, from the noise posterior
 
 
 @dataclass
@@ -167,6 +168,9 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                         unreachable.append(str(trains.ids[i]))
                     else:
                         rec.typicality, rec.out_of_world = float(score[j]), bool(flagged[j])
+                        if getattr(post, "noise_level", None) is not None:
+                            n_seed = int(np.random.SeedSequence(seed, spawn_key=(i, 2**21)).generate_state(1)[0])
+                            rec.noise = post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
                         if check:
                             rec.check = predictive_check(m, one, rec, check, seed=seed + i)
                         results.append(rec)
@@ -302,18 +306,22 @@ def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[st
 
 
 MAX_CHECK_MS = 60_000.0
+CV_FLOOR = 0.02  # ISI CVs closer than this agree in the predictive check (regular spikers' CV is ~0)
 
 
 def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n: int, seed: int = 0,
                      freq_tol: float = 0.10, tier: str = "fast") -> dict:
     """Simulate ``n`` members and compare them with the recording.
 
-    Per member: same firing class; main frequency within ``freq_tol`` (spiking frequency for tonic trains, burst
-    frequency for bursting ones); van Rossum distance to the recording (tau from the recording, published
-    choice) relative to the median distance between members (ratio near 1: as close as the population's own
-    spread).  Members use the recording's window length, the model's default transient and the step of the
-    accuracy ``tier`` (default the fast tier, validated for class and ISI: ``docs/simulator.md``); the step
-    is recorded as ``dt_ms``.
+    Per member (simulated with its noise level from the noise posterior when the population has one, else
+    noise-free): same firing class; main frequency within ``freq_tol`` (spiking frequency for tonic trains, burst
+    frequency for bursting ones); rate within 20% and ISI CV within 30% of the recording's (``rate_cv_match``:
+    the check that also reads irregular, noise-driven trains; CVs within :data:`CV_FLOOR` always agree, since a
+    relative tolerance on a regular spiker's near-zero CV would compare timing jitter); van Rossum distance to the recording (tau from
+    the recording, published choice) relative to the median distance between members (ratio near 1: as close
+    as the population's own spread).  Members use the recording's window length, the model's default transient
+    and the step of the accuracy ``tier`` (default the fast tier, validated for class and ISI:
+    ``docs/simulator.md``); the step is recorded as ``dt_ms``.
     """
     from .simulate import simulate
     from .spikes import reference_tau_ms, spike_features, van_rossum_distance
@@ -323,7 +331,8 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     t = recording[0]
     window = float(max(recording.t_stop_ms[0] - recording.t_start_ms[0], t[-1] - t[0] if t.size else 0.0, 100.0))
     window = min(window, MAX_CHECK_MS)  # a long recording is compared over its first MAX_CHECK_MS
-    sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed, tier=tier)
+    noise = rec.noise[:n] if rec.noise is not None else 0.0
+    sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed, tier=tier, noise_std=noise)
     t = t[t - recording.t_start_ms[0] <= window]
     rel = SpikeTrains.from_list([t - recording.t_start_ms[0]], 0.0, window)
     f_rec, f_sim = spike_features(rel), spike_features(sim.trains)
@@ -333,6 +342,11 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     with np.errstate(invalid="ignore", divide="ignore"):
         freq_ok = np.abs(f_sim[key] / f_rec[key][0] - 1.0) <= freq_tol
     freq_ok &= np.isfinite(f_sim[key])
+    rate_rec, cv_rec = _rate_cv(rel)
+    rate_sim, cv_sim = _rate_cv(sim.trains)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate_cv_ok = (np.abs(rate_sim / rate_rec[0] - 1.0) <= 0.2) & (
+            np.abs(cv_sim - cv_rec[0]) <= np.maximum(0.3 * cv_rec[0], CV_FLOOR))
     tau = reference_tau_ms(rel[0]) if rel.counts[0] >= 2 else 100.0
     vr = np.array([van_rossum_distance(rel[0], s, tau) for s in sim.trains])
     members = [sim.trains[k] for k in range(n)]
@@ -340,10 +354,23 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     ref = float(np.median(spread)) if spread else float("nan")
     return {"n": n, "class_match": float(class_ok.mean()), "freq_match": float(freq_ok.mean()),
             "reproduce": float((class_ok & freq_ok).mean()), "frequency_key": key,
+            "rate_cv_match": float(rate_cv_ok.mean()),
+            "noise_median": float(np.median(noise)) if np.ndim(noise) else float(noise),
             "vr_median": float(np.median(vr)), "vr_spread_median": ref,
             "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
             "diverged": int((sim.status != 0).sum()), "trains": [t.copy() for t in sim.trains],
             "window_ms": window, "dt_ms": sim.settings["dt_ms"], "tier": tier}
+
+
+def _rate_cv(trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
+    """Rate (spikes per second over the window) and ISI coefficient of variation of each train (NaN if < 3)."""
+    rate = trains.counts / np.maximum(trains.t_stop_ms - trains.t_start_ms, 1e-9) * 1000.0
+    cv = np.full(len(trains), np.nan)
+    for k, t in enumerate(trains):
+        if t.size >= 3:
+            isi = np.diff(t)
+            cv[k] = isi.std() / isi.mean()
+    return rate, cv
 
 
 # ---------------------------------------------------------------------------- the output folder, streamed
@@ -422,7 +449,8 @@ def populations_table(result: InferenceResult) -> str:
 
 def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
-    of models and replaced samples, the predictive-check scores (empty when not run or silent), and the
+    of models and replaced samples, the predictive-check scores (empty when not run or silent), the noise
+    posterior (probability of a clean recording, median and 90% interval in uA/cm^2; empty without one), and the
     typicality score with its out-of-world flag (:mod:`dicsbi.typicality`; 1 = unlike the training world)."""
     from .io import format_table_csv
     from .spikes import CLASS_NAMES
@@ -432,7 +460,8 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     cols: dict[str, list] = {k: [] for k in (
         "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
         "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
-        "check_reproduce", "check_vr_ratio", "check_dt_ms", "typicality", "out_of_world")}
+        "check_reproduce", "check_rate_cv_match", "check_vr_ratio", "check_dt_ms", "noise_p_zero",
+        "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
@@ -448,8 +477,12 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         cols["n_reused"].append(r.n_reused if r is not None else 0)
         c = r.check if r is not None and r.check else {}
         cols["check_n"].append(c.get("n", 0))
-        for key in ("class_match", "freq_match", "reproduce", "vr_ratio", "dt_ms"):
+        for key in ("class_match", "freq_match", "reproduce", "rate_cv_match", "vr_ratio", "dt_ms"):
             cols[f"check_{key}"].append(float(c.get(key, np.nan)))
+        z = r.noise if r is not None and r.noise is not None else None
+        cols["noise_p_zero"].append(float((z == 0).mean()) if z is not None else np.nan)
+        for name, q in (("median", 0.5), ("q05", 0.05), ("q95", 0.95)):
+            cols[f"noise_{name}"].append(float(np.quantile(z, q)) if z is not None else np.nan)
         cols["typicality"].append(r.typicality if r is not None else np.nan)
         cols["out_of_world"].append(int(r.out_of_world) if r is not None else 0)
     return format_table_csv(cols)

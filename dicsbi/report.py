@@ -68,6 +68,10 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
                 ("g_s median [90% interval]", f"{q[1, 0]:.2f} [{q[0, 0]:.2f}, {q[2, 0]:.2f}]"),
                 ("g_u median [90% interval]", f"{q[1, 1]:.2f} [{q[0, 1]:.2f}, {q[2, 1]:.2f}]"),
                 ("models", len(rec.conductances)), ("posterior samples replaced (unreachable)", rec.n_replaced)]
+        if rec.noise is not None:
+            zq = np.quantile(rec.noise, [0.05, 0.5, 0.95])
+            rows.append(("noise level [uA/cm^2]: P(clean), median [90% interval]",
+                         f"{(rec.noise == 0).mean():.0%}, {zq[1]:.2f} [{zq[0]:.2f}, {zq[2]:.2f}]"))
         if np.isfinite(rec.typicality):
             rows.append(("typicality (distance to the training world)",
                          f"{rec.typicality:.2f}" + (f": OUT OF WORLD, {TYPICALITY_MEANING}" if rec.out_of_world
@@ -77,6 +81,7 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
             rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),
                      ("same firing class", f"{c['class_match']:.0%}"),
                      (f"main frequency within 10% ({c['frequency_key']})", f"{c['freq_match']:.0%}"),
+                     ("rate within 20% and ISI CV within 30%", f"{c.get('rate_cv_match', float('nan')):.0%}"),
                      ("van Rossum distance / population spread (median)", f"{c['vr_ratio']:.2f}")]
         table = "".join(f"<tr><th>{html.escape(str(a))}</th><td>{html.escape(str(b))}</td></tr>" for a, b in rows)
         sections.append(f"<section><h2>{html.escape(rec.id)}</h2><table>{table}</table>{''.join(imgs)}</section>")

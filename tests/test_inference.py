@@ -226,7 +226,7 @@ def test_other_flows_keep_sbi_s_path(some_trains):
 
     cfg = json.loads((Path(dicsbi.__file__).parent / "pretrained" / "stg" / "posterior.json").read_text())
     cfg = {**cfg, "flow": "maf", "hidden_features": 8, "num_transforms": 2}
-    net = _build_estimator(cfg, torch.randn(50, 2), torch.randn(50, 22))
+    net = _build_estimator(cfg, torch.randn(50, 2), torch.randn(50, *cfg["input_shape"]))
     with pytest.raises(UnsupportedFlow):
         FusedNSF(net.net)
     post = DICPosterior(net, cfg)
@@ -262,7 +262,7 @@ def test_training_on_clean_and_noisy_sets_together(tiny_set, tmp_path):
     assert post.config["training_data"]["fingerprint"] == both.manifest["fingerprint"]
     post.config["simulator"] = {**post.config["simulator"], "duration_ms": 600.0}  # quick fresh simulations
     trains, theta, source = fresh_test_set(post, 8, 3, progress=False)
-    assert "noise std 0, 5" in source and len(trains) == theta.shape[0] <= 8
+    assert "std 0 (75%), std 5 (25%)" in source and len(trains) == theta.shape[0] <= 8
     other = DatasetConfig.from_dict({**cfg.__dict__, "duration_ms": 800.0, "n_targets": 2})
     simulate_dataset(other, tmp_path / "short", progress=False)
     with pytest.raises(DicsbiError, match="differs from the first in duration_ms"):
