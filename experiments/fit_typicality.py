@@ -1,17 +1,17 @@
 """Fit the shipped posterior's typicality score (:mod:`dicsbi.typicality`) and measure its flag rates.
 
-Reference trains: a uniform sample of the posterior's training sets (clean and noisy, in their training
+Reference trains: a uniform sample of the posterior's training sets (clean and noise-prior, in their training
 proportions); calibration: half of a sample of its test sets (fresh cells of the same generator); the other half
 measures the in-world flag rate.  Out-of-world checks: the other model's test trains, Poisson trains (2 ms dead
 time) with the rate and window of in-world test trains, and bursters (clean test cells that burst) with their
 intervals shuffled; noisy trains the three-class rule calls bursting are shuffled and reported apart (many are
 noise-driven irregular spikers with nearly exchangeable intervals, whose shuffle is in-world by construction).
 
-    python experiments/fit_typicality.py --model stg [--sets ~/dicsbi-data/sets] [--n-reference 8000]
+    python experiments/fit_typicality.py --model stg [--sets ~/dicsbi-data/sets] [--n-reference 20000]
         [--n-test 6000] [--seed 0] [--save]
 
-The sets are those of ``experiments/make_training_sets.py`` (``<model>-shipped-{train,train-noisy,test,
-test-noisy}``).  ``--save`` writes ``typicality.npz`` / ``typicality.json`` into ``dicsbi/pretrained/<model>``.
+The sets are those of ``experiments/make_training_sets.py`` (``<model>-shipped-{train,train-noise,test,
+test-noise}``).  ``--save`` writes ``typicality.npz`` / ``typicality.json`` into ``dicsbi/pretrained/<model>``.
 Ends with one line: model=M threshold=.. flag_rate_in=.. flag_rate_other_model=.. flag_rate_poisson=..
 flag_rate_shuffled=.. n_reference=.. n_calibration=..
 """
@@ -25,10 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from dicsbi.datasets import load_dataset
+from dicsbi.embedding import random_windows
 from dicsbi.spikes import BURSTING, SpikeTrains, firing_class
 from dicsbi.typicality import Typicality
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ("train", "train-noise")  # the posterior's training world: clean cells and the noise prior's part
+TEST = ("test", "test-noise")
+LENGTH_MIN_MS = 1000.0  # as the shipped posteriors' training (TrainConfig.length_min_ms)
 
 
 def _sample(sets: Path, names: list[str], n: int, rng) -> SpikeTrains:
@@ -66,42 +70,73 @@ def shuffled(trains: SpikeTrains, rng) -> SpikeTrains:
     return SpikeTrains.from_list(out, 0.0, [float(x) for x in trains.t_stop_ms])
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", choices=("stg", "da"), required=True)
-    ap.add_argument("--sets", default="~/dicsbi-data/sets")
-    ap.add_argument("--n-reference", type=int, default=8000)
-    ap.add_argument("--n-test", type=int, default=6000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save", action="store_true")
-    args = ap.parse_args(argv)
-    sets = Path(os.path.expanduser(args.sets))
-    other = "da" if args.model == "stg" else "stg"
-    rng = np.random.default_rng(args.seed)
-    m = args.model
-    ref = _sample(sets, [f"{m}-shipped-train", f"{m}-shipped-train-noisy"], args.n_reference, rng)
-    test = _sample(sets, [f"{m}-shipped-test", f"{m}-shipped-test-noisy"], args.n_test, rng)
+def world(model: str, sets: Path, n_reference: int, n_test: int, seed: int, reference_sets=None,
+          length_min_ms: float | None = LENGTH_MIN_MS):
+    """(reference, calibration, held-out) trains of the model's training world: the reference from the training
+    sets (``reference_sets``, folder names; default clean and noise prior), calibration and held-out halves of a
+    sample of the test sets; and the rng.  Half of the trains of each are cut to a random window of
+    ``length_min_ms`` to the full length, as the length-aware posterior was trained (``random_windows``)."""
+    rng = np.random.default_rng(seed)
+    names = list(reference_sets or [f"{model}-shipped-{s}" for s in TRAIN])
+    ref = _sample(sets, names, n_reference, rng)
+    test = _sample(sets, [f"{model}-shipped-{s}" for s in TEST], n_test, rng)
+    if length_min_ms:  # the posterior's world holds every length from length_min_ms to the window
+        ref = random_windows(ref, np.random.SeedSequence(seed, spawn_key=(1,)), length_min_ms)
+        test = random_windows(test, np.random.SeedSequence(seed, spawn_key=(2,)), length_min_ms)
     perm = rng.permutation(len(test))
-    cal, held = test.select(np.sort(perm[::2])), test.select(np.sort(perm[1::2]))
-    typ = Typicality.fit(ref, cal, info={"model": m, "seed": args.seed, "reference_sets": [
-        f"{m}-shipped-train", f"{m}-shipped-train-noisy"], "calibration_sets": [f"{m}-shipped-test",
-                                                                                f"{m}-shipped-test-noisy"]})
+    return ref, test.select(np.sort(perm[::2])), test.select(np.sort(perm[1::2])), rng
+
+
+def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, rng, n_test: int) -> dict:
+    """Flag rates of the held-out in-world trains and of the three out-of-world kinds (module docstring)."""
+    other = "da" if model == "stg" else "stg"
     rates = {"in": typ.flag(held)[1].mean()}
-    rates["other_model"] = typ.flag(_sample(sets, [f"{other}-shipped-test", f"{other}-shipped-test-noisy"], 2000,
-                                            rng))[1].mean()
+    foreign = _sample(sets, [f"{other}-shipped-{s}" for s in TEST], 2000, rng)
+    flagged, cls = typ.flag(foreign)[1], firing_class(foreign)
+    rates["other_model"] = flagged.mean()
+    rates["other_model_tonic"] = flagged[cls == 1].mean() if (cls == 1).any() else float("nan")
+    rates["other_model_bursting"] = flagged[cls == 2].mean() if (cls == 2).any() else float("nan")
     rates["poisson"] = typ.flag(poisson_like(held, rng))[1].mean()
     # bursters: clean test cells that burst.  A noisy train the three-class rule calls bursting is often a
     # noise-driven irregular spiker whose intervals are nearly exchangeable, so its shuffle stays in-world by
     # construction; it is reported apart.
-    clean = _sample(sets, [f"{m}-shipped-test"], args.n_test, rng)
+    clean = _sample(sets, [f"{model}-shipped-test"], n_test, rng)
     bursters = clean.select(np.flatnonzero(firing_class(clean) == BURSTING)[:2000])
     rates["shuffled"] = typ.flag(shuffled(bursters, rng))[1].mean()
-    noisy = _sample(sets, [f"{m}-shipped-test-noisy"], 2000, rng)
+    noisy = _sample(sets, [f"{model}-shipped-{TEST[-1]}"], 2000, rng)
     noisy_b = noisy.select(np.flatnonzero(firing_class(noisy) == BURSTING))
     rates["shuffled_noisy_class_bursting"] = typ.flag(shuffled(noisy_b, rng))[1].mean()
+    short = SpikeTrains.from_list([t[t - a <= 1000.0] for t, a in zip(held, held.t_start_ms)], held.t_start_ms,
+                                  np.minimum(held.t_stop_ms, held.t_start_ms + 1000.0))
+    rates["in_1s"] = typ.flag(short.select(np.flatnonzero(short.counts >= 3)))[1].mean()
+    rates["n_bursters"], rates["n_noisy_bursting"] = len(bursters), len(noisy_b)
+    return rates
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=("stg", "da"), required=True)
+    ap.add_argument("--sets", default="~/dicsbi-data/sets")
+    ap.add_argument("--n-reference", type=int, default=20000)
+    ap.add_argument("--n-test", type=int, default=6000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference-sets", default=",".join(TRAIN),
+                    help="training sets of the posterior's world, as <model>-shipped-<name> (comma-separated)")
+    ap.add_argument("--length-min-ms", type=float, default=LENGTH_MIN_MS,
+                    help="shortest random window of the world's trains (0: whole trains only)")
+    ap.add_argument("--save", action="store_true")
+    args = ap.parse_args(argv)
+    sets = Path(os.path.expanduser(args.sets))
+    m = args.model
+    names = [f"{m}-shipped-{s}" for s in args.reference_sets.split(",")]
+    ref, cal, held, rng = world(m, sets, args.n_reference, args.n_test, args.seed, names, args.length_min_ms)
+    typ = Typicality.fit(ref, cal, info={"model": m, "seed": args.seed, "reference_sets": names,
+                                         "length_min_ms": args.length_min_ms,
+                                         "calibration_sets": [f"{m}-shipped-{s}" for s in TEST]})
+    rates = flag_rates(typ, m, sets, held, rng, args.n_test)
     print(f"{m}: {len(ref)} reference trains, {len(cal)} calibration, {len(held)} held-out in-world; "
-          f"{len(bursters)} clean bursters and {len(noisy_b)} noisy 'bursting'-class trains shuffled; threshold "
-          f"{typ.threshold:.4f} (quantile {typ.quantile})")
+          f"{rates.pop('n_bursters')} clean bursters and {rates.pop('n_noisy_bursting')} noisy 'bursting'-class "
+          f"trains shuffled; threshold {typ.threshold:.4f} (quantile {typ.quantile})")
     for k, v in rates.items():
         print(f"  flagged {k:<30} {v:.3f}")
     if args.save:

@@ -10,7 +10,7 @@ from dicsbi.errors import DicsbiError
 from dicsbi.inference import load_posterior
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
-from dicsbi.typicality import Typicality, typicality_features
+from dicsbi.typicality import FEATURE_NAMES, ORDER_NAMES, Typicality, typicality_features
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def _cells(model, targets, seed):
 def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_percent_flag_rate(stg):
     for post in (stg, load_posterior("da")):
         t = post.typicality
-        assert t is not None and t.quantile == 0.99 and t.k == 10
-        assert t.reference.shape == (t.info["n_reference"], 24) and t.info["n_calibration"] >= 1000
+        assert t is not None and t.quantile == 0.99
+        assert t.features.shape == (t.info["n_reference"], len(FEATURE_NAMES)) and t.info["n_calibration"] >= 1000
 
 
 def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
@@ -73,10 +73,12 @@ def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path
 def test_typicality_round_trips_and_refuses_damaged_files(stg, tmp_path):
     stg.typicality.save(tmp_path)
     back = Typicality.load(tmp_path)
-    np.testing.assert_array_equal(back.reference, stg.typicality.reference)
+    np.testing.assert_array_equal(back.features, stg.typicality.features)
     assert back.threshold == stg.typicality.threshold
+    own = simulate("stg", _cells("stg", [(4.0, 5.0), (-6.0, 5.0)], 11), seed=1, tier="fast").trains
+    np.testing.assert_array_equal(back.score(own), stg.typicality.score(own))
     assert Typicality.load(tmp_path / "nothing") is None
-    (tmp_path / "typicality.npz").write_bytes(b"not an npz")
+    (tmp_path / "typicality.pt").write_bytes(b"not the weights")
     with pytest.raises(DicsbiError, match="damaged typicality"):
         Typicality.load(tmp_path)
 
@@ -85,6 +87,21 @@ def test_burst_order_statistics_see_a_shuffled_burster():
     t = np.concatenate([b * 500.0 + np.arange(5) * 8.0 for b in range(12)])
     isi = np.diff(t)
     shuffled = np.concatenate([[t[0]], t[0] + np.cumsum(np.random.default_rng(1).permutation(isi))])
-    f = typicality_features(SpikeTrains.from_list([t, shuffled], 0.0, 6000.0))
-    assert f[0, -2:] == pytest.approx([0.0, 0.0], abs=1e-12)   # regular bursts: 5 spikes every 500 ms
-    assert f[1, -2] > 0.3 and f[1, -1] > f[0, -1]   # spikes per burst now vary; so do the periods
+    jittered = np.arange(40) * 70.0 + np.random.default_rng(2).normal(0, 0.05, 40)
+    f = typicality_features(SpikeTrains.from_list([t, shuffled, jittered], 0.0, 6000.0))
+    col = {name: f[:, k] for k, name in enumerate(FEATURE_NAMES)}
+    order = np.column_stack([col[n] for n in ORDER_NAMES])
+    assert order[0] == pytest.approx([0.0, 0.0, 0.0, 0.0], abs=1e-12)   # regular bursts: 5 spikes every 500 ms
+    assert col["cv_spikes_per_burst"][1] > 0.3 and col["cv_burst_period"][1] > 0.0  # spikes per burst vary now
+    assert col["spikes_per_burst_range"][1] > 0.5
+    assert (order[2] == 0).all()   # a regular spiker's timing jitter is no burst pattern
+
+
+def test_a_fitted_typicality_flags_about_one_percent_of_its_calibration_trains():
+    rng = np.random.default_rng(3)
+    trains = SpikeTrains.from_list([np.cumsum(rng.gamma(20.0, 5.0 / (1 + k % 7), 60)) for k in range(600)], 0.0)
+    typ = Typicality.fit(trains.select(np.arange(400)), trains.select(np.arange(400, 600)), epochs=2, seed=1)
+    assert (typ.score(trains.select(np.arange(400, 600))) > typ.threshold).mean() <= 0.01
+    assert typ.info["n_reference"] == 400 and typ.info["epochs"] == 2
+    again = Typicality.fit(trains.select(np.arange(400)), trains.select(np.arange(400, 600)), epochs=2, seed=1)
+    assert again.threshold == typ.threshold   # seeded
