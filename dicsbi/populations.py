@@ -317,9 +317,9 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     noise-free): same firing class; main frequency within ``freq_tol`` (spiking frequency for tonic trains, burst
     frequency for bursting ones); rate within 20% and ISI CV within 30% of the recording's (``rate_cv_match``:
     the check that also reads irregular, noise-driven trains; CVs within :data:`CV_FLOOR` always agree, since a
-    relative tolerance on a regular spiker's near-zero CV would compare timing jitter); van Rossum distance to the recording (tau from
-    the recording, published choice) relative to the median distance between members (ratio near 1: as close
-    as the population's own spread).  Members use the recording's window length, the model's default transient
+    relative tolerance on a regular spiker's near-zero CV would compare timing jitter); van Rossum distance to
+    the recording (tau from the recording, published choice) relative to the median distance between members
+    (ratio near 1: as close as the population's own spread).  Members use the recording's window length, the model's default transient
     and the step of the accuracy ``tier`` (default the fast tier, validated for class and ISI:
     ``docs/simulator.md``); the step is recorded as ``dt_ms``.
     """

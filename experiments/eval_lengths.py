@@ -37,6 +37,39 @@ def cut(trains: SpikeTrains, length_ms: float) -> SpikeTrains:
     return SpikeTrains.from_list([t[t <= length_ms] for t in trains], 0.0, length_ms, ids=list(trains.ids))
 
 
+def length_figures(post, model: str, test, max_cells: int = 2000, n_samples: int = 500, seed: int = 0,
+                   verbose: bool = True) -> dict:
+    """``{length name: (MAE [2], coverage, n scored)}`` for 1 s, 2 s, the training window and twice it."""
+    window = float(post.config["window_ms"])
+    d = load_dataset(test)
+    ok = np.flatnonzero((d.status == 0) & (d.trains.counts >= 3))
+    rng = np.random.default_rng(seed)
+    ok = np.sort(rng.choice(ok, min(max_cells, ok.size), replace=False))
+    sim_cfg = post.config["simulator"]
+    t0 = time.perf_counter()
+    res = simulate(model, d.conductances[ok], duration_ms=2 * window, dt_ms=sim_cfg["dt_ms"],
+                   transient_ms=sim_cfg["transient_ms"], seed=seed, tier="fast")
+    if verbose:
+        print(f"{model}: {ok.size} test cells simulated for {2 * window:.0f} ms in {time.perf_counter() - t0:.0f} s "
+              f"(training window {window:.0f} ms)")
+    lengths = {"1s": 1000.0, "2s": 2000.0, "window": window, "2window": 2 * window}
+    figures = {}
+    if verbose:
+        print(f"{'length':>8} {'ms':>7} {'n':>5} {'silent':>6} {'MAE g_s':>8} {'MAE g_u':>8} {'cov50':>6} "
+              f"{'cov80':>6} {'cov95':>6}")
+    for name, L in lengths.items():
+        trains = cut(res.trains, L)
+        keep = np.flatnonzero((trains.counts >= 3) & (res.status == 0))
+        r = evaluate_trains(post, trains.select(keep), d.targets[ok][keep], d.firing_class[ok][keep],
+                            n_samples, seed)
+        m, c = r["mae_mean_all"], r["coverage"]
+        figures[name] = (m, c, keep.size)
+        if verbose:
+            print(f"{name:>8} {L:7.0f} {keep.size:5d} {ok.size - keep.size:6d} {m[0]:8.3f} {m[1]:8.3f} "
+                  f"{c[0.5]:6.3f} {c[0.8]:6.3f} {c[0.95]:6.3f}", flush=True)
+    return figures
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=("stg", "da"), required=True)
@@ -47,32 +80,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     post = load_posterior(args.posterior or args.model, model=args.model)
-    window = float(post.config["window_ms"])
     test = Path(os.path.expanduser(args.test or f"~/dicsbi-data/sets/{args.model}-shipped-test"))
-    d = load_dataset(test)
-    ok = np.flatnonzero((d.status == 0) & (d.trains.counts >= 3))
-    rng = np.random.default_rng(args.seed)
-    ok = np.sort(rng.choice(ok, min(args.max_cells, ok.size), replace=False))
-    sim_cfg = post.config["simulator"]
-    t0 = time.perf_counter()
-    res = simulate(args.model, d.conductances[ok], duration_ms=2 * window, dt_ms=sim_cfg["dt_ms"],
-                   transient_ms=sim_cfg["transient_ms"], seed=args.seed, tier="fast")
-    print(f"{args.model}: {ok.size} test cells simulated for {2 * window:.0f} ms in {time.perf_counter() - t0:.0f} s "
-          f"(training window {window:.0f} ms)")
-    lengths = {"1s": 1000.0, "2s": 2000.0, "window": window, "2window": 2 * window}
-    figures = {}
-    print(f"{'length':>8} {'ms':>7} {'n':>5} {'silent':>6} {'MAE g_s':>8} {'MAE g_u':>8} {'cov50':>6} {'cov80':>6} "
-          f"{'cov95':>6}")
-    for name, L in lengths.items():
-        trains = cut(res.trains, L)
-        keep = np.flatnonzero((trains.counts >= 3) & (res.status == 0))
-        r = evaluate_trains(post, trains.select(keep), d.targets[ok][keep], d.firing_class[ok][keep],
-                            args.n_samples, args.seed)
-        m, c = r["mae_mean_all"], r["coverage"]
-        figures[name] = (m, c, keep.size)
-        print(f"{name:>8} {L:7.0f} {keep.size:5d} {ok.size - keep.size:6d} {m[0]:8.3f} {m[1]:8.3f} {c[0.5]:6.3f} "
-              f"{c[0.8]:6.3f} {c[0.95]:6.3f}", flush=True)
-    parts = [f"model={args.model} window_ms={window:.0f}"]
+    figures = length_figures(post, args.model, test, args.max_cells, args.n_samples, args.seed)
+    parts = [f"model={args.model} window_ms={float(post.config['window_ms']):.0f}"]
     for name, (m, c, n) in figures.items():
         parts.append(f"mae_gs_{name}={m[0]:.4f} mae_gu_{name}={m[1]:.4f} cov50_{name}={c[0.5]:.4f} "
                      f"cov80_{name}={c[0.8]:.4f} cov95_{name}={c[0.95]:.4f} n_{name}={n}")

@@ -125,6 +125,7 @@ def main(argv=None) -> None:
     ap.add_argument("--length-min-ms", type=float, default=LENGTH_MIN_MS,
                     help="shortest random window of the world's trains (0: whole trains only)")
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--save-to", default=None, help="save into this folder instead (comparisons)")
     args = ap.parse_args(argv)
     sets = Path(os.path.expanduser(args.sets))
     m = args.model
@@ -139,9 +140,11 @@ def main(argv=None) -> None:
           f"trains shuffled; threshold {typ.threshold:.4f} (quantile {typ.quantile})")
     for k, v in rates.items():
         print(f"  flagged {k:<30} {v:.3f}")
-    if args.save:
-        typ.save(ROOT / "dicsbi" / "pretrained" / m)
-        print(f"saved to dicsbi/pretrained/{m}")
+    if args.save or args.save_to:
+        dest = Path(args.save_to) if args.save_to else ROOT / "dicsbi" / "pretrained" / m
+        dest.mkdir(parents=True, exist_ok=True)
+        typ.save(dest)
+        print(f"saved to {dest}; validation NLL of the flow {typ.info['validation_nll']:.4f}")
     print(f"model={m} threshold={typ.threshold:.4f} flag_rate_in={rates['in']:.4f} "
           f"flag_rate_other_model={rates['other_model']:.4f} flag_rate_poisson={rates['poisson']:.4f} "
           f"flag_rate_shuffled={rates['shuffled']:.4f} n_reference={len(ref)} n_calibration={len(cal)}")
