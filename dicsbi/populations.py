@@ -319,9 +319,9 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     the check that also reads irregular, noise-driven trains; CVs within :data:`CV_FLOOR` always agree, since a
     relative tolerance on a regular spiker's near-zero CV would compare timing jitter); van Rossum distance to
     the recording (tau from the recording, published choice) relative to the median distance between members
-    (ratio near 1: as close as the population's own spread).  Members use the recording's window length, the model's default transient
-    and the step of the accuracy ``tier`` (default the fast tier, validated for class and ISI:
-    ``docs/simulator.md``); the step is recorded as ``dt_ms``.
+    (ratio near 1: as close as the population's own spread).  Members use the recording's window length, the
+    model's default transient and the step of the accuracy ``tier`` (default the fast tier, validated for class
+    and ISI: ``docs/simulator.md``); the step is recorded as ``dt_ms``.
     """
     from .simulate import simulate
     from .spikes import reference_tau_ms, spike_features, van_rossum_distance
