@@ -130,7 +130,8 @@ class Typicality:
     """A fitted typicality score: the reference trains' features (for the normal scores), the flow, the threshold."""
 
     def __init__(self, features: np.ndarray, flow, threshold: float, quantile: float, info: dict | None = None):
-        self.features = np.asarray(features, dtype=float)
+        # float32 precision, as saved: a fitted typicality and its reloaded copy score alike
+        self.features = np.asarray(features, dtype=np.float32).astype(float)
         self.flow = flow.eval()
         self.threshold, self.quantile, self.info = float(threshold), float(quantile), dict(info or {})
         self._sorted = np.sort(self.features, axis=0)
@@ -147,7 +148,7 @@ class Typicality:
 
         if not 0.5 < quantile < 1:
             raise DicsbiError(f"quantile must be in (0.5, 1), got {quantile}")
-        f = typicality_features(reference)
+        f = typicality_features(reference).astype(np.float32).astype(float)
         if len(f) < 50:
             raise DicsbiError(f"need at least 50 reference trains to fit a typicality, got {len(f)}")
         gen = torch.Generator().manual_seed(int(seed))
