@@ -382,8 +382,11 @@ class DICPosterior:
 def first_window(trains: SpikeTrains, window_ms: float) -> SpikeTrains:
     """Each train whose spikes span more than ``window_ms`` cut to the ``window_ms`` from its first spike (not
     from ``t_start``: files of absolute times may start long after 0); others as given."""
-    first = np.array([t[0] if t.size else a for t, a in zip(trains, trains.t_start_ms)])
-    last = np.array([t[-1] if t.size else a for t, a in zip(trains, trains.t_start_ms)])
+    t, off, has = trains.times_ms, trains.offsets, trains.counts > 0
+    if not has.any():
+        return trains
+    first = np.where(has, t[np.minimum(off[:-1], t.size - 1)], trains.t_start_ms)
+    last = np.where(has, t[np.maximum(off[1:] - 1, 0)], trains.t_start_ms)
     long = last - first > window_ms
     if not long.any():
         return trains
@@ -653,8 +656,7 @@ def _noise_trainer(ds, cfg: TrainConfig, tr_idx, va_idx, x0, x_val, box, resume_
     sigma = ds.noise_std if ds.noise_std is not None else np.zeros(len(ds))
     if not cfg.noise_model or np.unique(sigma[tr_idx]).size < 2:
         return None
-    parts = [p["config"] for p in ds.manifest.get("parts", [])] or [ds.manifest["config"]]
-    top = max([float(sigma.max())] + [float(c.get("noise_max") or c["noise_std"]) for c in parts])
+    top = max([float(sigma.max())] + [float(p["noise_max"] or p["noise_std"]) for p in _noise_parts(ds.manifest)])
     if resume_from is not None and resume_from.noise_level is not None:
         model = resume_from.noise_level
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ from dicsbi.datasets import load_dataset
 from dicsbi.embedding import random_windows
 from dicsbi.spikes import BURSTING, SpikeTrains, firing_class
 from dicsbi.typicality import Typicality
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_lengths import cut  # noqa: E402  (the experiments folder is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ("train", "train-noise")  # the posterior's training world: clean cells and the noise prior's part
@@ -106,8 +110,7 @@ def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, rng, 
     noisy = _sample(sets, [f"{model}-shipped-{TEST[-1]}"], 2000, rng)
     noisy_b = noisy.select(np.flatnonzero(firing_class(noisy) == BURSTING))
     rates["shuffled_noisy_class_bursting"] = typ.flag(shuffled(noisy_b, rng))[1].mean()
-    short = SpikeTrains.from_list([t[t - a <= 1000.0] for t, a in zip(held, held.t_start_ms)], held.t_start_ms,
-                                  np.minimum(held.t_stop_ms, held.t_start_ms + 1000.0))
+    short = cut(held, 1000.0)
     rates["in_1s"] = typ.flag(short.select(np.flatnonzero(short.counts >= 3)))[1].mean()
     rates["n_bursters"], rates["n_noisy_bursting"] = len(bursters), len(noisy_b)
     return rates
