@@ -70,9 +70,11 @@ def inference_data(result, trains: SpikeTrains):
                            "mean_isi_ms": (("recording",), mean_isi),
                            "typicality": (("recording",), np.array([r.typicality for r in recs], dtype=float)),
                            "out_of_world": (("recording",), np.array([int(r.out_of_world) for r in recs],
-                                                                     dtype=np.int64))},
+                                                                     dtype=np.int64)),
+                           "like_model": (("recording",), np.array([r.like_model for r in recs], dtype=str))},
                           coords={"recording": ids}, attrs=attrs)
     observed["out_of_world"].attrs["meaning"] = "1: " + TYPICALITY_MEANING
+    observed["like_model"].attrs["meaning"] = "the other shipped model this recording looks like ('' if none)"
     pair = np.array([["+".join(r.pairs[p]) for p in r.pair[:n]] for r in recs], dtype=str).T[None] if recs \
         else np.empty((1, 0, 0), dtype=str)
     constant = xr.Dataset({"pair": (("chain", "draw", "recording"), pair)}, coords=c3, attrs=attrs)

@@ -51,6 +51,7 @@ class RecordingPopulation:
     check: dict | None = None
     typicality: float = float("nan")   # distance to the training world (dicsbi.typicality); NaN: not scored
     out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
+    like_model: str = ""               # the other shipped model this recording looks like (rival-world flag)
     noise: np.ndarray | None = None    # [n_models] noise level (uA/cm^2) of each model, from the noise posterior
 
 
@@ -152,8 +153,10 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                                                       .generate_state(1)[0])
                 all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
                 typ = getattr(post, "typicality", None)
-                score, flagged = (typ.flag(part.select(np.flatnonzero(ok))) if typ is not None else
+                scored = part.select(np.flatnonzero(ok))
+                score, flagged = (typ.flag(scored) if typ is not None else
                                   (np.full(int(ok.sum()), np.nan), np.zeros(int(ok.sum()), bool)))
+                like = typ.like_model(scored) if typ is not None else np.full(int(ok.sum()), "", dtype=object)
                 for j, k in enumerate(np.flatnonzero(ok)):
                     i = int(idx[k])
                     one = part.select([k])
@@ -168,6 +171,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                         unreachable.append(str(trains.ids[i]))
                     else:
                         rec.typicality, rec.out_of_world = float(score[j]), bool(flagged[j])
+                        rec.like_model = str(like[j])
                         if getattr(post, "noise_level", None) is not None:
                             n_seed = int(np.random.SeedSequence(seed, spawn_key=(i, 2**21)).generate_state(1)[0])
                             rec.noise = post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
@@ -445,7 +449,8 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
     of models and replaced samples, the predictive-check scores (empty when not run or silent), the noise
     posterior (probability of a clean recording, median and 90% interval in uA/cm^2; empty without one), and the
-    typicality score with its out-of-world flag (:mod:`dicsbi.typicality`; 1 = unlike the training world)."""
+    typicality score with its out-of-world flag (:mod:`dicsbi.typicality`; 1 = unlike the training world) and
+    ``like_model``, the other shipped model the recording looks like (empty when none)."""
     from .io import format_table_csv
     from .spikes import CLASS_NAMES
 
@@ -455,7 +460,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
         "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
         "check_reproduce", "check_rate_cv_match", "check_vr_ratio", "check_dt_ms", "noise_p_zero",
-        "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world")}
+        "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world", "like_model")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
@@ -479,4 +484,5 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
             cols[f"noise_{name}"].append(float(np.quantile(z, q)) if z is not None else np.nan)
         cols["typicality"].append(r.typicality if r is not None else np.nan)
         cols["out_of_world"].append(int(r.out_of_world) if r is not None else 0)
+        cols["like_model"].append(r.like_model if r is not None else "")
     return format_table_csv(cols)

@@ -75,7 +75,9 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
         if np.isfinite(rec.typicality):
             rows.append(("typicality (distance to the training world)",
                          f"{rec.typicality:.2f}" + (f": OUT OF WORLD, {TYPICALITY_MEANING}" if rec.out_of_world
-                                                    else ": like the training trains")))
+                                                    else ": like the training trains")
+                         + (f" (it looks like a recording of the {rec.like_model.upper()} model)"
+                            if rec.like_model else "")))
         if rec.check:
             c = rec.check
             rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),

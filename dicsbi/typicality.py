@@ -20,9 +20,24 @@ The density model: each feature is mapped to normal scores under the reference t
 (Phi^-1 of the mid-rank; beyond the reference's range continued linearly in units of its outer 1%, so a value
 far outside counts as far), and a neural spline flow (zuko ``NSF``, 3 transforms, 128 x 2 hidden units) is fitted
 to them with Gaussian dequantisation noise (SD 0.1: many features have point masses, e.g. every variability
-statistic of a regular spiker sits at the timing floor); the score averages the density over 4 fixed noise
+statistic of a regular spiker sits at the timing floor) until 10 epochs bring no better held-out likelihood
+(at most 100); the score averages the density over 4 fixed noise
 draws.  The threshold is the ``quantile`` (0.99) of the scores of *held-out* in-world trains (the posterior's
 test sets, never the reference trains), so about 1 % of in-world recordings are flagged by construction.
+
+**Other shipped cell types.**  A density of one world cannot flag a train that lies in a region the world
+shares with another cell type: 24 % of the STG world fires periodically at 10-25 Hz and so does 2 % of the DA
+world, so at a 1 % in-world rate half the STG trains given to the DA posterior looked in-world.  A posterior
+therefore also carries a *rival-world classifier* (``rivals``): five small networks (:data:`RIVAL`; their class
+probabilities averaged, so the threshold's tail does not rest on the luck of one fit) on the same normal
+scores that tell its own training world from the training worlds of the other shipped models (balanced
+classes; the known alternatives a recording may really come from), each trained until 30 epochs bring no
+better held-out cross-entropy.  A train is flagged when its density is too low *or* the
+classifier calls it another model's (its probability of the own world too low); both thresholds sit at the
+same quantile of the held-out calibration trains, chosen so that their union flags ``1 - quantile`` of them
+(1 %).  ``like_model`` names the shipped model a train resembles more than its own.  This flag knows the shipped
+cell types; the density remains the only guard against trains like no shipped model (Poisson-like artefacts,
+shuffled intervals).
 
 Why a flow and not the distance to the k-th nearest training train (the first version): in the DA world (clean
 and noisy trains), at the same 1 % in-world rate, the 10-NN distance on median / IQR scaled features flagged
@@ -52,13 +67,16 @@ ARRAYS = "typicality.npz"
 WEIGHTS = "typicality.pt"
 SETTINGS = "typicality.json"
 QUANTILE = 0.99
-VERSION = 3  # 3: flow density on normal scores (2: k-NN on normal scores, 1: k-NN on median / IQR scales)
+VERSION = 4  # 4: + rival-world classifier; 3: flow density on normal scores (2, 1: k-NN)
 ORDER_NAMES = ("cv_spikes_per_burst", "cv_burst_period", "single_spike_bursts", "spikes_per_burst_range")
 FEATURE_NAMES = tuple(SUMMARY_NAMES) + ORDER_NAMES
 FLOW = {"transforms": 3, "hidden": 128, "dequantisation": 0.1, "draws": 4}
-MEANING = ("this recording is unlike every spike train the posterior was trained on (its typicality score is "
-           "above the level that 1% of in-world recordings reach): the intervals printed for it are not to be "
-           "trusted; check the model, the time unit and the spike sorting")
+RIVAL = {"hidden": 128, "epochs": 400, "patience": 30, "batch": 512, "lr": 1e-3, "members": 5}
+PATIENCE = 10  # epochs without a better validation NLL before the flow's fit stops
+MEANING = ("this recording is unlike the spike trains the posterior was trained on (its typicality score is "
+           "beyond the level that 1% of in-world recordings reach, or it looks like a recording of another "
+           "shipped cell type, column like_model): the intervals printed for it are not to be trusted; check the "
+           "model, the time unit and the spike sorting")
 
 
 @njit(cache=True)
@@ -126,14 +144,93 @@ def _flow(n_features: int):
     return zuko.flows.NSF(n_features, 0, transforms=FLOW["transforms"], hidden_features=(FLOW["hidden"],) * 2)
 
 
-class Typicality:
-    """A fitted typicality score: the reference trains' features (for the normal scores), the flow, the threshold."""
+def _rival_member(n_features: int, n_rivals: int):
+    """Logits of (own world, rival 1, ...) from the normal scores."""
+    import torch
 
-    def __init__(self, features: np.ndarray, flow, threshold: float, quantile: float, info: dict | None = None):
+    h = RIVAL["hidden"]
+    return torch.nn.Sequential(torch.nn.Linear(n_features, h), torch.nn.SiLU(), torch.nn.Linear(h, h),
+                               torch.nn.SiLU(), torch.nn.Linear(h, n_rivals + 1))
+
+
+def _rival_net(n_features: int, n_rivals: int):
+    """The rival-world classifier: ``RIVAL["members"]`` networks whose class probabilities are averaged."""
+    import torch
+
+    class Ensemble(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = torch.nn.ModuleList(_rival_member(n_features, n_rivals) for _ in range(RIVAL["members"]))
+
+        def forward(self, z):
+            return torch.stack([torch.softmax(m(z), dim=1) for m in self.members]).mean(0)
+
+    return Ensemble()
+
+
+def _fit_rival(z_own: np.ndarray, z_rivals: list[np.ndarray], gen):
+    """Train the rival-world classifier: each member on its own shuffles and initialisation (classes weighted to
+    balance; a tenth held out for early stopping, the same tenth for all).  Returns the ensemble, the members'
+    validation cross-entropies and their best epochs."""
+    import torch
+
+    x = torch.as_tensor(np.concatenate([z_own, *z_rivals]), dtype=torch.float32)
+    y = torch.as_tensor(np.concatenate([np.full(len(z), k) for k, z in enumerate([z_own, *z_rivals])]))
+    counts = torch.bincount(y).float()
+    loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts))
+    perm = torch.randperm(len(x), generator=gen)
+    n_val = max(len(x) // 10, 5)
+    (xv, yv), (xt, yt) = (x[perm[:n_val]], y[perm[:n_val]]), (x[perm[n_val:]], y[perm[n_val:]])
+    ens = _rival_net(x.shape[1], len(z_rivals))
+    losses, epochs = [], []
+    for net in ens.members:
+        opt = torch.optim.Adam(net.parameters(), lr=RIVAL["lr"])
+        best, state, best_epoch = np.inf, None, -1
+        for epoch in range(RIVAL["epochs"]):
+            net.train()
+            order = torch.randperm(len(xt), generator=gen)
+            for b in range(0, len(xt), RIVAL["batch"]):
+                i = order[b:b + RIVAL["batch"]]
+                loss = loss_fn(net(xt[i]), yt[i])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                vl = float(loss_fn(net(xv), yv))
+            if vl < best:
+                best, state, best_epoch = vl, {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch
+            elif epoch - best_epoch >= RIVAL["patience"]:
+                break
+        net.load_state_dict(state)
+        losses.append(best)
+        epochs.append(best_epoch)
+    return ens.eval(), losses, epochs
+
+
+def _union_quantile(a: np.ndarray, b: np.ndarray, rate: float) -> tuple[float, float]:
+    """Thresholds of two scores at one common quantile q of their own values, chosen by bisection so that
+    ``a > ta or b > tb`` holds for ``rate`` of the trains (as nearly as ties allow)."""
+    lo, hi = 1.0 - rate, 1.0
+    for _ in range(40):
+        q = 0.5 * (lo + hi)
+        ta, tb = np.quantile(a, q), np.quantile(b, q)
+        lo, hi = (q, hi) if ((a > ta) | (b > tb)).mean() > rate else (lo, q)
+    return float(np.quantile(a, hi)), float(np.quantile(b, hi))
+
+
+class Typicality:
+    """A fitted typicality score: the reference trains' features (for the normal scores), the flow, the threshold
+    of its score and, when fitted with rivals, the rival-world classifier with its threshold."""
+
+    def __init__(self, features: np.ndarray, flow, threshold: float, quantile: float, info: dict | None = None,
+                 rival=None, rivals: tuple[str, ...] = (), rival_threshold: float = np.inf):
         # float32 precision, as saved: a fitted typicality and its reloaded copy score alike
         self.features = np.asarray(features, dtype=np.float32).astype(float)
         self.flow = flow.eval()
         self.threshold, self.quantile, self.info = float(threshold), float(quantile), dict(info or {})
+        self.rival, self.rivals = (rival.eval() if rival is not None else None), tuple(rivals)
+        self.rival_threshold = float(rival_threshold)
         self._sorted = np.sort(self.features, axis=0)
 
     def _scores(self, f: np.ndarray) -> np.ndarray:
@@ -141,9 +238,11 @@ class Typicality:
 
     @classmethod
     def fit(cls, reference: SpikeTrains, calibration: SpikeTrains, quantile: float = QUANTILE,
-            info: dict | None = None, epochs: int = 30, seed: int = 0, progress: bool = False) -> Typicality:
-        """Fit the density to ``reference`` (training trains; a tenth held out for early stopping), set the
-        threshold at the ``quantile`` of the scores of ``calibration`` (held-out in-world trains)."""
+            info: dict | None = None, epochs: int = 100, seed: int = 0, progress: bool = False,
+            rivals: dict[str, SpikeTrains] | None = None) -> Typicality:
+        """Fit the density to ``reference`` (training trains; a tenth held out for early stopping) and, with
+        ``rivals`` (model name -> that model's training trains), the rival-world classifier; set the
+        threshold(s) so that ``1 - quantile`` of ``calibration`` (held-out in-world trains) is flagged."""
         import torch
 
         if not 0.5 < quantile < 1:
@@ -161,8 +260,8 @@ class Typicality:
         eps = FLOW["dequantisation"]
         xv_noisy = xv + eps * torch.randn(xv.shape, generator=gen)
         opt = torch.optim.Adam(tmp.flow.parameters(), lr=1e-3)
-        best, state = np.inf, None
-        for _ in range(int(epochs)):
+        best, state, best_epoch = np.inf, None, -1
+        for epoch in range(int(epochs)):
             tmp.flow.train()
             perm = torch.randperm(len(xt), generator=gen)
             for b in range(0, len(xt), 256):
@@ -175,12 +274,23 @@ class Typicality:
             with torch.no_grad():
                 vl = float(-tmp.flow().log_prob(xv_noisy).mean())
             if vl < best:
-                best, state = vl, {k: v.detach().clone() for k, v in tmp.flow.state_dict().items()}
+                best, state, best_epoch = vl, {k: v.detach().clone() for k, v in tmp.flow.state_dict().items()}, epoch
+            elif epoch - best_epoch >= PATIENCE:
+                break
         tmp.flow.load_state_dict(state)
-        thr = float(np.quantile(tmp.score(calibration), quantile))
-        return cls(f, tmp.flow, thr, quantile, {**(info or {}), "n_reference": int(len(reference)),
-                                               "n_calibration": int(len(calibration)), "epochs": int(epochs),
-                                               "validation_nll": best, "fit_seed": int(seed)})
+        extra = {"n_reference": int(len(reference)), "n_calibration": int(len(calibration)),
+                 "epochs": int(epochs), "validation_nll": best, "best_epoch": best_epoch, "fit_seed": int(seed)}
+        if not rivals:
+            thr = float(np.quantile(tmp.score(calibration), quantile))
+            return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra})
+        names = tuple(sorted(rivals))
+        z_rivals = [tmp._scores(typicality_features(rivals[k])) for k in names]
+        net, val_loss, rival_epoch = _fit_rival(x.numpy(), z_rivals, gen)
+        tmp.rival, tmp.rivals = net, names
+        thr, rival_thr = _union_quantile(tmp.score(calibration), tmp.rival_score(calibration), 1.0 - quantile)
+        extra.update(rival_validation_loss=val_loss, rival_best_epoch=rival_epoch,
+                     n_rival={k: int(len(rivals[k])) for k in names})
+        return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra}, net, names, rival_thr)
 
     def score(self, trains: SpikeTrains) -> np.ndarray:
         """Negative log density of each train's features (normal scores) under the training world's flow."""
@@ -193,10 +303,34 @@ class Typicality:
             lp = torch.stack([self.flow().log_prob(z + eps * torch.randn(z.shape, generator=gen)) for _ in range(k)])
             return -(torch.logsumexp(lp, 0) - np.log(k)).numpy().astype(float)
 
+    def _rival_probs(self, trains: SpikeTrains) -> np.ndarray:
+        import torch
+
+        z = torch.as_tensor(self._scores(typicality_features(trains)), dtype=torch.float32)
+        with torch.no_grad():
+            return self.rival(z).numpy().astype(float)
+
+    def rival_score(self, trains: SpikeTrains) -> np.ndarray:
+        """``-log P(own world | features)`` under the rival-world classifier (0 without rivals)."""
+        if self.rival is None:
+            return np.zeros(len(trains))
+        return -np.log(np.clip(self._rival_probs(trains)[:, 0], 1e-300, None))
+
+    def like_model(self, trains: SpikeTrains) -> np.ndarray:
+        """For each train, the rival model the classifier calls it when the rival score is over its threshold,
+        else ``""``."""
+        out = np.full(len(trains), "", dtype=object)
+        if self.rival is None or not len(trains):
+            return out
+        p = self._rival_probs(trains)
+        hit = -np.log(np.clip(p[:, 0], 1e-300, None)) > self.rival_threshold
+        out[hit] = np.asarray(self.rivals, dtype=object)[p[hit, 1:].argmax(1)]
+        return out
+
     def flag(self, trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
-        """``(score, flagged)`` of every train."""
+        """``(score, flagged)`` of every train: density score over its threshold, or called another model's."""
         s = self.score(trains)
-        return s, s > self.threshold
+        return s, (s > self.threshold) | (self.rival_score(trains) > self.rival_threshold)
 
     def save(self, folder: str | os.PathLike) -> Path:
         import torch
@@ -208,9 +342,14 @@ class Typicality:
         np.savez_compressed(buf, features=self.features.astype(np.float32))
         atomic_write_bytes(folder / ARRAYS, buf.getvalue())
         wbuf = io.BytesIO()
-        torch.save(self.flow.state_dict(), wbuf)
+        weights = {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
+        if self.rival is not None:
+            weights.update({f"rival.{k}": v for k, v in self.rival.state_dict().items()})
+        torch.save(weights, wbuf)
         atomic_write_bytes(folder / WEIGHTS, wbuf.getvalue())
         doc = {"version": VERSION, "threshold": self.threshold, "quantile": self.quantile, "flow": FLOW,
+               "rival": RIVAL, "rivals": list(self.rivals),
+               "rival_threshold": self.rival_threshold if self.rival is not None else None,
                "features": list(FEATURE_NAMES), "weights_sha256": hashlib.sha256(wbuf.getvalue()).hexdigest(),
                "info": self.info}
         atomic_write_text(folder / SETTINGS, json.dumps(doc, indent=1) + "\n")
@@ -226,15 +365,22 @@ class Typicality:
             return None
         try:
             s = json.loads((folder / SETTINGS).read_text())
-            if s.get("version") != VERSION or s.get("flow") != FLOW:
+            if s.get("version") != VERSION or s.get("flow") != FLOW or s.get("rival") != RIVAL:
                 raise ValueError(f"version {s.get('version')}, this dicsbi reads {VERSION}: refit it")
             raw = (folder / WEIGHTS).read_bytes()
             if hashlib.sha256(raw).hexdigest() != s["weights_sha256"]:
                 raise ValueError(f"{WEIGHTS} does not match its checksum")
             with np.load(folder / ARRAYS, allow_pickle=False) as a:
                 features = a["features"].astype(float)
+            weights = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            part = {p: {k[len(p) + 1:]: v for k, v in weights.items() if k.startswith(p + ".")} for p in ("flow", "rival")}
             flow = _flow(features.shape[1])
-            flow.load_state_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
-            return cls(features, flow, float(s["threshold"]), float(s["quantile"]), s["info"])
+            flow.load_state_dict(part["flow"])
+            rivals, rival = tuple(s["rivals"]), None
+            if rivals:
+                rival = _rival_net(features.shape[1], len(rivals))
+                rival.load_state_dict(part["rival"])
+            return cls(features, flow, float(s["threshold"]), float(s["quantile"]), s["info"], rival, rivals,
+                       float(s["rival_threshold"]) if rivals else np.inf)
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
             raise DicsbiError(f"{folder}: damaged typicality files {ARRAYS} / {WEIGHTS} / {SETTINGS} ({e})") from None

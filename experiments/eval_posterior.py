@@ -197,12 +197,15 @@ def main() -> None:
     rates = {k: float("nan") for k in ("in", "other_model", "poisson", "shuffled")}
     if post.typicality is not None:
         info = post.typicality.info
-        _, _, held, rng = world(args.model, sets, int(info.get("n_reference", 20000)), 6000,
-                                int(info.get("seed", 0)), info.get("reference_sets"), info.get("length_min_ms"))
-        rates = flag_rates(post.typicality, args.model, sets, held, rng, 6000)
-        print("\n== out-of-world flag (share flagged): in-world held-out {in:.3f} (their first 1 s {in_1s:.3f}), "
-              "other model {other_model:.3f} (tonic {other_model_tonic:.3f}, bursting {other_model_bursting:.3f}), "
-              "Poisson {poisson:.3f}, shuffled bursters {shuffled:.3f}".format(**rates))
+        _, _, held, held_full, rng = world(args.model, sets, int(info.get("n_reference", 20000)), 6000,
+                                           int(info.get("seed", 0)), info.get("reference_sets"),
+                                           info.get("length_min_ms"))
+        rates = flag_rates(post.typicality, args.model, sets, held, held_full, rng, 6000)
+        print("\n== out-of-world flag (share flagged): in-world held-out {in:.3f} (as recorded {in_full:.3f}, "
+              "their first 1 s {in_1s:.3f}), other model {other_model:.3f} (tonic {other_model_tonic:.3f}, bursting "
+              "{other_model_bursting:.3f}; called the other model {other_model_called_other:.3f}), Poisson with "
+              "the test trains' rates {poisson:.3f} (with length-aware windows' rates {poisson_windowed:.3f}), "
+              "shuffled bursters {shuffled:.3f}".format(**rates))
     print("\n== by recording length (noise-free test cells re-simulated for twice the window)")
     lengths = length_figures(post, args.model, test, args.length_cells, args.n_samples, args.seed)
     d = load_dataset(test)

@@ -6,9 +6,13 @@ measures the in-world flag rate.  Out-of-world checks: the other model's test tr
 time) with the rate and window of in-world test trains, and bursters (clean test cells that burst) with their
 intervals shuffled; noisy trains the three-class rule calls bursting are shuffled and reported apart (many are
 noise-driven irregular spikers with nearly exchangeable intervals, whose shuffle is in-world by construction).
+The rival-world classifier learns the other shipped model's training world (by default the sets its shipped
+typicality was fitted to; ``--rival-sets`` to choose, ``--no-rivals`` for the density alone), windowed alike.
 
     python experiments/fit_typicality.py --model stg [--sets ~/dicsbi-data/sets] [--n-reference 20000]
         [--n-test 6000] [--seed 0] [--save]
+    python experiments/fit_typicality.py --model stg --n-reference 40000 --save            # as shipped
+    python experiments/fit_typicality.py --model da --n-reference 40000 --reference-sets train,train-noise,train-noise2 --save
 
 The sets are those of ``experiments/make_training_sets.py`` (``<model>-shipped-{train,train-noise,test,
 test-noise}``).  ``--save`` writes ``typicality.npz`` / ``typicality.json`` into ``dicsbi/pretrained/<model>``.
@@ -19,6 +23,7 @@ flag_rate_shuffled=.. n_reference=.. n_calibration=..
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,33 +79,62 @@ def shuffled(trains: SpikeTrains, rng) -> SpikeTrains:
     return SpikeTrains.from_list(out, 0.0, [float(x) for x in trains.t_stop_ms])
 
 
+def rival_world(model: str, sets: Path, n: int, seed: int, length_min_ms: float | None = LENGTH_MIN_MS,
+                rival_sets: list[str] | None = None) -> tuple[dict[str, SpikeTrains], dict[str, list[str]]]:
+    """The other shipped models' training worlds: ``n`` trains of each, windowed as :func:`world`.  Each rival's
+    sets are ``rival_sets`` (names after ``<model>-shipped-``) or, by default, those its shipped typicality was
+    fitted to (``reference_sets`` in its typicality.json).  Returns (trains, set names) by model."""
+    out, used = {}, {}
+    for k, other in enumerate(m for m in ("stg", "da") if m != model):
+        if rival_sets:
+            names = [f"{other}-shipped-{s}" for s in rival_sets]
+        else:
+            doc = json.loads((ROOT / "dicsbi" / "pretrained" / other / "typicality.json").read_text())
+            names = doc["info"]["reference_sets"]
+        trains = _sample(sets, names, n, np.random.default_rng([seed, 7, k]))
+        if length_min_ms:
+            trains = random_windows(trains, np.random.SeedSequence(seed, spawn_key=(3, k)), length_min_ms)
+        out[other], used[other] = trains, names
+    return out, used
+
+
 def world(model: str, sets: Path, n_reference: int, n_test: int, seed: int, reference_sets=None,
           length_min_ms: float | None = LENGTH_MIN_MS):
-    """(reference, calibration, held-out) trains of the model's training world: the reference from the training
-    sets (``reference_sets``, folder names; default clean and noise prior), calibration and held-out halves of a
-    sample of the test sets; and the rng.  Half of the trains of each are cut to a random window of
-    ``length_min_ms`` to the full length, as the length-aware posterior was trained (``random_windows``)."""
+    """(reference, calibration, held-out, held-out uncut) trains of the model's training world and the rng: the
+    reference from the training sets (``reference_sets``, folder names; default clean and noise prior),
+    calibration and held-out halves of a sample of the test sets.  Half of the reference, calibration and
+    held-out trains are cut to a random window of ``length_min_ms`` to the full length, as the length-aware
+    posterior was trained (``random_windows``); the uncut held-out half is the test trains as recorded."""
     rng = np.random.default_rng(seed)
     names = list(reference_sets or [f"{model}-shipped-{s}" for s in TRAIN])
     ref = _sample(sets, names, n_reference, rng)
     test = _sample(sets, [f"{model}-shipped-{s}" for s in TEST], n_test, rng)
+    perm = rng.permutation(len(test))
+    cal, held_full = test.select(np.sort(perm[::2])), test.select(np.sort(perm[1::2]))
+    held = held_full
     if length_min_ms:  # the posterior's world holds every length from length_min_ms to the window
         ref = random_windows(ref, np.random.SeedSequence(seed, spawn_key=(1,)), length_min_ms)
-        test = random_windows(test, np.random.SeedSequence(seed, spawn_key=(2,)), length_min_ms)
-    perm = rng.permutation(len(test))
-    return ref, test.select(np.sort(perm[::2])), test.select(np.sort(perm[1::2])), rng
+        cal = random_windows(cal, np.random.SeedSequence(seed, spawn_key=(2,)), length_min_ms)
+        held = random_windows(held_full, np.random.SeedSequence(seed, spawn_key=(2, 1)), length_min_ms)
+    return ref, cal, held, held_full, rng
 
 
-def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, rng, n_test: int) -> dict:
-    """Flag rates of the held-out in-world trains and of the three out-of-world kinds (module docstring)."""
+def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, held_full: SpikeTrains, rng,
+               n_test: int) -> dict:
+    """Flag rates of the held-out in-world trains (length-aware and as recorded) and of the three out-of-world
+    kinds (module docstring)."""
     other = "da" if model == "stg" else "stg"
-    rates = {"in": typ.flag(held)[1].mean()}
+    rates = {"in": typ.flag(held)[1].mean(), "in_by_density": (typ.score(held) > typ.threshold).mean(),
+             "in_full": typ.flag(held_full)[1].mean()}
     foreign = _sample(sets, [f"{other}-shipped-{s}" for s in TEST], 2000, rng)
     flagged, cls = typ.flag(foreign)[1], firing_class(foreign)
     rates["other_model"] = flagged.mean()
+    rates["other_model_called_other"] = (typ.like_model(foreign) == other).mean()
+    rates["other_model_by_density"] = (typ.score(foreign) > typ.threshold).mean()
     rates["other_model_tonic"] = flagged[cls == 1].mean() if (cls == 1).any() else float("nan")
     rates["other_model_bursting"] = flagged[cls == 2].mean() if (cls == 2).any() else float("nan")
-    rates["poisson"] = typ.flag(poisson_like(held, rng))[1].mean()
+    rates["poisson"] = typ.flag(poisson_like(held_full, rng))[1].mean()   # the test trains' rates and windows
+    rates["poisson_windowed"] = typ.flag(poisson_like(held, rng))[1].mean()  # ... and of length-aware windows
     # bursters: clean test cells that burst.  A noisy train the three-class rule calls bursting is often a
     # noise-driven irregular spiker whose intervals are nearly exchangeable, so its shuffle stays in-world by
     # construction; it is reported apart.
@@ -110,7 +144,7 @@ def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, rng, 
     noisy = _sample(sets, [f"{model}-shipped-{TEST[-1]}"], 2000, rng)
     noisy_b = noisy.select(np.flatnonzero(firing_class(noisy) == BURSTING))
     rates["shuffled_noisy_class_bursting"] = typ.flag(shuffled(noisy_b, rng))[1].mean()
-    short = cut(held, 1000.0)
+    short = cut(held_full, 1000.0)
     rates["in_1s"] = typ.flag(short.select(np.flatnonzero(short.counts >= 3)))[1].mean()
     rates["n_bursters"], rates["n_noisy_bursting"] = len(bursters), len(noisy_b)
     return rates
@@ -127,17 +161,26 @@ def main(argv=None) -> None:
                     help="training sets of the posterior's world, as <model>-shipped-<name> (comma-separated)")
     ap.add_argument("--length-min-ms", type=float, default=LENGTH_MIN_MS,
                     help="shortest random window of the world's trains (0: whole trains only)")
+    ap.add_argument("--rival-sets", default=None,
+                    help="training sets of the other models' worlds (default: those of their shipped typicality)")
+    ap.add_argument("--no-rivals", action="store_true", help="density only (no rival-world classifier)")
     ap.add_argument("--save", action="store_true")
     ap.add_argument("--save-to", default=None, help="save into this folder instead (comparisons)")
     args = ap.parse_args(argv)
     sets = Path(os.path.expanduser(args.sets))
     m = args.model
     names = [f"{m}-shipped-{s}" for s in args.reference_sets.split(",")]
-    ref, cal, held, rng = world(m, sets, args.n_reference, args.n_test, args.seed, names, args.length_min_ms)
-    typ = Typicality.fit(ref, cal, info={"model": m, "seed": args.seed, "reference_sets": names,
-                                         "length_min_ms": args.length_min_ms,
-                                         "calibration_sets": [f"{m}-shipped-{s}" for s in TEST]})
-    rates = flag_rates(typ, m, sets, held, rng, args.n_test)
+    ref, cal, held, held_full, rng = world(m, sets, args.n_reference, args.n_test, args.seed, names,
+                                           args.length_min_ms)
+    rivals, rival_names = (None, {}) if args.no_rivals else rival_world(
+        m, sets, args.n_reference, args.seed, args.length_min_ms,
+        args.rival_sets.split(",") if args.rival_sets else None)
+    typ = Typicality.fit(ref, cal, rivals=rivals,
+                         info={"model": m, "seed": args.seed, "reference_sets": names,
+                               "length_min_ms": args.length_min_ms,
+                               "calibration_sets": [f"{m}-shipped-{s}" for s in TEST],
+                               "rival_sets": rival_names})
+    rates = flag_rates(typ, m, sets, held, held_full, rng, args.n_test)
     print(f"{m}: {len(ref)} reference trains, {len(cal)} calibration, {len(held)} held-out in-world; "
           f"{rates.pop('n_bursters')} clean bursters and {rates.pop('n_noisy_bursting')} noisy 'bursting'-class "
           f"trains shuffled; threshold {typ.threshold:.4f} (quantile {typ.quantile})")

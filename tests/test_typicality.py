@@ -35,6 +35,7 @@ def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_percent_flag_rat
         t = post.typicality
         assert t is not None and t.quantile == 0.99
         assert t.features.shape == (t.info["n_reference"], len(FEATURE_NAMES)) and t.info["n_calibration"] >= 1000
+        assert t.rivals == ({"stg": "da", "da": "stg"}[post.config["model"]],) and np.isfinite(t.rival_threshold)
 
 
 def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
@@ -46,6 +47,7 @@ def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
     da = da.select(np.flatnonzero(da.counts >= 3))
     s_da, f_da = stg.typicality.flag(da)
     assert f_da.all() and s_da.min() > score.max()
+    assert (stg.typicality.like_model(own) == "").all()
     poisson = SpikeTrains.from_list([_poisson(k) for k in range(5)], 0.0, 3000.0)
     assert stg.typicality.flag(poisson)[1].all()
 
@@ -66,7 +68,8 @@ def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path
     assert float(rows["poisson"]["typicality"]) > stg.typicality.threshold > float(rows["cell"]["typicality"])
     obs = from_netcdf(tmp_path / "posterior.nc").observed_data
     assert obs["out_of_world"].values.tolist() == [0, 1]
-    assert "unlike every spike train" in obs["out_of_world"].attrs["meaning"]
+    assert "unlike the spike trains" in obs["out_of_world"].attrs["meaning"]
+    assert obs["like_model"].values.tolist() == ["", ""] and rows["poisson"]["like_model"] == ""
     assert "OUT OF WORLD" in (tmp_path / "report.html").read_text()
 
 
@@ -105,3 +108,32 @@ def test_a_fitted_typicality_flags_about_one_percent_of_its_calibration_trains()
     assert typ.info["n_reference"] == 400 and typ.info["epochs"] == 2
     again = Typicality.fit(trains.select(np.arange(400)), trains.select(np.arange(400, 600)), epochs=2, seed=1)
     assert again.threshold == typ.threshold   # seeded
+
+
+def test_the_rival_world_classifier_flags_trains_of_another_world_at_the_joint_rate(tmp_path):
+    """Two worlds that overlap: both hold regular spikers at 8-12 Hz; the rival adds bursters.  The density of the
+    own world alone cannot flag a rival's regular spiker; the rival classifier can, and the union of the two
+    flags keeps 1 - quantile of the calibration trains."""
+    rng = np.random.default_rng(4)
+
+    def regular(n, lo, hi):
+        return [np.cumsum(rng.normal(1000.0 / rng.uniform(lo, hi), 0.5, 40)) for _ in range(n)]
+
+    def bursts(n):
+        return [np.concatenate([b * 400.0 + np.arange(4) * rng.uniform(6, 9) for b in range(10)]) for _ in range(n)]
+
+    own = SpikeTrains.from_list(regular(900, 5.0, 12.0), 0.0)
+    rival = SpikeTrains.from_list(regular(450, 10.0, 30.0) + bursts(450), 0.0)
+    typ = Typicality.fit(own.select(np.arange(600)), own.select(np.arange(600, 900)), epochs=3, seed=2,
+                         rivals={"other": rival})
+    cal = own.select(np.arange(600, 900))
+    assert typ.rivals == ("other",)
+    assert 0.0 < typ.flag(cal)[1].mean() <= 0.02   # the union of the two thresholds: ~1% of calibration
+    fresh_rival = SpikeTrains.from_list(regular(100, 20.0, 30.0), 0.0)   # fast regular spikers: only the rival's
+    like = typ.like_model(fresh_rival)
+    assert (like == "other").mean() > 0.9 and typ.flag(fresh_rival)[1].mean() > 0.9
+    typ.save(tmp_path)
+    back = Typicality.load(tmp_path)
+    assert back.rivals == ("other",) and back.rival_threshold == typ.rival_threshold
+    np.testing.assert_array_equal(back.like_model(fresh_rival), like)
+    np.testing.assert_array_equal(back.rival_score(cal), typ.rival_score(cal))
