@@ -12,7 +12,8 @@ typicality was fitted to; ``--rival-sets`` to choose, ``--no-rivals`` for the de
     python experiments/fit_typicality.py --model stg [--sets ~/dicsbi-data/sets] [--n-reference 20000]
         [--n-test 6000] [--seed 0] [--save]
     python experiments/fit_typicality.py --model stg --n-reference 40000 --save            # as shipped
-    python experiments/fit_typicality.py --model da --n-reference 40000 --reference-sets train,train-noise,train-noise2 --save
+    python experiments/fit_typicality.py --model da --n-reference 40000 \
+        --reference-sets train,train-noise,train-noise2 --save
 
 The sets are those of ``experiments/make_training_sets.py`` (``<model>-shipped-{train,train-noise,test,
 test-noise}``).  ``--save`` writes ``typicality.npz`` / ``typicality.json`` into ``dicsbi/pretrained/<model>``.

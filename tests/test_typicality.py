@@ -137,3 +137,22 @@ def test_the_rival_world_classifier_flags_trains_of_another_world_at_the_joint_r
     assert back.rivals == ("other",) and back.rival_threshold == typ.rival_threshold
     np.testing.assert_array_equal(back.like_model(fresh_rival), like)
     np.testing.assert_array_equal(back.rival_score(cal), typ.rival_score(cal))
+
+
+def test_the_shipped_examples_are_in_world_whatever_the_solver_step(stg):
+    """The examples are simulated at the exact tier (0.01 ms), the training world at the fast one (0.05 ms): the
+    flag reads times on a 0.5 ms grid, so a periodic spiker's timing floor is no evidence of another world."""
+    from pathlib import Path
+
+    from dicsbi.io import read_spike_trains
+    from dicsbi.typicality import TIME_GRID_MS, on_grid
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    for model, post in (("stg", stg), ("da", load_posterior("da"))):
+        trains, _ = read_spike_trains(root / f"{model}_recordings.csv")
+        score, flagged = post.typicality.flag(trains)
+        assert not flagged.any(), (model, score, post.typicality.like_model(trains))
+        assert (post.typicality.like_model(trains) == "").all()
+    t = SpikeTrains.from_list([[1.26, 70.1, 139.74]], 0.0, 200.0)
+    np.testing.assert_allclose(on_grid(t).times_ms, [1.5, 70.0, 139.5])
+    assert TIME_GRID_MS == 0.5
