@@ -1,0 +1,115 @@
+"""Same seed, same outputs: ``infer`` and ``modulate`` on the shipped examples against stored golden outputs.
+
+The golden files (``tests/golden/``, written by ``tests/golden/make_golden.py``) pin the package's results
+through re-layouts: integer and text fields must match exactly, floats to rtol 1e-9, the netCDF files variable
+by variable; provenance (creation time, library versions) is not compared.  A change that alters outputs on
+purpose rewrites them in its own commit and says why.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# attributes that say when and with what, not what: excluded from the comparison (today only dicsbi_version is
+# written; ArviZ adds the others when its own constructors are used)
+PROVENANCE = {"dicsbi_version", "created_at", "arviz_version", "inference_library", "inference_library_version"}
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _same_csv(got: Path, want: Path) -> None:
+    a, b = list(csv.reader(open(got))), list(csv.reader(open(want)))
+    assert a[0] == b[0], f"{want.name}: columns differ"
+    assert len(a) == len(b), f"{want.name}: {len(a) - 1} rows, golden {len(b) - 1}"
+    for i, (ra, rb) in enumerate(zip(a[1:], b[1:]), start=2):
+        for col, x, y in zip(a[0], ra, rb):
+            if x == y:
+                continue
+            try:
+                fx, fy = float(x), float(y)
+            except ValueError:
+                raise AssertionError(f"{want.name} row {i} column {col}: {x!r} != golden {y!r}") from None
+            assert np.isclose(fx, fy, rtol=1e-9, atol=0.0) or (np.isnan(fx) and np.isnan(fy)), \
+                f"{want.name} row {i} column {col}: {x} != golden {y}"
+
+
+def _same_attrs(a: dict, b: dict, where: str) -> None:
+    keys = (set(a) | set(b)) - PROVENANCE
+    for k in sorted(keys):
+        assert str(a.get(k)) == str(b.get(k)), f"{where}: attribute {k!r} {a.get(k)!r} != golden {b.get(k)!r}"
+
+
+def _same_netcdf(got: Path, want: Path) -> None:
+    import xarray as xr
+
+    from dicsbi.arviz_io import from_netcdf
+
+    ga, gb = from_netcdf(got), from_netcdf(want)
+    assert sorted(ga.groups()) == sorted(gb.groups()), f"{want.name}: groups differ"
+    for group in gb.groups():
+        da_, db_ = ga[group.strip("/")], gb[group.strip("/")]
+        assert sorted(da_.data_vars) == sorted(db_.data_vars), f"{want.name}/{group}: variables differ"
+        _same_attrs(dict(da_.attrs), dict(db_.attrs), f"{want.name}/{group}")
+        for v in db_.data_vars:
+            x, y = da_[v], db_[v]
+            assert x.dims == y.dims and x.shape == y.shape, f"{want.name}/{group}/{v}: shape {x.shape} != {y.shape}"
+            if np.issubdtype(y.dtype, np.floating):
+                np.testing.assert_allclose(x.values, y.values, rtol=1e-9, atol=0, equal_nan=True,
+                                           err_msg=f"{want.name}/{group}/{v}")
+            else:
+                np.testing.assert_array_equal(x.values, y.values, err_msg=f"{want.name}/{group}/{v}")
+            _same_attrs(dict(x.attrs), dict(y.attrs), f"{want.name}/{group}/{v}")
+        for c in db_.coords:
+            xr.testing.assert_equal(da_[c].reset_coords(drop=True), db_[c].reset_coords(drop=True))
+
+
+def _compare(made: Path, name: str, files) -> None:
+    for f in files:
+        if f.endswith(".csv"):
+            _same_csv(made / f, GOLDEN / name / f)
+        else:
+            _same_netcdf(made / f, GOLDEN / name / f)
+
+
+def test_infer_on_the_shipped_example_gives_the_golden_outputs(tmp_path):
+    mk = _maker()
+    _compare(mk.run_infer(tmp_path / "infer"), "infer", mk.INFER_FILES)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_modulate_on_the_shipped_example_gives_the_golden_outputs(tmp_path):
+    mk = _maker()
+    _compare(mk.run_modulate(tmp_path / "modulate"), "modulate", mk.MODULATE_FILES)
+
+
+def test_the_comparison_sees_a_changed_number(tmp_path):
+    """The checker itself: a float off by one part in a million, or one draw of the netCDF, fails it."""
+    import xarray as xr
+
+    rows = list(csv.reader(open(GOLDEN / "infer" / "summary.csv")))
+    k = rows[0].index("g_s_mean")
+    rows[1][k] = repr(float(rows[1][k]) * (1 + 1e-6))
+    with open(tmp_path / "summary.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(AssertionError, match="g_s_mean"):
+        _same_csv(tmp_path / "summary.csv", GOLDEN / "infer" / "summary.csv")
+    _same_csv(GOLDEN / "infer" / "summary.csv", GOLDEN / "infer" / "summary.csv")
+    post = xr.open_dataset(GOLDEN / "infer" / "posterior.nc", group="posterior").load()
+    post["g_s"][0, 0, 0] += 1e-3
+    import shutil
+
+    shutil.copyfile(GOLDEN / "infer" / "posterior.nc", tmp_path / "posterior.nc")
+    post.to_netcdf(tmp_path / "posterior.nc", group="posterior", mode="a")
+    with pytest.raises(AssertionError, match="g_s"):
+        _same_netcdf(tmp_path / "posterior.nc", GOLDEN / "infer" / "posterior.nc")
