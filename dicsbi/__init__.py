@@ -1,7 +1,7 @@
 """dicsbi: degenerate conductance-based neuron populations from spike times.
 
 The top-level API is deliberately small; everything else lives in its module (``dicsbi.models``,
-``dicsbi.simulate``, ``dicsbi.spikes``, ``dicsbi.io``).
+``dicsbi.simulate``, ``dicsbi.spikes``, ``dicsbi.io``); ``docs/architecture.md`` says which module owns what.
 """
 
 import os as _os
@@ -22,10 +22,10 @@ from .stimulus import Stimulus  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
-_LAZY = {"load_posterior": "inference", "train_posterior": "inference", "DICPosterior": "inference",
+_LAZY = {"load_posterior": "posterior", "train_posterior": "posterior", "DICPosterior": "posterior",
          "simulate_dataset": "datasets", "load_dataset": "datasets", "DatasetConfig": "datasets",
-         "TrainConfig": "inference", "infer": "populations", "read_spike_trains": "io", "from_neo": "io",
-         "inference_data": "arviz_io"}
+         "TrainConfig": "posterior", "infer": "pipeline", "read_spike_trains": "io", "from_neo": "io",
+         "inference_data": "io.netcdf"}
 
 
 def __getattr__(name):

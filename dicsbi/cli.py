@@ -46,7 +46,8 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Simulate neurons from a conductance table and write their spike trains (Spike2Pop CSV shape)."""
-    from .io import read_conductances_csv, write_spike2pop_csv
+    from .io.readers import read_conductances_csv
+    from .io.tables import write_spike2pop_csv
     from .models import get_model
     from .simulate import STATUS_NAMES
     from .simulate import simulate as run
@@ -90,7 +91,8 @@ def population(
 ) -> None:
     """Generate a degenerate population whose (g_s, g_u) at V_th hit a target."""
     from .compensation import generate_population
-    from .io import atomic_write_text, format_population_csv
+    from .io.files import atomic_write_text
+    from .io.tables import format_population_csv
 
     chosen = pair if pair in ("auto", "published") else tuple(p.strip() for p in pair.split(","))
     pop = generate_population(model, gs, gu, n, seed=seed, pair=chosen)
@@ -112,7 +114,9 @@ def dics(
     from rich.table import Table
 
     from .dics import compute_dics, find_vth
-    from .io import atomic_write_text, format_population_csv, read_conductances_csv
+    from .io.files import atomic_write_text
+    from .io.readers import read_conductances_csv
+    from .io.tables import format_population_csv
     from .models import get_model
 
     m = get_model(model)
@@ -160,8 +164,8 @@ def simulate_dataset(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Generate (or resume) a training set: DIC targets -> populations -> simulated spike trains, sharded Parquet."""
-    from .datasets import DatasetConfig
-    from .datasets import simulate_dataset as run
+    from .datasets.config import DatasetConfig
+    from .datasets.generate import simulate_dataset as run
 
     def box(text, name):
         if text is None:
@@ -201,7 +205,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
-    from .inference import TrainConfig, load_posterior, train_posterior
+    from .posterior.artifact import load_posterior
+    from .posterior.training import TrainConfig, train_posterior
 
     cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, threads=threads, device=device)
@@ -233,9 +238,10 @@ def infer(
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
     _set_threads(threads)
-    from .inference import load_posterior
-    from .io import OutputFolder, read_spike_trains
-    from .populations import run_to_folder
+    from .io.files import OutputFolder
+    from .io.readers import read_spike_trains
+    from .pipeline import run_to_folder
+    from .posterior.artifact import load_posterior
 
     trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
     for why in skipped:
@@ -252,7 +258,7 @@ def infer(
                   "noise_median, noise_q05, noise_q95 (uA/cm^2); --check simulates each model at its noise level",
                   soft_wrap=True)
     if flagged:
-        from .typicality import MEANING
+        from .posterior.typicality import MEANING
 
         err.print(f"[yellow]out of world:[/] {len(flagged)} recording(s) ({', '.join(flagged[:10])}"
                   f"{', ...' if len(flagged) > 10 else ''}): {MEANING} (summary.csv column out_of_world)",
@@ -273,9 +279,9 @@ def diagnose(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Check a posterior: SBC, coverage, TARP, recovery, contraction, predictive check; verdicts and report."""
-    from .diagnose import THRESHOLDS, write_diagnostics
-    from .diagnose import diagnose as run
-    from .inference import load_posterior
+    from .diagnostics.runner import THRESHOLDS, write_diagnostics
+    from .diagnostics.runner import diagnose as run
+    from .posterior.artifact import load_posterior
 
     _set_threads(threads)
     _check_tier(tier)
@@ -329,10 +335,11 @@ def modulate(
     """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes
     (``--method cost``: the published rule's ranking by the cheapest conductance change)."""
     _set_threads(threads)
-    from .inference import load_posterior
-    from .io import OutputFolder, read_spike_trains
+    from .io.files import OutputFolder
+    from .io.readers import read_spike_trains
     from .modulation import modulate as run
     from .modulation.output import write_modulation
+    from .posterior.artifact import load_posterior
 
     if method not in ("evidence", "cost"):
         raise DicsbiError(f"--method must be 'evidence' or 'cost', got {method!r}")
@@ -357,7 +364,7 @@ def modulate(
 
 def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
                       progress) -> None:
-    from .io import OutputFolder
+    from .io.files import OutputFolder
     from .models import get_model
     from .modulation.compare import _prepare
     from .modulation.cost_rule import rank_by_cost
@@ -389,17 +396,19 @@ def reachability(
 ) -> None:
     """Which (g_s, g_u) targets a subset of channels can reach from a population, coloured by cost."""
     from .compensation import draw_seed_population
-    from .io import OutputFolder, atomic_write_bytes, atomic_write_text, format_table_csv, read_spike_trains
+    from .io.files import OutputFolder, atomic_write_bytes, atomic_write_text
+    from .io.readers import read_spike_trains
+    from .io.tables import format_table_csv
     from .models import get_model
     from .modulation import parse_hypotheses
     from .modulation.maps import cost_map, default_grid, plot_cost_map
-    from .report import _png
+    from .report.page import _png
 
     m = get_model(model)
     subsets = parse_hypotheses(m, ",".join(channels))
     before_samples = after_samples = None
     if before is not None:
-        from .populations import infer
+        from .pipeline import infer
 
         b, _ = read_spike_trains(before)
         res = infer(b.select([0]), m.name, n_members, seed=seed)
@@ -409,7 +418,7 @@ def reachability(
     else:
         members = draw_seed_population(m, n_members, np.random.default_rng(seed))
     if after is not None:
-        from .inference import load_posterior
+        from .posterior.artifact import load_posterior
 
         a, _ = read_spike_trains(after)
         after_samples = load_posterior(m.name, model=m.name).sample(a.select([0]), 500, seed=seed)[0]
@@ -443,7 +452,8 @@ def track(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Track DIC posteriors and populations through a long recording in sliding windows."""
-    from .io import OutputFolder, read_spike_trains
+    from .io.files import OutputFolder
+    from .io.readers import read_spike_trains
     from .modulation.tracking import track as run
     from .modulation.tracking import write_tracking
 

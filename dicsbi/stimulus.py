@@ -8,7 +8,7 @@ reported; negative times reach into the transient.
 
 Protocols add: ``Stimulus.step(500, 1500, 0.5) + Stimulus.ramp(2000, 3000, 0.0, 1.0)``.  The simulator
 evaluates the current at the midpoint of every step and adds it to the noise current;
-:func:`dicsbi.reference.reference_simulate` integrates the same function piece by piece between breakpoints.
+:func:`dicsbi.oracle.reference_simulate` integrates the same function piece by piece between breakpoints.
 """
 
 from __future__ import annotations

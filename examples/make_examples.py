@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dicsbi.compensation import generate_population
-from dicsbi.io import write_spike2pop_csv
+from dicsbi.io.tables import write_spike2pop_csv
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains, firing_class
 

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dicsbi.datasets import DatasetConfig, simulate_dataset
+from dicsbi.datasets.config import DatasetConfig
+from dicsbi.datasets.generate import simulate_dataset
 
 
 def timed(cfg: DatasetConfig, folder: Path, **backend) -> tuple[float, int, dict[str, bytes]]:

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from dicsbi.compensation import generate_population
-from dicsbi.inference import load_posterior
-from dicsbi.io import write_spike2pop_csv
-from dicsbi.populations import infer
+from dicsbi.io.tables import write_spike2pop_csv
+from dicsbi.pipeline import infer
+from dicsbi.posterior.artifact import load_posterior
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 

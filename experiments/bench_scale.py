@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_infer import recordings  # noqa: E402
 
-from dicsbi.io import write_spike2pop_csv  # noqa: E402
+from dicsbi.io.tables import write_spike2pop_csv  # noqa: E402
 from dicsbi.spikes import SpikeTrains  # noqa: E402
 
 

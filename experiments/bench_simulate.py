@@ -3,13 +3,13 @@
 Per model:
 
 1. **Kernel speed**: the non-silent cells of ``--n-neurons`` balanced random Monte-Carlo sets
-   (``dicsbi.reference.stratified_sets``; silent cells are left out so that no cheap cell flatters the
+   (``dicsbi.oracle.stratified_sets``; silent cells are left out so that no cheap cell flatters the
    figure), tiled to about 300 neurons, ``--transient-ms`` + ``--duration-ms``, one thread, after a warm-up
    call (compilation excluded): ns per neuron-step at the exact and at the fast tier.
 2. **Legacy speed-up**: scipy ``solve_ivp(BDF)`` at the published Spike2Pop tolerances (rtol 1e-3, atol 1e-6)
    per neuron over the kernel per neuron at the exact tier.
 3. **Work-precision table** on ``--n-wp`` balanced sets (another seed), of which the well-posed ones are kept:
-   not marginal, and LSODA at 1e-8 and at 1e-10 agree (``dicsbi.reference.ill_conditioned``, the criterion of
+   not marginal, and LSODA at 1e-8 and at 1e-10 agree (``dicsbi.oracle.ill_conditioned``, the criterion of
    the unit test's sets; a chaotic cell has no train any solver can be held to).  scipy BDF at rtol 1e-3 ...
    1e-8 (atol = 1e-3 rtol) and the kernel's two tiers, each against LSODA at rtol = atol = 1e-8 (class
    agreement, spike count within max(1, 2%), mean-ISI relative error median and p95, processor seconds per
@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from dicsbi.compensation import UnreachableTargetError, generate_population
-from dicsbi.datasets import DatasetConfig, design_targets, simulate_dataset
+from dicsbi.datasets.config import DatasetConfig, design_targets
+from dicsbi.datasets.generate import simulate_dataset
 from dicsbi.models import get_model
-from dicsbi.reference import compare_trains, ill_conditioned, run_references, stratified_sets
+from dicsbi.oracle import compare_trains, ill_conditioned, run_references, stratified_sets
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains, firing_class
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dicsbi.datasets import load_dataset
-from dicsbi.inference import load_posterior
+from dicsbi.datasets.storage import load_dataset
+from dicsbi.posterior.artifact import load_posterior
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 

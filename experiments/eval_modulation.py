@@ -63,7 +63,7 @@ METHODS = PROBABILISTIC + RANKING
 # ------------------------------------------------------------------------------------------- running
 def run_scenario(model: str, set_name: str, i: int, args, post) -> dict:
     """Every method on scenario ``i`` of ``set_name``: one JSON-able row."""
-    from dicsbi.populations import infer
+    from dicsbi.pipeline import infer
 
     t0 = time.perf_counter()
     m = get_model(model)
@@ -124,7 +124,7 @@ def read_rows(path: Path) -> dict[tuple[str, int], dict]:
 
 
 def run(args) -> dict[tuple[str, int], dict]:
-    from dicsbi.inference import load_posterior
+    from dicsbi.posterior.artifact import load_posterior
 
     out = Path(os.path.expanduser(args.out))
     out.mkdir(parents=True, exist_ok=True)

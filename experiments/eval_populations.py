@@ -19,9 +19,9 @@ import argparse
 import numpy as np
 
 from dicsbi.compensation import generate_population
-from dicsbi.inference import load_posterior
 from dicsbi.models import get_model
-from dicsbi.populations import infer
+from dicsbi.pipeline import infer
+from dicsbi.posterior.artifact import load_posterior
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains, firing_class
 

@@ -8,7 +8,7 @@ uniform on (0, 8]; with the clean set, the noise prior of a posterior with a noi
   bursting trains, next to the published figures;
 * calibration: expected HPD coverage at 50 / 80 / 95%, SBC rank KS p-values per DIC, TARP ATC;
 * the same on the noisy set, and SBC KS statistics D per DIC on both;
-* with a noise posterior (:mod:`dicsbi.noise_level`), on the noise-prior world (clean test set plus the
+* with a noise posterior (:mod:`dicsbi.posterior.noise_level`), on the noise-prior world (clean test set plus the
   noise-prior set): the noise level's MAE (posterior median), its central-interval coverage and SBC D from the
   randomised PIT, the DICs' SBC D there, and on clean trains the posterior probability of a clean recording;
 * the out-of-world flag (``experiments/fit_typicality.py``'s protocol, same seed, so the held-out half is the
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kstest
 
-from dicsbi.datasets import combine_datasets, load_dataset
-from dicsbi.diagnostics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
-from dicsbi.inference import load_posterior
-from dicsbi.noise_level import randomised_pit
+from dicsbi.datasets.storage import combine_datasets, load_dataset
+from dicsbi.diagnostics.metrics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
+from dicsbi.posterior.artifact import load_posterior
+from dicsbi.posterior.noise_level import randomised_pit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHIPPED = {  # the posteriors shipped before the noise posterior (summary statistics, clean + 5 uA/cm^2 sets)

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from eval_posterior import evaluate_trains  # same folder: run as a script
 
-from dicsbi.datasets import DatasetConfig, load_dataset, simulate_dataset
-from dicsbi.inference import load_posterior
+from dicsbi.datasets.config import DatasetConfig
+from dicsbi.datasets.generate import simulate_dataset
+from dicsbi.datasets.storage import load_dataset
+from dicsbi.posterior.artifact import load_posterior
 
 TEST_SEED = 777  # make_training_sets.py's test seed: never seen in training
 

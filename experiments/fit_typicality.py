@@ -1,4 +1,4 @@
-"""Fit the shipped posterior's typicality score (:mod:`dicsbi.typicality`) and measure its flag rates.
+"""Fit the shipped posterior's typicality score (:mod:`dicsbi.posterior.typicality`) and measure its flag rates.
 
 Reference trains: a uniform sample of the posterior's training sets (clean and noise-prior, in their training
 proportions); calibration: half of a sample of its test sets (fresh cells of the same generator); the other half
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dicsbi.datasets import load_dataset
-from dicsbi.embedding import random_windows
+from dicsbi.datasets.storage import load_dataset
+from dicsbi.posterior.embedding import random_windows
+from dicsbi.posterior.typicality import Typicality
 from dicsbi.spikes import BURSTING, SpikeTrains, firing_class
-from dicsbi.typicality import Typicality
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lengths import cut  # noqa: E402  (the experiments folder is not a package)

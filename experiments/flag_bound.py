@@ -1,8 +1,8 @@
 """How many trains of the other model can any out-of-world flag catch?  A bound from a classifier that knows the
 alternative.
 
-The flag of ``dicsbi.typicality`` sees only the posterior's own training world.  A supervised classifier trained
-on both worlds' typicality features (gradient-boosted trees, 5-fold cross-validated predictions) is an upper
+The flag of ``dicsbi.posterior.typicality`` sees only the posterior's own training world.  A supervised classifier
+trained on both worlds' typicality features (gradient-boosted trees, 5-fold cross-validated predictions) is an upper
 bound on what any detector on those features can do; its flagged share of the other model's trains at a 1 %
 in-world rate bounds the "other model" flag rate.  Reported on all trains and on the band where the two worlds
 overlap: regular spiking (ISI CV < 0.02) at 10-25 Hz, where both models fire periodic trains.
@@ -28,7 +28,7 @@ from sklearn.model_selection import cross_val_predict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_typicality import TRAIN, _sample  # noqa: E402
 
-from dicsbi.typicality import FEATURE_NAMES, typicality_features  # noqa: E402
+from dicsbi.posterior.typicality import FEATURE_NAMES, typicality_features  # noqa: E402
 
 RATE, CV = FEATURE_NAMES.index("log_rate"), FEATURE_NAMES.index("log_cv")
 

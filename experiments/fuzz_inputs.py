@@ -62,7 +62,7 @@ def _harness(target: str) -> None:
 
     with atheris.instrument_imports():
         from dicsbi.errors import DicsbiError
-        from dicsbi.io import read_spike_trains
+        from dicsbi.io.readers import read_spike_trains
     suffix = ".nwb" if target == "nwb" else ".csv"
     fd, tmp = tempfile.mkstemp(suffix=suffix)
     os.close(fd)

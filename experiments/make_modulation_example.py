@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dicsbi.compensation import generate_population
-from dicsbi.io import write_spike2pop_csv
+from dicsbi.io.tables import write_spike2pop_csv
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains, spike_features
 

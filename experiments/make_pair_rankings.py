@@ -1,4 +1,4 @@
-"""Precompute the pair rankings used by ``dicsbi.populations.pair_ranking`` over a model's whole DIC box.
+"""Precompute the pair rankings used by ``dicsbi.pair_ranking.pair_ranking`` over a model's whole DIC box.
 
 For every 1 x 1 g_leak cell of the box, the candidate pairs ranked by their yield of valid cells on 64 seeded
 pilot cells (``compute_pair_ranking``, exactly what the pipeline would compute on first use), at the V_th of
@@ -19,10 +19,10 @@ import time
 import numpy as np
 from rich.progress import track
 
-from dicsbi.inference import load_posterior
-from dicsbi.io import atomic_write_text
+from dicsbi.io.files import atomic_write_text
 from dicsbi.models import get_model
-from dicsbi.populations import PAIR_GRID, compute_pair_ranking, pair_table_path
+from dicsbi.pair_ranking import PAIR_GRID, compute_pair_ranking, pair_table_path
+from dicsbi.posterior.artifact import load_posterior
 
 
 def main() -> None:

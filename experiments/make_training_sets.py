@@ -18,7 +18,7 @@ Presets (targets x cells per target; the test set uses another seed, as eval_pos
 posteriors trained on clean and noisy simulations together (``train_pretrained.py --noisy``).
 ``--only train-noise,test-noise`` makes the sets of the noise prior's continuous part: each cell's noise level
 uniform on (0, 8] uA/cm^2 (``DatasetConfig.noise_max``; shipped: 12,000 x 4 like the clean set, so the clean
-set combined with it gives the prior's point mass at 0 half the weight; see ``dicsbi.noise_level``).
+set combined with it gives the prior's point mass at 0 half the weight; see ``dicsbi.posterior.noise_level``).
 ``train-noise2`` is a second block of the same prior with another seed (shipped: 6,000 x 4), for a model whose
 noisy cells were too few (DA: 21,016 cells from ``train-noise --n-targets 6000``).
 
@@ -33,7 +33,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from dicsbi.datasets import DatasetConfig, simulate_dataset
+from dicsbi.datasets.config import DatasetConfig
+from dicsbi.datasets.generate import simulate_dataset
 
 PRESETS = {
     "shipped": {"train": (12_000, 4), "train-noisy": (6_000, 4), "train-noise": (12_000, 4),

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from dicsbi.reachability import plot_reachability, reachability  # noqa: E402
+from dicsbi.modulation.pair_maps import plot_reachability, reachability  # noqa: E402
 
 MAPS = (("stg", ("A", "H")), ("stg", ("CaS", "H")), ("stg", ("CaS", "A")), ("da", ("ERG", "Kd")),
         ("da", ("CaN", "ERG")))

@@ -14,9 +14,9 @@ import numpy as np
 
 from dicsbi.compensation import generate_population
 from dicsbi.dics import compute_dics
-from dicsbi.io import atomic_write_bytes
+from dicsbi.io.files import atomic_write_bytes
 from dicsbi.modulation.tracking import plot_conductances_over_time, plot_trajectory, track
-from dicsbi.report import _png
+from dicsbi.report.page import _png
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 

@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_posterior import evaluate  # noqa: E402
 
-from dicsbi.datasets import combine_datasets, load_dataset  # noqa: E402
-from dicsbi.inference import PRETRAINED_DIR, TrainConfig, load_posterior, train_posterior  # noqa: E402
+from dicsbi.datasets.storage import combine_datasets, load_dataset  # noqa: E402
+from dicsbi.posterior.artifact import PRETRAINED_DIR, load_posterior  # noqa: E402
+from dicsbi.posterior.training import TrainConfig, train_posterior  # noqa: E402
 
 
 def main() -> None:

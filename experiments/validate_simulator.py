@@ -1,10 +1,10 @@
 """Compare the numba simulator with a tight-tolerance scipy reference (LSODA, rtol = atol = 1e-8).
 
-For each model: draw balanced random Monte-Carlo conductance sets (``dicsbi.reference.stratified_sets``),
+For each model: draw balanced random Monte-Carlo conductance sets (``dicsbi.oracle.stratified_sets``),
 integrate each with the reference once, simulate all of them with the kernel at several dt, and print per dt:
 class agreement, spike-count agreement (within max(1, 2%)) and the mean-ISI relative error (median and p95), as a
 table with the two accuracy tiers' steps marked (each model's exact and fast steps are always included).  Cells whose
-reference is marginal (peaks within 5 mV of the +10 mV detection level, see ``dicsbi.reference``) are counted
+reference is marginal (peaks within 5 mV of the +10 mV detection level, see ``dicsbi.oracle``) are counted
 and reported separately; the headline figures exclude them.
 
     python experiments/validate_simulator.py                      # 200 sets per model, 2 workers
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dicsbi.models import get_model
-from dicsbi.reference import compare_trains, ill_conditioned, parameter_sensitive, run_references, stratified_sets
+from dicsbi.oracle import compare_trains, ill_conditioned, parameter_sensitive, run_references, stratified_sets
 from dicsbi.simulate import simulate
 
 
@@ -100,8 +100,8 @@ def _pick_test_sets(model, g, refs, cmp, args, n=20, candidates=40):
 
     Candidates (non-marginal, round-robin over classes) are integrated again with LSODA at 1e-10 and with every
     conductance moved by +-0.1% (two random sign patterns); cells whose references disagree
-    (:func:`dicsbi.reference.ill_conditioned`, chaotic cells) or move beyond the test's tolerances
-    (:func:`dicsbi.reference.parameter_sensitive`) are left out.  The kernel plays no part in the choice.
+    (:func:`dicsbi.oracle.ill_conditioned`, chaotic cells) or move beyond the test's tolerances
+    (:func:`dicsbi.oracle.parameter_sensitive`) are left out.  The kernel plays no part in the choice.
     """
     ok = ~cmp["marginal"]
     by_class = [list(np.flatnonzero(ok & (cmp["class_reference"] == c))) for c in range(3)]

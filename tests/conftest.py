@@ -17,7 +17,8 @@ FAST = dict(max_epochs=4, hidden_features=16, num_transforms=2, num_bins=4, batc
 
 @pytest.fixture(scope="session")
 def tiny_set(tmp_path_factory):
-    from dicsbi.datasets import DatasetConfig, simulate_dataset
+    from dicsbi.datasets.config import DatasetConfig
+    from dicsbi.datasets.generate import simulate_dataset
 
     out = tmp_path_factory.mktemp("tiny") / "stg"
     cfg = DatasetConfig("stg", n_targets=120, cells_per_target=2, seed=4, duration_ms=1000.0, transient_ms=300.0,
@@ -28,7 +29,7 @@ def tiny_set(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_posteriors(tiny_set):
-    from dicsbi.inference import TrainConfig, train_posterior
+    from dicsbi.posterior.training import TrainConfig, train_posterior
 
     return {rep: train_posterior(tiny_set, TrainConfig(representation=rep, embedding_dim=8, **FAST),
                                  progress=False) for rep in ("summary", "sequence")}

@@ -115,7 +115,7 @@ def test_population_and_dics_commands(tmp_path):
     header = out.read_text().splitlines()[0]
     assert header.startswith("ID,g_Na [mS/cm^2],g_Kd [mS/cm^2]") and "g_s [g_leak]" in header
     from dicsbi.dics import compute_dics
-    from dicsbi.io import read_conductances_csv
+    from dicsbi.io.readers import read_conductances_csv
 
     g, ids = read_conductances_csv(out, "stg")
     assert g.shape == (40, 8) and len(set(ids)) == 40

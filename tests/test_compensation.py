@@ -15,7 +15,7 @@ from dicsbi.compensation import (
 from dicsbi.dics import compute_dics
 from dicsbi.errors import DicsbiError
 from dicsbi.models import DA, STG
-from dicsbi.reachability import plot_reachability, reachability
+from dicsbi.modulation.pair_maps import plot_reachability, reachability
 
 
 @pytest.fixture(scope="module")

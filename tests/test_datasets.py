@@ -11,15 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dicsbi.datasets import (
-    DatasetConfig,
-    DatasetError,
-    design_targets,
-    load_dataset,
-    read_manifest,
-    shard_path,
-    simulate_dataset,
-)
+from dicsbi.datasets.config import DatasetConfig, DatasetError, design_targets
+from dicsbi.datasets.generate import simulate_dataset
+from dicsbi.datasets.storage import load_dataset, read_manifest, shard_path
 from dicsbi.dics import compute_dics
 from dicsbi.models import STG
 from dicsbi.simulate import simulate

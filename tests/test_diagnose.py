@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from dicsbi.diagnose import diagnose, write_diagnostics
+from dicsbi.diagnostics.runner import diagnose, write_diagnostics
 
 CALIBRATION = ("sbc", "coverage", "tarp")
 
@@ -30,7 +30,7 @@ class Shrunk:
 @pytest.fixture(scope="module")
 def calibrated_case(tiny_posteriors, tiny_set):
     """Test pairs whose truths are drawn from the posterior itself: calibrated by construction."""
-    from dicsbi.datasets import load_dataset
+    from dicsbi.datasets.storage import load_dataset
 
     post = tiny_posteriors["summary"][0]
     d = load_dataset(tiny_set)
@@ -52,7 +52,7 @@ def test_calibrated_posterior_passes_and_shrunk_one_fails(calibrated_case):
 
 
 def test_outputs_and_netcdf_round_trip(calibrated_case, tmp_path):
-    from dicsbi.arviz_io import from_netcdf
+    from dicsbi.io.netcdf import from_netcdf
 
     post, trains, theta = calibrated_case
     diag = diagnose(post, data=(trains, theta), n_samples=200, check=3, progress=False)
@@ -88,7 +88,7 @@ def test_cli_diagnose_on_a_held_out_set(tiny_posteriors, tiny_set, tmp_path):
 
 
 def test_fresh_test_simulations_use_the_fast_tier_and_say_so(tiny_posteriors):
-    from dicsbi.diagnose import test_set
+    from dicsbi.diagnostics.runner import test_set
 
     post, _ = tiny_posteriors["summary"]
     trains, theta, source = test_set(post, 24, seed=5, progress=False)

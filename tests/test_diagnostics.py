@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.stats import multivariate_normal
 
-from dicsbi.diagnostics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
+from dicsbi.diagnostics.metrics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
 
 
 def gaussian_problem(rng, n_obs=2000, n_samples=400, scale=1.0):

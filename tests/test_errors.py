@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dicsbi._error_cases import CASES
+from tests.error_cases import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_error_catalogue", ROOT / "experiments" / "make_error_catalogue.py")

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dicsbi.embedding import MAX_ISIS, augment, sequence_array, sequence_stats
 from dicsbi.errors import InputError
-from dicsbi.features import N_SUMMARY, SUMMARY_NAMES, summary_statistics
+from dicsbi.posterior.embedding import MAX_ISIS, augment, sequence_array, sequence_stats
+from dicsbi.posterior.summary import N_SUMMARY, SUMMARY_NAMES, summary_statistics
 from dicsbi.spikes import SpikeTrains
 
 
@@ -130,7 +130,7 @@ def test_shape_statistics_of_a_regular_train_do_not_depend_on_the_time_grid():
 
 
 def test_summary_length_representation_adds_the_log_interval_count():
-    from dicsbi.embedding import input_shape, represent
+    from dicsbi.posterior.embedding import input_shape, represent
 
     tr = SpikeTrains.from_list([np.arange(11) * 20.0, np.arange(101) * 20.0], 0.0)
     x = represent(tr, "summary_length")
@@ -140,7 +140,7 @@ def test_summary_length_representation_adds_the_log_interval_count():
 
 
 def test_random_windows_cut_half_the_trains_to_lengths_between_the_floor_and_the_window():
-    from dicsbi.embedding import random_windows
+    from dicsbi.posterior.embedding import random_windows
 
     tr = SpikeTrains.from_list([np.arange(150) * 20.0] * 400, 0.0, 3000.0)
     a, b = random_windows(tr, 5, 1000.0), random_windows(tr, 5, 1000.0)

@@ -53,7 +53,7 @@ def _same_attrs(a: dict, b: dict, where: str) -> None:
 def _same_netcdf(got: Path, want: Path) -> None:
     import xarray as xr
 
-    from dicsbi.arviz_io import from_netcdf
+    from dicsbi.io.netcdf import from_netcdf
 
     ga, gb = from_netcdf(got), from_netcdf(want)
     assert sorted(ga.groups()) == sorted(gb.groups()), f"{want.name}: groups differ"

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from dicsbi.inference import PosteriorError, load_posterior
+from dicsbi.posterior.artifact import PosteriorError, load_posterior
 
 
 class _Payload:

@@ -8,14 +8,14 @@ import pytest
 
 import dicsbi
 from dicsbi.errors import InputError
-from dicsbi.inference import PosteriorError, as_trains, load_posterior
+from dicsbi.posterior.artifact import PosteriorError, as_trains, load_posterior
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
 def some_trains(tiny_set):
-    from dicsbi.datasets import load_dataset
+    from dicsbi.datasets.storage import load_dataset
 
     d = load_dataset(tiny_set)
     keep = np.flatnonzero(d.trains.counts >= 3)[:6]
@@ -134,7 +134,7 @@ def test_cli_train_writes_a_loadable_posterior(tiny_set, tmp_path):
 def test_shipped_posterior_recovers_the_firing_regime(model, targets):
     """Fresh cells at a bursting and a tonic target: the shipped posterior puts them in the right regime."""
     from dicsbi.compensation import generate_population
-    from dicsbi.inference import PRETRAINED_DIR
+    from dicsbi.posterior.artifact import PRETRAINED_DIR
     from dicsbi.simulate import simulate
     from dicsbi.spikes import firing_class
 
@@ -161,7 +161,7 @@ def test_training_resumes_from_an_earlier_posterior(tiny_set, tiny_posteriors):
     from conftest import FAST
 
     from dicsbi.errors import DicsbiError
-    from dicsbi.inference import TrainConfig, train_posterior
+    from dicsbi.posterior.training import TrainConfig, train_posterior
 
     first, _ = tiny_posteriors["summary"]
     cfg = TrainConfig(**{**FAST, "max_epochs": 2})
@@ -188,7 +188,7 @@ def test_log_prob_embeds_once_with_sbi_s_numbers(tiny_posteriors, some_trains, r
 def _fused_agrees_with_nflows(post, x):
     import torch
 
-    from dicsbi.flow import FusedNSF
+    from dicsbi.posterior._flow import FusedNSF
 
     fused = FusedNSF(post.estimator.net)
     with torch.no_grad():
@@ -204,8 +204,8 @@ def _fused_agrees_with_nflows(post, x):
 
 @pytest.mark.parametrize("rep", ["summary", "sequence"])
 def test_fused_flow_gives_nflows_numbers(tiny_posteriors, some_trains, rep):
-    """dicsbi.flow evaluates sbi's NSF with per-train terms once and a numba spline: the same samples from the
-    same seed and the same log densities (inside the spline interval and on its linear tails)."""
+    """dicsbi.posterior._flow evaluates sbi's NSF with per-train terms once and a numba spline: the same samples
+    from the same seed and the same log densities (inside the spline interval and on its linear tails)."""
     post, _ = tiny_posteriors[rep]
     _fused_agrees_with_nflows(post, post._condition(some_trains[0]))
 
@@ -221,8 +221,8 @@ def test_other_flows_keep_sbi_s_path(some_trains):
     """A flow the fused code is not written for (MAF) is refused by FusedNSF and DICPosterior uses sbi's code."""
     import torch
 
-    from dicsbi.flow import FusedNSF, UnsupportedFlow
-    from dicsbi.inference import DICPosterior, _build_estimator
+    from dicsbi.posterior._flow import FusedNSF, UnsupportedFlow
+    from dicsbi.posterior.artifact import DICPosterior, _build_estimator
 
     cfg = json.loads((Path(dicsbi.__file__).parent / "pretrained" / "stg" / "posterior.json").read_text())
     cfg = {**cfg, "flow": "maf", "hidden_features": 8, "num_transforms": 2}
@@ -239,10 +239,12 @@ def test_training_on_clean_and_noisy_sets_together(tiny_set, tmp_path):
     the artifact records the noise levels; diagnose's fresh simulations then mix the levels."""
     from conftest import FAST
 
-    from dicsbi.datasets import DatasetConfig, combine_datasets, load_dataset, simulate_dataset
-    from dicsbi.diagnose import test_set as fresh_test_set
+    from dicsbi.datasets.config import DatasetConfig
+    from dicsbi.datasets.generate import simulate_dataset
+    from dicsbi.datasets.storage import combine_datasets, load_dataset
+    from dicsbi.diagnostics.runner import test_set as fresh_test_set
     from dicsbi.errors import DicsbiError
-    from dicsbi.inference import TrainConfig, train_posterior
+    from dicsbi.posterior.training import TrainConfig, train_posterior
 
     clean = load_dataset(tiny_set)
     cfg = DatasetConfig.from_dict({**clean.manifest["config"], "n_targets": 40, "seed": 5, "noise_std": 5.0})

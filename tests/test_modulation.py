@@ -122,7 +122,7 @@ def _brute_force(fw: ConductanceForward, like, scale, h: int, n1: int = 20001, n
 def stg_case():
     """A bursting STG cell whose CaS and H were scaled (x0.7, x1.5); the after train from simulation."""
     from dicsbi.compensation import generate_population
-    from dicsbi.inference import load_posterior
+    from dicsbi.posterior.artifact import load_posterior
     from dicsbi.simulate import simulate
 
     post = load_posterior("stg")
@@ -166,7 +166,7 @@ def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
         modulate(_trains(["n1"]), SpikeTrains.from_list([np.array([10.0])], 0.0, 1000.0, ids=["n1"]), "stg")
     with pytest.raises(InputError, match="appear more than once"):
         modulate(_trains(["n1", "n1"]), _trains(["n1", "n1"]), "stg")
-    from dicsbi.populations import InferenceResult
+    from dicsbi.pipeline import InferenceResult
 
     with pytest.raises(ModelMismatchError, match="model 'da', not 'stg'"):
         modulate(InferenceResult("da", -55.5, 0, []), _trains(["n1"]), "stg")
@@ -184,7 +184,7 @@ def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
 def two_neuron_files(tmp_path_factory):
     """Two STG neurons (bursting and tonic) before and after H x1.6, A x0.7 (a 'DA on LP'-like change)."""
     from dicsbi.compensation import generate_population
-    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.io.tables import write_spike2pop_csv
     from dicsbi.simulate import simulate
 
     d = tmp_path_factory.mktemp("mod")
@@ -207,8 +207,8 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
 
     from typer.testing import CliRunner
 
-    from dicsbi.arviz_io import from_netcdf
     from dicsbi.cli import app
+    from dicsbi.io.netcdf import from_netcdf
 
     out = tmp_path / "mod"
     r = CliRunner().invoke(app, ["modulate", str(two_neuron_files / "before.csv"), str(two_neuron_files / "after.csv"),
@@ -395,7 +395,7 @@ def test_dic_invisible_channels_are_flagged_and_equal_the_no_change_hypothesis()
 def test_likelihood_table_matches_the_flow_density_where_the_posterior_lives(model, g_s, tol):
     """The tabulated log q(d | x) against the flow's own log density at 2000 posterior draws."""
     from dicsbi.compensation import generate_population
-    from dicsbi.inference import load_posterior
+    from dicsbi.posterior.artifact import load_posterior
     from dicsbi.simulate import simulate
 
     post = load_posterior(model)

@@ -1,5 +1,5 @@
 """Noise as an inferred quantity: per-cell noise levels in simulation and data sets, the noise posterior
-p(sigma | DICs, train) (dicsbi.noise_level), its artifact and its use in the predictive check."""
+p(sigma | DICs, train) (dicsbi.posterior.noise_level), its artifact and its use in the predictive check."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from dicsbi.compensation import generate_population
-from dicsbi.datasets import DatasetConfig, DatasetError, cell_noise_levels, load_dataset, simulate_dataset
+from dicsbi.datasets.config import DatasetConfig, DatasetError, cell_noise_levels
+from dicsbi.datasets.generate import simulate_dataset
+from dicsbi.datasets.storage import load_dataset
 from dicsbi.errors import DicsbiError
-from dicsbi.inference import PosteriorError, TrainConfig, first_window, load_posterior, train_posterior
-from dicsbi.noise_level import NoiseLevelModel, randomised_pit
+from dicsbi.posterior.artifact import PosteriorError, first_window, load_posterior
+from dicsbi.posterior.noise_level import NoiseLevelModel, randomised_pit
+from dicsbi.posterior.training import TrainConfig, train_posterior
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 

@@ -7,13 +7,13 @@ from dicsbi.compensation import plausible_upper_bounds
 from dicsbi.dics import compute_dics
 from dicsbi.errors import DicsbiError
 from dicsbi.models import STG
-from dicsbi.populations import infer
+from dicsbi.pipeline import infer
 from dicsbi.spikes import SpikeTrains
 
 
 @pytest.fixture(scope="module")
 def recordings(tiny_set):
-    from dicsbi.datasets import load_dataset
+    from dicsbi.datasets.storage import load_dataset
 
     d = load_dataset(tiny_set)
     cls = d.firing_class
@@ -58,7 +58,7 @@ def test_wrong_model_is_refused(tiny_posteriors, recordings):
 
 
 def test_inference_data_round_trips_through_netcdf(tiny_posteriors, recordings, tmp_path):
-    from dicsbi.arviz_io import from_netcdf, inference_data, to_netcdf
+    from dicsbi.io.netcdf import from_netcdf, inference_data, to_netcdf
 
     post, _ = tiny_posteriors["summary"]
     res = infer(recordings, "stg", n_models=25, posterior=post, seed=2)
@@ -80,7 +80,7 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
     import subprocess
     import sys
 
-    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.io.tables import write_spike2pop_csv
 
     post, _ = tiny_posteriors["summary"]
     post.save(tmp_path / "post")
@@ -121,7 +121,7 @@ def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(tiny_p
 
     from conftest import kill_while_writing
 
-    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.io.tables import write_spike2pop_csv
 
     tiny_posteriors["summary"][0].save(tmp_path / "post")
     write_spike2pop_csv(tmp_path / "rec.csv", recordings)
@@ -137,9 +137,9 @@ def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(tiny_p
 def test_failure_while_writing_keeps_the_previous_outputs(tiny_posteriors, recordings, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import dicsbi.report
+    import dicsbi.report.page
     from dicsbi.cli import app
-    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.io.tables import write_spike2pop_csv
 
     tiny_posteriors["summary"][0].save(tmp_path / "post")
     write_spike2pop_csv(tmp_path / "rec.csv", recordings)
@@ -150,7 +150,7 @@ def test_failure_while_writing_keeps_the_previous_outputs(tiny_posteriors, recor
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dicsbi.report, "write_figures_and_report", boom)
+    monkeypatch.setattr(dicsbi.report.page, "write_figures_and_report", boom)
     args = _infer_cmd(tmp_path, out)[3:]
     r = CliRunner().invoke(app, args)
     assert r.exit_code != 0
@@ -163,7 +163,7 @@ def test_two_runs_on_one_folder_refuse_each_other(tiny_posteriors, recordings, t
     import sys
 
     from dicsbi.errors import DicsbiError
-    from dicsbi.io import OutputFolder
+    from dicsbi.io.files import OutputFolder
 
     out = tmp_path / "res"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -185,7 +185,7 @@ def test_two_runs_on_one_folder_refuse_each_other(tiny_posteriors, recordings, t
 def test_shipped_pair_table_equals_recomputation(model):
     import json
 
-    from dicsbi.populations import compute_pair_ranking, pair_table_path
+    from dicsbi.pair_ranking import compute_pair_ranking, pair_table_path
 
     path = pair_table_path(model)
     if not path.exists():
@@ -208,7 +208,7 @@ def test_report_renders_in_headless_chromium(tiny_posteriors, recordings, tmp_pa
         "screenshot_report", Path(__file__).parents[1] / "experiments" / "screenshot_report.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from dicsbi.report import write_figures_and_report
+    from dicsbi.report.page import write_figures_and_report
 
     res = infer(recordings, "stg", 20, posterior=tiny_posteriors["summary"][0], seed=0, check=3)
     page = write_figures_and_report(res, recordings, tmp_path)
@@ -221,7 +221,7 @@ def test_report_renders_in_headless_chromium(tiny_posteriors, recordings, tmp_pa
 def test_same_seed_gives_byte_identical_tables_across_runs_and_thread_counts(tiny_posteriors, recordings, tmp_path):
     import subprocess
 
-    from dicsbi.io import write_spike2pop_csv
+    from dicsbi.io.tables import write_spike2pop_csv
 
     tiny_posteriors["summary"][0].save(tmp_path / "post")
     write_spike2pop_csv(tmp_path / "rec.csv", recordings)
@@ -240,8 +240,8 @@ def test_same_seed_gives_byte_identical_tables_across_runs_and_thread_counts(tin
 def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors, recordings, tmp_path, monkeypatch):
     import csv
 
-    import dicsbi.populations as pops
-    from dicsbi.arviz_io import from_netcdf
+    import dicsbi.pipeline as pops
+    from dicsbi.io.netcdf import from_netcdf
 
     monkeypatch.setattr(pops, "CHUNK", 2)
     trains = SpikeTrains.from_list([recordings[k % 3] for k in range(7)], 0.0, 1000.0,
@@ -297,7 +297,7 @@ def test_arviz_summary_and_plots_work_on_the_inference_data(tiny_posteriors, rec
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dicsbi.arviz_io import _arviz, inference_data
+    from dicsbi.io.netcdf import _arviz, inference_data
 
     az = _arviz()
     res = infer(recordings, "stg", n_models=30, posterior=tiny_posteriors["summary"][0], seed=4)

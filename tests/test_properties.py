@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dicsbi.errors import DicsbiError
-from dicsbi.features import summary_statistics
-from dicsbi.io import read_spike_trains
+from dicsbi.io.readers import read_spike_trains
+from dicsbi.posterior.summary import summary_statistics
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -53,7 +53,7 @@ def test_any_bytes_read_or_raise_a_dicsbi_error(tmp_path, data):
 @given(st.lists(st.floats(1e-3, 1e4), min_size=3, max_size=300), st.floats(0.0, 1e6))
 def test_features_of_any_finite_sorted_train_are_finite(isis, start):
     """Any train of >= 3 strictly increasing finite times gives finite summary statistics and sequence input."""
-    from dicsbi.embedding import sequence_array, sequence_stats
+    from dicsbi.posterior.embedding import sequence_array, sequence_stats
     from dicsbi.spikes import SpikeTrains
 
     t = start + np.cumsum(isis)

@@ -9,7 +9,7 @@ import pytest
 
 from dicsbi.errors import ConductanceError, DicsbiError, ModelError
 from dicsbi.models import DA, STG
-from dicsbi.reference import compare_trains, run_references
+from dicsbi.oracle import compare_trains, run_references
 from dicsbi.simulate import simulate
 from dicsbi.spikes import firing_class
 
@@ -23,7 +23,7 @@ def test_matches_tight_scipy_reference(model):
 
     The sets are well-conditioned by criteria that never look at the kernel: non-marginal, LSODA 1e-8 and
     1e-10 agree, and the reference train stays within these tolerances when every conductance moves by
-    +-0.1% (:func:`dicsbi.reference.parameter_sensitive`)."""
+    +-0.1% (:func:`dicsbi.oracle.parameter_sensitive`)."""
     g = np.array(SETS["sets"][model.name])
     assert len(g) >= 20
     duration, transient = SETS["duration_ms"], SETS["transient_ms"]
@@ -210,7 +210,7 @@ def _silent_stg_cell():
 
 
 def test_current_step_makes_a_silent_cell_spike_like_the_scipy_reference():
-    from dicsbi.reference import reference_simulate
+    from dicsbi.oracle import reference_simulate
     from dicsbi.stimulus import Stimulus
 
     g = _silent_stg_cell()

@@ -1,4 +1,4 @@
-"""The out-of-world flag of the shipped posteriors (dicsbi.typicality)."""
+"""The out-of-world flag of the shipped posteriors (dicsbi.posterior.typicality)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 
 from dicsbi.compensation import generate_population
 from dicsbi.errors import DicsbiError
-from dicsbi.inference import load_posterior
+from dicsbi.posterior.artifact import load_posterior
+from dicsbi.posterior.typicality import FEATURE_NAMES, ORDER_NAMES, Typicality, typicality_features
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
-from dicsbi.typicality import FEATURE_NAMES, ORDER_NAMES, Typicality, typicality_features
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
 def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path):
     import csv
 
-    from dicsbi.arviz_io import from_netcdf
-    from dicsbi.populations import run_to_folder
+    from dicsbi.io.netcdf import from_netcdf
+    from dicsbi.pipeline import run_to_folder
 
     own = simulate("stg", _cells("stg", [(4.0, 5.0)], 11), seed=1, tier="fast").trains
     poisson = _poisson(0)
@@ -144,8 +144,8 @@ def test_the_shipped_examples_are_in_world_whatever_the_solver_step(stg):
     flag reads times on a 0.5 ms grid, so a periodic spiker's timing floor is no evidence of another world."""
     from pathlib import Path
 
-    from dicsbi.io import read_spike_trains
-    from dicsbi.typicality import TIME_GRID_MS, on_grid
+    from dicsbi.io.readers import read_spike_trains
+    from dicsbi.posterior.typicality import TIME_GRID_MS, on_grid
 
     root = Path(__file__).resolve().parents[1] / "examples"
     for model, post in (("stg", stg), ("da", load_posterior("da"))):

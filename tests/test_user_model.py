@@ -4,7 +4,7 @@ import numpy as np
 from scipy.special import exprel
 
 from dicsbi.models import Channel, Gate, Model
-from dicsbi.reference import compare_trains, run_references
+from dicsbi.oracle import compare_trains, run_references
 from dicsbi.simulate import simulate
 
 

@@ -1,7 +1,7 @@
 """``modulate``: which subsets of channels explain the change between a before and an after recording.
 
 Pipeline per neuron (recordings matched by ID): the before recording's DIC posterior gives the before-
-population (:func:`dicsbi.populations.infer`, ``n_members`` cells); the after recording's posterior density is
+population (:func:`dicsbi.pipeline.infer`, ``n_members`` cells); the after recording's posterior density is
 tabulated (:class:`~dicsbi.modulation.likelihood.GridLikelihood`); every hypothesis's evidence is estimated
 (:func:`~dicsbi.modulation.evidence.estimate_evidence`, one vectorised pass per subset size).  Several neurons
 share the hypothesis (the modulator acts on the same channels in each) but have their own changes, so their
@@ -9,7 +9,7 @@ log evidences add.  Posterior probabilities follow from the hypothesis prior
 (:func:`~dicsbi.modulation.hypotheses.hypothesis_log_prior`); a channel's targeting probability is the total
 probability of the hypotheses that name it.
 
-Seeds: the before-populations use ``seed`` (as :func:`dicsbi.populations.infer`); neuron ``i`` (its position in
+Seeds: the before-populations use ``seed`` (as :func:`dicsbi.pipeline.infer`); neuron ``i`` (its position in
 the before file) tabulates its likelihood and draws its importance samples from
 ``SeedSequence(seed, spawn_key=(2**30 + i,))``, one independent stream per neuron and subset size.
 """
@@ -182,7 +182,7 @@ def _pareto_k(lw: np.ndarray) -> float:
     """PSIS k of a hypothesis's importance weights ``lw[members, particles]``, pooled: the evidence is one
     importance-sampling average over (member, particle) pairs drawn from the mixture of the members' proposals,
     so the tail of the pooled weights is what decides its reliability."""
-    from ..arviz_io import pareto_k
+    from ..io.netcdf import pareto_k
 
     flat = lw.ravel()
     finite = np.isfinite(flat)
@@ -202,7 +202,7 @@ def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
 def _as_trains(x, name: str) -> SpikeTrains:
     if isinstance(x, SpikeTrains):
         return x
-    from ..io import read_spike_trains
+    from ..io.readers import read_spike_trains
 
     if isinstance(x, str) or hasattr(x, "__fspath__"):
         return read_spike_trains(x)[0]
@@ -246,8 +246,8 @@ def _rate_hz(trains: SpikeTrains) -> np.ndarray:
 
 def _prepare(before, after, m, post, n_members: int, seed: int, progress: bool):
     """The before-populations and the matched after trains of :func:`modulate`'s inputs (``before_trains`` is
-    None when ``before`` is an :class:`~dicsbi.populations.InferenceResult`)."""
-    from ..populations import InferenceResult, infer
+    None when ``before`` is an :class:`~dicsbi.pipeline.InferenceResult`)."""
+    from ..pipeline import InferenceResult, infer
 
     if isinstance(before, InferenceResult):
         if before.model != m.name:
@@ -286,12 +286,12 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     """Compare hypotheses of which channels a modulator changed (see the module docstring).
 
     ``before``/``after``: spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID),
-    or for ``before`` an :class:`~dicsbi.populations.InferenceResult` already computed.  ``hypotheses``: None
+    or for ``before`` an :class:`~dicsbi.pipeline.InferenceResult` already computed.  ``hypotheses``: None
     (every subset of 1..``max_size`` modulable channels), a string ``"CaS+A, H"`` or a list of name tuples.
     ``typical_change``: the factor by which a modulated conductance is expected to move (sets the Laplace scale,
     :func:`~dicsbi.modulation.model.cost_scale`).
     """
-    from ..populations import _resolve_posterior
+    from ..pipeline import _resolve_posterior
 
     m = get_model(model)
     if cost not in COST_PRIORS:
@@ -310,7 +310,7 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     rate_after = _rate_hz(after_trains)
     cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
     rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
-    from ..populations import _Bar
+    from ..pipeline import _Bar
 
     log_prior = hypothesis_log_prior(hyps, size_penalty)
     neurons = []
@@ -358,7 +358,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
     samples per subset size come from ``SeedSequence(seed)``.
     """
     from ..dics import compute_dics
-    from ..populations import _Bar
+    from ..pipeline import _Bar
 
     m = get_model(model)
     scale = cost_scale(float(typical_change))
@@ -379,7 +379,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
 
 @dataclass
 class _Members:
-    """The parts of a :class:`~dicsbi.populations.RecordingPopulation` the comparison reads."""
+    """The parts of a :class:`~dicsbi.pipeline.RecordingPopulation` the comparison reads."""
 
     id: str
     conductances: np.ndarray

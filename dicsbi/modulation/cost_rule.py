@@ -223,12 +223,12 @@ def rank_by_cost(before, after, model: str = "stg", hypotheses=None, max_size: i
                  seed: int = 0, progress: bool = False) -> list[tuple[str, CostRanking]]:
     """The cost rule for every neuron of a before/after pair of recordings (inputs as :func:`modulate`).
 
-    The before-population is :func:`dicsbi.populations.infer`'s (same ``seed``, so the same members as
+    The before-population is :func:`dicsbi.pipeline.infer`'s (same ``seed``, so the same members as
     :func:`modulate` uses); the target is the mean of the after recording's DIC posterior (4000 draws, seed
     from ``SeedSequence(seed, spawn_key=(2**30 + i,))`` as :func:`modulate`'s likelihood tables).  Returns
     ``[(neuron id, ranking)]`` in the before file's order.
     """
-    from ..populations import _resolve_posterior
+    from ..pipeline import _resolve_posterior
     from .compare import _prepare
 
     m = get_model(model)

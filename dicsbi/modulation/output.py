@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_bytes, atomic_write_text, format_table_csv
+from ..io.files import atomic_write_bytes, atomic_write_text
+from ..io.tables import format_table_csv
 from ..models import get_model
-from ..report import _png
+from ..report.page import _png
 from ..spikes import CLASS_NAMES
 from .hypotheses import modulable_channels
 from .maps import cost_map, plot_cost_map
@@ -223,7 +224,7 @@ def populations_figure(result, h: int, neuron: int = 0):
 
 def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) -> Path:
     """Write the tables, ``modulation.nc``, ``figures/`` and ``report.html`` into the folder ``out``."""
-    from ..arviz_io import modulation_data, to_netcdf
+    from ..io.netcdf import modulation_data, to_netcdf
 
     out = Path(out)
     atomic_write_text(out / "hypotheses.csv", hypotheses_table(result))

@@ -3,15 +3,16 @@
 A neuromodulator acting slowly (or a preparation drifting) moves a neuron through the (g_s, g_u) plane.  To follow
 it, each recording is cut into sliding windows ``[t0, t0 + window_ms)`` with ``t0 = t_start + k * step_ms``
 (``k = 0, 1, ...`` while the window fits inside ``[t_start, t_stop]``; a tail shorter than a window is not used),
-and every window is treated as a recording of its own by :func:`dicsbi.populations.infer`: posterior samples of
+and every window is treated as a recording of its own by :func:`dicsbi.pipeline.infer`: posterior samples of
 (g_s, g_u) at V_th, then one compensated model per sample.  Per window the result keeps the posterior median and
 5 / 95% quantiles of g_s and g_u (of the samples the population was solved for, i.e. the posterior conditioned on
-reachability, as :mod:`dicsbi.populations` says), the population's conductances and the firing class.
+reachability, as :mod:`dicsbi.pipeline` says), the population's conductances and the firing class.
 
 Re-referencing: spike times of a window are shifted by ``-t0``, so each window starts at 0 ms and its recording
 window is ``[0, window_ms]``, the layout of a simulated training train (:class:`dicsbi.simulate.SimulationResult`)
-and what :func:`dicsbi.inference.as_trains` accepts (no negative times).  The posterior's inputs are built from
-interspike intervals only (:mod:`dicsbi.features`, :mod:`dicsbi.embedding`), so the shift changes no posterior;
+and what :func:`dicsbi.posterior.artifact.as_trains` accepts (no negative times).  The posterior's inputs are
+built from interspike intervals only (:mod:`dicsbi.posterior.summary`, :mod:`dicsbi.posterior.embedding`), so
+the shift changes no posterior;
 the interval across a window edge is not seen by either window.  Where each window lies in the recording is kept
 in the window table (``t0_ms``, ``t1_ms``, in the recording's own clock) and in the window id
 ``"<recording id>@<t0 in ms>"``.
@@ -22,7 +23,7 @@ Windows with fewer than 3 spikes are silent (no posterior) and windows whose pos
 can reach are unreachable: both stay in the table with NaN summaries and an empty population.
 
 Seeds: window ``i`` (its row in the window table, over all recordings) is recording ``i`` of
-:func:`~dicsbi.populations.infer`, with that function's seed contract.
+:func:`~dicsbi.pipeline.infer`, with that function's seed contract.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
     Parameters
     ----------
     trains : SpikeTrains
-        Long recordings (or anything :func:`dicsbi.inference.as_trains` accepts).
+        Long recordings (or anything :func:`dicsbi.posterior.artifact.as_trains` accepts).
     model : str
         Model name.
     window_ms, step_ms : float, optional
@@ -185,15 +186,15 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
     posterior : DICPosterior or path, optional
         Default: the shipped posterior of ``model``.
     seed : int
-        Seed of :func:`dicsbi.populations.infer`.
+        Seed of :func:`dicsbi.pipeline.infer`.
     progress : bool
         Show a progress bar over windows.
     """
-    from ..populations import _resolve_posterior, infer
+    from ..pipeline import _resolve_posterior, infer
 
     m = get_model(model)
     if not isinstance(trains, SpikeTrains):
-        from ..inference import as_trains
+        from ..posterior.artifact import as_trains
 
         trains = as_trains(trains)
     post = _resolve_posterior(posterior, m)
@@ -226,7 +227,7 @@ def tracking_table(tracking: Tracking) -> str:
     """CSV text, one row per window: recording, window, t0_ms, t1_ms, n_spikes, firing_class, posterior median
     and 5 / 95% quantiles of g_s and g_u (g_leak), and the population median of every conductance
     (``<name>_median [mS/cm^2]``); empty cells for silent and unreachable windows."""
-    from ..io import format_table_csv
+    from ..io.tables import format_table_csv
 
     t = tracking
     cols = {"recording": list(t.windows["recording"]), "window": t.windows["window"], "t0_ms": t.windows["t0_ms"],
@@ -248,7 +249,7 @@ def plot_trajectory(tracking: Tracking, recording_id: str | None = None, ax=None
     """Per-window posterior medians in the (g_s, g_u) plane, joined in time order and coloured by the window
     centre (s), with 5-95% error bars.  ``recording_id=None`` draws every recording; silent and unreachable
     windows break the line.  Returns the Figure."""
-    from ..plots import _plt
+    from ..report.figures import _plt
 
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 4.6))
@@ -287,7 +288,7 @@ def plot_conductances_over_time(tracking: Tracking, recording_id: str | None = N
 
     ``recording_id`` may be omitted only when there is one recording; ``ax`` is a sequence of one Axes per
     conductance (a 2-D array of Axes is flattened).  Returns the Figure."""
-    from ..plots import _plt
+    from ..report.figures import _plt
 
     plt = _plt()
     t = tracking
@@ -339,8 +340,8 @@ def write_tracking(tracking: Tracking, folder: str | os.PathLike) -> list[Path]:
     """Write ``tracking.csv``, ``trajectory.png`` and ``conductances.png`` into the existing ``folder``
     (with several recordings, ``conductances_<recording>.png`` for the first :data:`MAX_FIGURES` of them), each
     through a temporary name and a rename.  Returns the paths written."""
-    from ..io import atomic_write_bytes, atomic_write_text
-    from ..report import _png, _safe
+    from ..io.files import atomic_write_bytes, atomic_write_text
+    from ..report.page import _png, _safe
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -22,9 +22,9 @@ MODULATE_FILES = ("hypotheses.csv", "channels.csv", "changes.csv", "modulation.n
 
 
 def run_infer(out: Path) -> Path:
-    from dicsbi.inference import load_posterior
-    from dicsbi.io import read_spike_trains
-    from dicsbi.populations import run_to_folder
+    from dicsbi.io.readers import read_spike_trains
+    from dicsbi.pipeline import run_to_folder
+    from dicsbi.posterior.artifact import load_posterior
 
     trains, _ = read_spike_trains(ROOT / "examples" / "stg_recordings.csv")
     out.mkdir(parents=True, exist_ok=True)
@@ -34,10 +34,10 @@ def run_infer(out: Path) -> Path:
 
 
 def run_modulate(out: Path) -> Path:
-    from dicsbi.inference import load_posterior
-    from dicsbi.io import read_spike_trains
+    from dicsbi.io.readers import read_spike_trains
     from dicsbi.modulation import modulate
     from dicsbi.modulation.output import write_modulation
+    from dicsbi.posterior.artifact import load_posterior
 
     b, _ = read_spike_trains(ROOT / "examples" / "stg_before.csv")
     a, _ = read_spike_trains(ROOT / "examples" / "stg_after.csv")

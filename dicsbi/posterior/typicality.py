@@ -7,7 +7,7 @@ the network's input, as likelihood-based out-of-distribution detectors do; on th
 learned embedding, so that a train unlike the training world in a direction the network learned to ignore is
 still flagged).  The features:
 
-* the posterior's summary statistics (:func:`dicsbi.features.summary_statistics`: ISI distribution, rate-free
+* the posterior's summary statistics (:func:`dicsbi.posterior.summary.summary_statistics`: ISI distribution, rate-free
   shape, serial correlation);
 * four burst-order statistics the summary lacks: the coefficient of variation of the spikes per burst and of
   the burst period, the share of single-spike bursts and the range of the spikes per burst over its mean
@@ -67,9 +67,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from .errors import DicsbiError
-from .features import SUMMARY_NAMES, summary_statistics
-from .spikes import SpikeTrains, burst_starts
+from ..errors import DicsbiError
+from ..spikes import SpikeTrains, burst_starts
+from .summary import SUMMARY_NAMES, summary_statistics
 
 ARRAYS = "typicality.npz"
 WEIGHTS = "typicality.pt"
@@ -352,7 +352,7 @@ class Typicality:
     def save(self, folder: str | os.PathLike) -> Path:
         import torch
 
-        from .io import atomic_write_bytes, atomic_write_text
+        from ..io.files import atomic_write_bytes, atomic_write_text
 
         folder = Path(folder)
         buf = io.BytesIO()

@@ -20,17 +20,18 @@ Silent recordings (fewer than 3 spikes) get no posterior and are reported as suc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .compensation import candidate_pairs, compensate, draw_seed_population, pair_yields
+from .compensation import compensate, draw_seed_population
+from .diagnostics.predictive import predictive_check
 from .errors import DicsbiError
+from .io.tables import _body, populations_table, summary_table
 from .models import get_model
+from .pair_ranking import pair_ranking
 from .spikes import MIN_SPIKES, SpikeTrains, firing_class
 
 
@@ -49,7 +50,7 @@ class RecordingPopulation:
     n_replaced: int              # posterior samples no pair could reach (replaced by spares)
     n_reused: int = 0            # models solved again (fresh seed cell) for an already used reachable sample
     check: dict | None = None
-    typicality: float = float("nan")   # distance to the training world (dicsbi.typicality); NaN: not scored
+    typicality: float = float("nan")   # distance to the training world (dicsbi.posterior.typicality); NaN: not scored
     out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
     like_model: str = ""               # the other shipped model this recording looks like (rival-world flag)
     noise: np.ndarray | None = None    # [n_models] noise level (uA/cm^2) of each model, from the noise posterior
@@ -99,8 +100,8 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
           progress: bool = False) -> InferenceResult:
     """Posterior samples -> one compensated model each, for every recording (see the module docstring).
 
-    ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.inference.as_trains` accepts without the
-    3-spike rule); ``posterior``: a :class:`~dicsbi.inference.DICPosterior` or a path (default: the shipped
+    ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.posterior.artifact.as_trains` accepts without the
+    3-spike rule); ``posterior``: a :class:`~dicsbi.posterior.DICPosterior` or a path (default: the shipped
     one for ``model``).  Reproducible by ``seed`` (see :func:`iter_infer`, of which this collects the chunks).
     """
     parts = list(iter_infer(trains, model, n_models, posterior, seed, check, max_rounds, max_pairs, spare_factor,
@@ -112,7 +113,7 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
 
 
 def _resolve_posterior(posterior, m):
-    from .inference import DICPosterior, load_posterior
+    from .posterior.artifact import DICPosterior, load_posterior
 
     if isinstance(posterior, DICPosterior) or hasattr(posterior, "sample") and hasattr(posterior, "config"):
         post = posterior  # anything with DICPosterior's sample / model / vth_mV / config
@@ -257,120 +258,6 @@ class _Bar:
             self.bar.stop()
 
 
-PAIR_GRID = 1.0  # g_leak: pair rankings are shared by posterior medians in the same grid cell
-
-
-def compute_pair_ranking(model, i: int, j: int, vth: float) -> tuple[tuple[str, str], ...]:
-    """The ranking of :func:`pair_ranking` for grid cell (i, j), computed (64 seeded pilot cells)."""
-    m = get_model(model)
-    gs, gu = (i + 0.5) * PAIR_GRID, (j + 0.5) * PAIR_GRID
-    rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(i + 10**6, j + 10**6)))
-    pilot = draw_seed_population(m, 64, rng, vth)
-    pairs = candidate_pairs(m)
-    yields = pair_yields(m, pilot, gs, gu, pairs, vth, max_iter=50)
-    ranked = sorted(pairs, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
-    return tuple(p for p in ranked if yields[p][0] > 0) or tuple(ranked[:1])
-
-
-def pair_table_path(model) -> Path:
-    from .inference import PRETRAINED_DIR
-
-    return PRETRAINED_DIR / f"pair_ranking_{get_model(model).name}.json"
-
-
-@lru_cache(maxsize=8)
-def _shipped_table(model: str) -> dict | None:
-    path = pair_table_path(model)
-    if not path.exists():
-        return None
-    table = json.loads(path.read_text())
-    return table if table.get("model") == model and table.get("grid") == PAIR_GRID else None
-
-
-@lru_cache(maxsize=4096)
-def _ranking_in_cell(model, i: int, j: int, vth: float) -> tuple[tuple[str, str], ...]:
-    table = _shipped_table(model)
-    if table is not None and table["vth_mV"] == vth and f"{i},{j}" in table["cells"]:
-        return tuple(tuple(p) for p in table["cells"][f"{i},{j}"])
-    return compute_pair_ranking(model, i, j, vth)
-
-
-def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[str, str], ...]:
-    """Candidate pairs ranked by their yield of valid cells (64 pilot seed cells, ties: smallest change) at the
-    centre of the ``PAIR_GRID`` cell holding (g_s, g_u); pairs with no valid pilot cell are dropped.  Cached per
-    cell, and seeded by the cell, so the ranking does not depend on the order of recordings.
-
-    The rankings of every cell of the model's DIC box at the shipped posterior's V_th are precomputed
-    (``dicsbi/pretrained/pair_ranking_<model>.json``, written by ``experiments/make_pair_rankings.py``) and
-    read from there; any other cell or V_th is computed on first use.  Both give the same ranking (a test
-    recomputes cells of the table), so results do not depend on whether the table is present.
-    """
-    i, j = int(np.floor(g_s / PAIR_GRID)), int(np.floor(g_u / PAIR_GRID))
-    return _ranking_in_cell(get_model(model).name, i, j, float(vth_mV))
-
-
-MAX_CHECK_MS = 60_000.0
-CV_FLOOR = 0.02  # ISI CVs closer than this agree in the predictive check (regular spikers' CV is ~0)
-
-
-def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n: int, seed: int = 0,
-                     freq_tol: float = 0.10, tier: str = "fast") -> dict:
-    """Simulate ``n`` members and compare them with the recording.
-
-    Per member (simulated with its noise level from the noise posterior when the population has one, else
-    noise-free): same firing class; main frequency within ``freq_tol`` (spiking frequency for tonic trains, burst
-    frequency for bursting ones); rate within 20% and ISI CV within 30% of the recording's (``rate_cv_match``:
-    the check that also reads irregular, noise-driven trains; CVs within :data:`CV_FLOOR` always agree, since a
-    relative tolerance on a regular spiker's near-zero CV would compare timing jitter); van Rossum distance to
-    the recording (tau from the recording, published choice) relative to the median distance between members
-    (ratio near 1: as close as the population's own spread).  Members use the recording's window length, the
-    model's default transient and the step of the accuracy ``tier`` (default the fast tier, validated for class
-    and ISI: ``docs/simulator.md``); the step is recorded as ``dt_ms``.
-    """
-    from .simulate import simulate
-    from .spikes import reference_tau_ms, spike_features, van_rossum_distance
-
-    model = get_model(model)
-    n = int(min(n, rec.conductances.shape[0]))
-    t = recording[0]
-    window = float(max(recording.t_stop_ms[0] - recording.t_start_ms[0], t[-1] - t[0] if t.size else 0.0, 100.0))
-    window = min(window, MAX_CHECK_MS)  # a long recording is compared over its first MAX_CHECK_MS
-    noise = rec.noise[:n] if rec.noise is not None else 0.0
-    sim = simulate(model, rec.conductances[:n], duration_ms=window, seed=seed, tier=tier, noise_std=noise)
-    t = t[t - recording.t_start_ms[0] <= window]
-    rel = SpikeTrains.from_list([t - recording.t_start_ms[0]], 0.0, window)
-    f_rec, f_sim = spike_features(rel), spike_features(sim.trains)
-    cls_rec = int(f_rec["firing_class"][0])
-    key = "f_inter_hz" if cls_rec == 2 else "f_spiking_hz"
-    class_ok = f_sim["firing_class"] == cls_rec
-    with np.errstate(invalid="ignore", divide="ignore"):
-        freq_ok = np.abs(f_sim[key] / f_rec[key][0] - 1.0) <= freq_tol
-    freq_ok &= np.isfinite(f_sim[key])
-    rate_rec, cv_rec = _rate(rel), np.where(rel.counts >= 3, f_rec["isi_cv"], np.nan)
-    rate_sim, cv_sim = _rate(sim.trains), np.where(sim.trains.counts >= 3, f_sim["isi_cv"], np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate_cv_ok = (np.abs(rate_sim / rate_rec[0] - 1.0) <= 0.2) & (
-            np.abs(cv_sim - cv_rec[0]) <= np.maximum(0.3 * cv_rec[0], CV_FLOOR))
-    tau = reference_tau_ms(rel[0]) if rel.counts[0] >= 2 else 100.0
-    vr = np.array([van_rossum_distance(rel[0], s, tau) for s in sim.trains])
-    members = [sim.trains[k] for k in range(n)]
-    spread = [van_rossum_distance(members[a], members[b], tau) for a in range(n) for b in range(a + 1, n)]
-    ref = float(np.median(spread)) if spread else float("nan")
-    return {"n": n, "class_match": float(class_ok.mean()), "freq_match": float(freq_ok.mean()),
-            "reproduce": float((class_ok & freq_ok).mean()), "frequency_key": key,
-            "rate_cv_match": float(rate_cv_ok.mean()),
-            "noise_median": float(np.median(noise)) if np.ndim(noise) else float(noise),
-            "vr_median": float(np.median(vr)), "vr_spread_median": ref,
-            "vr_ratio": float(np.median(vr) / ref) if ref > 0 else float("nan"),
-            "diverged": int((sim.status != 0).sum()), "trains": [t.copy() for t in sim.trains],
-            "window_ms": window, "dt_ms": sim.settings["dt_ms"], "tier": tier}
-
-
-def _rate(trains: SpikeTrains) -> np.ndarray:
-    """Spikes per second over each train's window."""
-    return trains.counts / np.maximum(trains.t_stop_ms - trains.t_start_ms, 1e-9) * 1000.0
-
-
 # ---------------------------------------------------------------------------- the output folder, streamed
 MAX_FIGURES = 50
 
@@ -388,11 +275,11 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
                   progress: bool = False, title: str = "dicsbi inference") -> tuple[int, int]:
     """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
     ``report.html`` into ``folder`` chunk by chunk (tables and the netCDF file appended,
-    :class:`~dicsbi.arviz_io.NetCDFAppender`), so memory stays bounded for any number of recordings.  ``folder``
+    :class:`~dicsbi.io.netcdf.NetCDFAppender`), so memory stays bounded for any number of recordings.  ``folder``
     should be a staging folder (:class:`dicsbi.io.OutputFolder`): files are complete only when this returns.
     Returns (recordings with a population, silent recordings)."""
-    from .arviz_io import NetCDFAppender, inference_data
-    from .report import write_figures_and_report
+    from .io.netcdf import NetCDFAppender, inference_data
+    from .report.page import write_figures_and_report
 
     folder = Path(folder)
     shown, silent, unreachable, n_rec, flagged = [], [], [], 0, []
@@ -416,73 +303,3 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
                              unreachable)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
     return RunSummary(n_rec, len(silent), flagged)
-
-
-def _body(table: str, drop_header: bool) -> str:
-    return table.split("\n", 1)[1] if drop_header else table
-
-
-# ---------------------------------------------------------------------------- outputs
-def populations_table(result: InferenceResult) -> str:
-    """``populations.csv``: one row per model (Spike2Pop-like conductance columns with units, DICs, V_th,
-    the recording, the posterior sample it was solved for and the re-solved pair)."""
-    from .io import format_population_csv
-
-    m = get_model(result.model)
-    if not result.recordings:
-        return format_population_csv(m, np.empty((0, m.n_conductances)), np.empty((0, 3)))
-    recs = result.recordings
-    g = np.concatenate([r.conductances for r in recs])
-    d = np.concatenate([r.dics for r in recs])
-    ids = [f"{r.id}-{k}" for r in recs for k in range(len(r.conductances))]
-    extra = {
-        "recording": [r.id for r in recs for _ in range(len(r.conductances))],
-        "posterior_sample": np.concatenate([r.sample_index for r in recs]),
-        "target_g_s [g_leak]": np.concatenate([r.samples[:, 0] for r in recs]),
-        "target_g_u [g_leak]": np.concatenate([r.samples[:, 1] for r in recs]),
-        "pair": ["+".join(r.pairs[p]) for r in recs for p in r.pair],
-    }
-    return format_population_csv(m, g, d, ids=ids, vth_mV=result.vth_mV, extra=extra)
-
-
-def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
-    """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
-    of models and replaced samples, the predictive-check scores (empty when not run or silent), the noise
-    posterior (probability of a clean recording, median and 90% interval in uA/cm^2; empty without one), and the
-    typicality score with its out-of-world flag (:mod:`dicsbi.typicality`; 1 = unlike the training world) and
-    ``like_model``, the other shipped model the recording looks like (empty when none)."""
-    from .io import format_table_csv
-    from .spikes import CLASS_NAMES
-
-    by_id = {r.id: r for r in result.recordings}
-    cls = firing_class(trains)
-    cols: dict[str, list] = {k: [] for k in (
-        "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
-        "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
-        "check_reproduce", "check_rate_cv_match", "check_vr_ratio", "check_dt_ms", "noise_p_zero",
-        "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world", "like_model")}
-    for i, ident in enumerate(trains.ids):
-        r = by_id.get(str(ident))
-        cols["recording"].append(str(ident))
-        cols["n_spikes"].append(int(trains.counts[i]))
-        cols["firing_class"].append(CLASS_NAMES[int(cls[i])])
-        for k, name in enumerate(("g_s", "g_u")):
-            x = r.samples[:, k] if r is not None else None
-            cols[f"{name}_mean"].append(float(x.mean()) if x is not None else np.nan)
-            cols[f"{name}_q05"].append(float(np.quantile(x, 0.05)) if x is not None else np.nan)
-            cols[f"{name}_q95"].append(float(np.quantile(x, 0.95)) if x is not None else np.nan)
-        cols["n_models"].append(len(r.conductances) if r is not None else 0)
-        cols["n_replaced"].append(r.n_replaced if r is not None else 0)
-        cols["n_reused"].append(r.n_reused if r is not None else 0)
-        c = r.check if r is not None and r.check else {}
-        cols["check_n"].append(c.get("n", 0))
-        for key in ("class_match", "freq_match", "reproduce", "rate_cv_match", "vr_ratio", "dt_ms"):
-            cols[f"check_{key}"].append(float(c.get(key, np.nan)))
-        z = r.noise if r is not None and r.noise is not None else None
-        cols["noise_p_zero"].append(float((z == 0).mean()) if z is not None else np.nan)
-        for name, q in (("median", 0.5), ("q05", 0.05), ("q95", 0.95)):
-            cols[f"noise_{name}"].append(float(np.quantile(z, q)) if z is not None else np.nan)
-        cols["typicality"].append(r.typicality if r is not None else np.nan)
-        cols["out_of_world"].append(int(r.out_of_world) if r is not None else 0)
-        cols["like_model"].append(r.like_model if r is not None else "")
-    return format_table_csv(cols)

@@ -27,7 +27,7 @@ def _csv(d: Path, text: str, name: str = "spikes.csv") -> Path:
 
 
 def _read(p, **kw):
-    from .io import read_spike_trains
+    from dicsbi.io.readers import read_spike_trains
 
     return read_spike_trains(p, **kw)
 
@@ -140,14 +140,14 @@ def _(d):
 # ---------------------------------------------------------------------------- trains given in Python
 @case("spike trains (Python)", "fewer than 3 spikes")
 def _(d):
-    from .inference import as_trains
+    from dicsbi.posterior.artifact import as_trains
 
     as_trains([1.0, 2.0])
 
 
 @case("spike trains (Python)", "not numbers")
 def _(d):
-    from .inference import as_trains
+    from dicsbi.posterior.artifact import as_trains
 
     as_trains([["a", "b", "c"]])
 
@@ -155,21 +155,21 @@ def _(d):
 # ---------------------------------------------------------------------------- models and conductance tables
 @case("model", "unknown model name")
 def _(d):
-    from .models import get_model
+    from dicsbi.models import get_model
 
     get_model("squid")
 
 
 @case("conductance table", "missing conductance column")
 def _(d):
-    from .io import read_conductances_csv
+    from dicsbi.io.readers import read_conductances_csv
 
     read_conductances_csv(_csv(d, "ID,g_Na,g_Kd\na,100,50\n", "g.csv"), "stg")
 
 
 @case("conductance table", "value is not a number")
 def _(d):
-    from .io import read_conductances_csv
+    from dicsbi.io.readers import read_conductances_csv
 
     cols = "Na,CaT,CaS,A,KCa,Kd,H,leak"
     read_conductances_csv(_csv(d, f"ID,{cols}\na,100,2,4,20,50,x,0.02,0.01\n", "g.csv"), "stg")
@@ -177,7 +177,7 @@ def _(d):
 
 @case("conductance table", "negative conductance")
 def _(d):
-    from .io import read_conductances_csv
+    from dicsbi.io.readers import read_conductances_csv
 
     cols = "Na,CaT,CaS,A,KCa,Kd,H,leak"
     read_conductances_csv(_csv(d, f"ID,{cols}\na,100,2,4,20,50,-3,0.02,0.01\n", "g.csv"), "stg")
@@ -190,8 +190,8 @@ def _artifact(d: Path) -> Path:
 
     import torch
 
-    from .inference import ARTIFACT_FORMAT, ARTIFACT_VERSION, _build_estimator
-    from .io import atomic_write_text
+    from dicsbi.io.files import atomic_write_text
+    from dicsbi.posterior.artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION, _build_estimator
 
     cfg = {"format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": "stg", "vth_mV": -51.0,
            "box": [[-20.0, 20.0], [0.0, 20.0]], "representation": "summary", "input_shape": [22],
@@ -209,7 +209,7 @@ def _artifact(d: Path) -> Path:
 
 
 def _load(p, **kw):
-    from .inference import load_posterior
+    from dicsbi.posterior.artifact import load_posterior
 
     return load_posterior(p, **kw)
 
@@ -259,14 +259,14 @@ def _(d):
 # ---------------------------------------------------------------------------- options
 @case("options", "n_models below 1")
 def _(d):
-    from .populations import infer
+    from dicsbi.pipeline import infer
 
     infer([[1.0, 2.0, 3.0]], "stg", 0, posterior=_artifact(d))
 
 
 @case("options", "unknown representation for training")
 def _(d):
-    from .inference import TrainConfig, train_posterior
+    from dicsbi.posterior.training import TrainConfig, train_posterior
 
     train_posterior(d, TrainConfig(representation="transformer"))
 
@@ -275,7 +275,7 @@ def _(d):
 def _(d):
     import os
 
-    from .io import OutputFolder
+    from dicsbi.io.files import OutputFolder
 
     (d / "out").mkdir()
     (d / "out" / ".dicsbi.lock").write_text(str(os.getppid()))
@@ -285,7 +285,7 @@ def _(d):
 
 # ---------------------------------------------------------------------------- neuromodulation
 def _pair(d: Path, after_text: str):
-    from .modulation import modulate
+    from dicsbi.modulation import modulate
 
     before = _csv(d, 'ID,spiking_times\nLP1,"[10, 60, 110, 160, 210]"\nLP2,"[15, 65, 115, 165]"\n', "before.csv")
     after = _csv(d, after_text, "after.csv")
@@ -304,14 +304,14 @@ def _(d):
 
 @case("modulation", "before-populations of another model")
 def _(d):
-    from .modulation import modulate
-    from .populations import InferenceResult
+    from dicsbi.modulation import modulate
+    from dicsbi.pipeline import InferenceResult
 
     modulate(InferenceResult("da", -55.5, 0, []), [[10.0, 50.0, 90.0]], "stg")
 
 
 @case("modulation", "a channel the model cannot modulate")
 def _(d):
-    from .modulation import parse_hypotheses
+    from dicsbi.modulation import parse_hypotheses
 
     parse_hypotheses("stg", "CaS+leak")

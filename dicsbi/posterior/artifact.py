@@ -1,26 +1,5 @@
-"""The amortised DIC posterior p(g_s, g_u | spike train): training, the posterior object, safe save and load.
-
-Estimator
-    Neural posterior estimation (sbi's conditional normalising flows, ``posterior_nn``; neural spline flow by
-    default) trained by maximum likelihood on (DIC target, spike train) pairs of a dicsbi training set
-    (:mod:`dicsbi.datasets`).  The flow lives on an unbounded copy of the prior box: with ``lo``/``hi`` the
-    box, ``u = logit((theta - lo) / (hi - lo))``, and ``log p(theta | x) = log q(u | x) + sum log |du/dtheta|``.
-    Every sample therefore lies inside the box and the density integrates to one over it (no leakage, no
-    rejection step).  The labels are the targets each cell's population was solved for (as published).
-
-Training loop
-    Our own loop around sbi's estimator (``estimator.loss``), because the published augmentation (jitter, spike
-    deletion, random sub-windows; :func:`dicsbi.embedding.augment`) draws a new copy of every train each
-    epoch, which sbi's fixed-data ``NPE.train`` cannot do.  Adam, gradient clipping, early stopping on a
-    validation split (held-out targets, augmented once with a fixed seed), rich progress, torch threads and
-    device configurable.  Silent trains (< 3 spikes) and diverged simulations are excluded and counted.
-
-Artifacts
-    A folder with ``weights.pt`` (a state dict, loaded with ``weights_only=True``; never a pickle) and
-    ``posterior.json`` (model, V_th, box, representation and its normalisation, flow settings, the training
-    data's manifest fingerprint, seed, versions, training summary and the SHA-256 of the weights).  Loading
-    checks the format, the checksum and, when asked, the model.
-"""
+"""The posterior artifact and :class:`DICPosterior`: sampling, densities, the noise posterior, safe save and load
+(``weights.pt`` + ``posterior.json``; see :mod:`dicsbi.posterior`)."""
 
 from __future__ import annotations
 
@@ -28,23 +7,29 @@ import hashlib
 import json
 import math
 import os
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .embedding import REPRESENTATIONS, augment, build_encoder, input_shape, random_windows, represent, sequence_stats
-from .errors import DicsbiError, InputError
-from .models import get_model
-from .spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
+from ..errors import DicsbiError, InputError
+from ..models import get_model
+from ..spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
+from .embedding import REPRESENTATIONS, build_encoder, represent
 
 ARTIFACT_FORMAT = "dicsbi-posterior"
+
+
 ARTIFACT_VERSION = 1
+
+
 WEIGHTS = "weights.pt"
+
+
 CONFIG = "posterior.json"
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"  # dicsbi/pretrained
 
 
 # nflows (inside sbi) calls a deprecated torch function on every sample; it is not ours to fix and floods output
@@ -53,34 +38,6 @@ warnings.filterwarnings("ignore", message="torch.triangular_solve is deprecated"
 
 class PosteriorError(DicsbiError):
     """A posterior artifact that cannot be used (missing, corrupted, other model, other format)."""
-
-
-@dataclass
-class TrainConfig:
-    """Settings of :func:`train_posterior` (all recorded in the artifact)."""
-
-    representation: str = "summary"
-    flow: str = "nsf"
-    hidden_features: int = 64
-    num_transforms: int = 5
-    num_bins: int = 10
-    embedding_dim: int = 32
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    max_epochs: int = 300
-    patience: int = 20
-    val_fraction: float = 0.1
-    clip_norm: float = 5.0
-    augment: bool = True
-    jitter_ms: float = 2.0
-    p_drop: float = 0.05
-    p_clean: float = 0.5
-    window_min_fraction: float = 0.5   # shortest augmentation window, as a fraction of the train's spikes
-    length_min_ms: float | None = None  # if set, half the trains (clean ones too) cut to [length_min_ms, window]
-    noise_model: bool = True  # train p(noise level | DICs, train) when the training noise levels vary
-    seed: int = 0
-    threads: int | None = None
-    device: str = "cpu"
 
 
 # ---------------------------------------------------------------------------- input checking
@@ -94,7 +51,7 @@ def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
     """
     if type(trains).__module__.startswith("neo") or (
             isinstance(trains, (list, tuple)) and trains and type(trains[0]).__module__.startswith("neo")):
-        from .io import from_neo
+        from ..io.readers import from_neo
 
         trains = from_neo(trains, name)
     if not isinstance(trains, SpikeTrains):
@@ -151,8 +108,8 @@ class DICPosterior:
         lo, hi = np.array(config["box"], dtype=float).T
         self._lo, self._hi = lo, hi
         self._fused_cache = None
-        self.typicality = None   # a dicsbi.typicality.Typicality when the artifact ships one
-        self.noise_level = None  # a dicsbi.noise_level.NoiseLevelModel when trained on several noise levels
+        self.typicality = None   # a dicsbi.posterior.typicality.Typicality when the artifact ships one
+        self.noise_level = None  # a dicsbi.posterior.noise_level.NoiseLevelModel when trained on several noise levels
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
@@ -172,10 +129,10 @@ class DICPosterior:
         return self
 
     def _fused(self):
-        """The flow's fused CPU evaluator (:mod:`dicsbi.flow`), or None (another device or flow structure:
+        """The flow's fused CPU evaluator (:mod:`dicsbi.posterior._flow`), or None (another device or flow structure:
         sbi's own code is used then)."""
         if self._fused_cache is None:
-            from .flow import FusedNSF, UnsupportedFlow
+            from ._flow import FusedNSF, UnsupportedFlow
 
             try:
                 if self.device != "cpu":
@@ -358,7 +315,7 @@ class DICPosterior:
         """Write ``weights.pt`` + ``posterior.json`` into ``folder`` (atomically, checksummed)."""
         import torch
 
-        from .io import atomic_write_text
+        from ..io.files import atomic_write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -417,283 +374,13 @@ def _build_estimator(config: dict, theta_u, x):
     return builder(torch.as_tensor(theta_u, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))
 
 
-def _noise_levels(noise_std):
-    """A data set's noise std (uA/cm^2), or the sorted distinct levels of combined sets (one level: a float)."""
-    levels = sorted({float(v) for v in np.atleast_1d(noise_std)})
-    return levels[0] if len(levels) == 1 else levels
-
-
-def _noise_parts(manifest: dict) -> list[dict]:
-    """The training world's noise: per data set part its fixed level or ``noise_max`` and its share of the cells
-    (design sizes), so that :func:`dicsbi.diagnose.diagnose` can draw fresh test cells from the same mixture."""
-    parts = [p["config"] for p in manifest.get("parts", [])] or [manifest["config"]]
-    sizes = np.array([float(c["n_targets"]) * float(c["cells_per_target"]) for c in parts])
-    return [{"noise_std": float(c["noise_std"]), "noise_max": c.get("noise_max"), "share": float(w)}
-            for c, w in zip(parts, sizes / sizes.sum())]
-
-
-def _versions() -> dict:
-    from .io import package_versions
-
-    return package_versions(("dicsbi", "sbi", "torch", "numpy"))
-
-
-def _class_map(targets: np.ndarray, classes: np.ndarray, box, bins: int = 40) -> dict:
-    """Class frequencies on a bins x bins grid over the box (empty cells borrow the nearest filled one)."""
-    from scipy.ndimage import distance_transform_edt
-
-    (a, b), (c, d) = box
-    ix = np.clip(((targets[:, 0] - a) / (b - a) * bins).astype(int), 0, bins - 1)
-    iy = np.clip(((targets[:, 1] - c) / (d - c) * bins).astype(int), 0, bins - 1)
-    counts = np.zeros((bins, bins, 3))
-    np.add.at(counts, (ix, iy, classes.astype(int)), 1.0)
-    tot = counts.sum(-1)
-    empty = tot == 0
-    if empty.all():
-        freq = np.full((bins, bins, 3), 1.0 / 3)
-    else:
-        _, (jx, jy) = distance_transform_edt(empty, return_indices=True)
-        counts = counts[jx, jy]
-        freq = counts / counts.sum(-1, keepdims=True)
-    return {"bins": bins, "frequencies": np.round(freq, 4).tolist()}
-
-
-@dataclass
-class TrainingReport:
-    epochs: int
-    best_val_loss: float
-    seconds: float
-    n_train: int
-    n_val: int
-    excluded_silent: int
-    excluded_diverged: int
-    history: list = field(default_factory=list)
-
-
-def train_posterior(data, config: TrainConfig | None = None, progress: bool = True,
-                    max_seconds: float | None = None,
-                    resume_from: DICPosterior | None = None) -> tuple[DICPosterior, TrainingReport]:
-    """Train a :class:`DICPosterior` on a data set folder (or a loaded :class:`~dicsbi.datasets.TrainingSet`),
-    or on a list of them trained as one (:func:`~dicsbi.datasets.combine_datasets`: e.g. clean and noisy
-    simulations, so that one posterior serves both; ``noise_std`` in the artifact is then the list of levels).
-
-    ``resume_from``: continue from a posterior trained on the same data with the same network settings (its
-    weights and z-scoring are kept; epochs and seconds add up in the artifact), so a long training can run in
-    several sessions.
-
-    Silent trains and failed simulations are excluded and counted in the report and the artifact.
-    ``max_seconds`` stops training (keeping the best weights so far) when the time is up.
-    """
-    import torch
-
-    from .datasets import TrainingSet, combine_datasets, load_dataset
-
-    cfg = config or TrainConfig()
-    if cfg.representation not in REPRESENTATIONS:
-        raise DicsbiError(f"representation must be one of {REPRESENTATIONS}, got {cfg.representation!r}")
-    parts = list(data) if isinstance(data, (list, tuple)) else [data]
-    ds, is_val = combine_datasets([d if isinstance(d, TrainingSet) else load_dataset(d) for d in parts],
-                                  cfg.val_fraction)
-    model = get_model(ds.model)
-    ok = (ds.status == 0) & (ds.trains.counts >= MIN_SPIKES)
-    n_silent = int(((ds.status == 0) & (ds.trains.counts < MIN_SPIKES)).sum())
-    n_diverged = int((ds.status != 0).sum())
-    tr_idx, va_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
-    if tr_idx.size < 10 or va_idx.size < 2:
-        raise DicsbiError(f"too few non-silent trains to train on ({tr_idx.size} train, {va_idx.size} validation)")
-    dcfg = ds.manifest["config"]
-    box = [list(dcfg["g_s_range"]), list(dcfg["g_u_range"])]
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    train_trains, val_trains = ds.trains.select(tr_idx), ds.trains.select(va_idx)
-    stats = sequence_stats(train_trains) if cfg.representation == "sequence" else None
-    if resume_from is not None and resume_from.config.get("sequence_stats") is not None:
-        stats = resume_from.config["sequence_stats"]
-    meta = {
-        "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": model.name,
-        "vth_mV": float(np.median(ds.vth_mV)), "box": box, "representation": cfg.representation,
-        "input_shape": list(input_shape(cfg.representation)), "sequence_stats": stats,
-        "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
-        "num_bins": cfg.num_bins, "embedding_dim": cfg.embedding_dim,
-        "window_ms": float(dcfg["duration_ms"]), "noise_std": _noise_levels(dcfg["noise_std"]),
-        "simulator": {**{k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
-                      "noise_parts": _noise_parts(ds.manifest)},
-        "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
-                          "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
-                          "excluded_silent": n_silent, "excluded_diverged": n_diverged},
-        "train_config": {k: v for k, v in cfg.__dict__.items() if k not in ("threads", "device")},
-        "class_map": _class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
-        "versions": _versions(),
-    }
-    lo, hi = np.array(box).T
-    post_for_u = DICPosterior.__new__(DICPosterior)
-    post_for_u._lo, post_for_u._hi = lo, hi
-
-    def u_of(theta):
-        return post_for_u._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
-
-    def feats(trains, seed):
-        tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
-                      window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
-        if cfg.augment and cfg.length_min_ms:
-            tr = random_windows(tr, np.random.SeedSequence(seed, spawn_key=(1,)), cfg.length_min_ms)
-        return torch.as_tensor(represent(tr, cfg.representation, stats))
-
-    u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])
-    x_val = feats(val_trains, cfg.seed + 10**6)  # fixed augmented copy
-    x0 = feats(train_trains, int(rng.integers(2**31)))
-    net = _build_estimator(meta, u_train, x0)
-    before = {"epochs": 0, "seconds": 0.0}
-    if resume_from is not None:
-        keys = ("representation", "flow", "hidden_features", "num_transforms", "num_bins", "box") + (
-            ("embedding_dim",) if cfg.representation == "sequence" else ())
-        differ = [k for k in keys if resume_from.config.get(k) != meta[k]]
-        if resume_from.config["training_data"]["fingerprint"] != meta["training_data"]["fingerprint"]:
-            differ.append("training data")
-        if differ:
-            raise DicsbiError(f"cannot resume: the earlier posterior differs in {', '.join(differ)}")
-        net.load_state_dict(resume_from.estimator.state_dict())
-        before = resume_from.config.get("training", before)
-    net = net.to(cfg.device)
-    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, box, resume_from)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 3, 2))
-    best, best_state, bad_epochs, history = math.inf, None, 0, []
-    t0 = time.perf_counter()
-    n_tr = tr_idx.size
-    bar = _EpochBar(progress, cfg.max_epochs)
-    epoch = 0
-    with bar:
-        for epoch in range(1, cfg.max_epochs + 1):
-            x_tr = x0 if epoch == 1 else feats(train_trains, int(rng.integers(2**31)))
-            perm = torch.as_tensor(rng.permutation(n_tr))
-            net.train()
-            total = 0.0
-            for s in range(0, n_tr, cfg.batch_size):
-                b = perm[s : s + cfg.batch_size]
-                opt.zero_grad()
-                loss = net.loss(u_train[b].to(cfg.device), condition=x_tr[b].to(cfg.device)).mean()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_norm)
-                opt.step()
-                total += float(loss.detach()) * len(b)
-                if noise is not None:
-                    noise.step(b, x_tr[b])
-            net.eval()
-            with torch.no_grad():
-                vl = float(np.mean([net.loss(u_val[s:s + 4096].to(cfg.device),
-                                             condition=x_val[s:s + 4096].to(cfg.device)).mean()
-                                    for s in range(0, len(u_val), 4096)]))
-            sched.step(vl)
-            if noise is not None:
-                noise.validate()
-            history.append((epoch, total / n_tr, vl))
-            if vl < best - 1e-4:
-                best, bad_epochs = vl, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                bad_epochs += 1
-            bar.update(epoch, total / n_tr, vl, best)
-            if bad_epochs >= cfg.patience:
-                break
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                break
-    net.load_state_dict(best_state)
-    net = net.to("cpu")
-    seconds = time.perf_counter() - t0
-    report = TrainingReport(epoch, best, seconds, int(n_tr), int(va_idx.size), n_silent, n_diverged, history)
-    meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
-                        "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
-    post = DICPosterior(net, meta)
-    if noise is not None:
-        post.noise_level = noise.finish()
-        meta["training"]["noise_level_best_val_loss"] = noise.best
-    return post, report
-
-
-class _NoiseTrainer:
-    """Trains p(noise level | DICs, train) next to the flow, on the flow's batches (:mod:`dicsbi.noise_level`)."""
-
-    def __init__(self, model, sigma_tr, theta_tr, sigma_va, theta_va, x_val, lr: float):
-        import torch
-
-        self.model, self.x_val = model, x_val
-        self.s_tr, self.th_tr = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_tr, theta_tr))
-        self.s_va, self.th_va = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_va, theta_va))
-        self.opt = torch.optim.Adam(model.net.parameters(), lr=lr)
-        self.best, self.best_state = math.inf, None
-
-    def step(self, rows, x) -> None:
-        self.model.net.train()
-        self.opt.zero_grad()
-        self.model.loss(self.s_tr[rows], x.float(), self.th_tr[rows]).backward()
-        self.opt.step()
-
-    def validate(self) -> None:
-        import torch
-
-        self.model.net.eval()
-        with torch.no_grad():
-            vl = float(self.model.loss(self.s_va, self.x_val.float(), self.th_va))
-        if vl < self.best:
-            self.best = vl
-            self.best_state = {k: v.detach().clone() for k, v in self.model.net.state_dict().items()}
-
-    def finish(self):
-        self.model.net.load_state_dict(self.best_state)
-        self.model.net.eval()
-        return self.model
-
-
-def _noise_trainer(ds, cfg: TrainConfig, tr_idx, va_idx, x0, x_val, box, resume_from) -> _NoiseTrainer | None:
-    """The noise model's trainer when the training noise levels vary (and ``cfg.noise_model``), else None.
-    The prior's top is the largest ``noise_max`` (or fixed level) of the data sets; its point mass the share of
-    clean training trains."""
-    from .noise_level import NoiseLevelModel
-
-    sigma = ds.noise_std if ds.noise_std is not None else np.zeros(len(ds))
-    if not cfg.noise_model or np.unique(sigma[tr_idx]).size < 2:
-        return None
-    top = max([float(sigma.max())] + [float(p["noise_max"] or p["noise_std"]) for p in _noise_parts(ds.manifest)])
-    if resume_from is not None and resume_from.noise_level is not None:
-        model = resume_from.noise_level
-    else:
-        model = NoiseLevelModel.create(x0, box, top, float((sigma[tr_idx] == 0).mean()), seed=cfg.seed)
-    return _NoiseTrainer(model, sigma[tr_idx], ds.targets[tr_idx], sigma[va_idx], ds.targets[va_idx], x_val,
-                         cfg.learning_rate)
-
-
-class _EpochBar:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if self.enabled:
-            from rich import progress as rp
-
-            self.bar = rp.Progress(rp.TextColumn("training"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                   rp.TextColumn("{task.fields[info]}"), rp.TimeElapsedColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("epochs", total=self.total, info="")
-        return self
-
-    def update(self, epoch, train_loss, val_loss, best):
-        if self.enabled:
-            self.bar.update(self.task, completed=epoch,
-                            info=f"loss {train_loss:.3f}  val {val_loss:.3f}  best {best:.3f}")
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-
-
 # ---------------------------------------------------------------------------- loading
 CONFIG_KEYS = {"format", "format_version", "model", "vth_mV", "box", "representation", "input_shape",
                "sequence_stats", "flow", "hidden_features", "num_transforms", "num_bins", "embedding_dim",
                "window_ms", "noise_std", "simulator", "training_data", "train_config", "class_map", "versions",
                "training", "weights_sha256", "noise_level"}
+
+
 FLOWS = ("nsf", "maf", "mdn")
 
 

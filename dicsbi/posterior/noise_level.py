@@ -4,7 +4,7 @@ Why a second network and not a third flow dimension
     The noise prior has a point mass at 0 (clean recordings) and a continuous part, and a normalising flow has
     no point masses.  The posterior is factorised exactly instead,
     ``p(g_s, g_u, sigma | x) = p(g_s, g_u | x) p(sigma | g_s, g_u, x)``: the DIC flow
-    (:class:`dicsbi.inference.DICPosterior`) is the marginal over the noise (it is trained on clean and noisy
+    (:class:`dicsbi.posterior.DICPosterior`) is the marginal over the noise (it is trained on clean and noisy
     trains together), and this module's conditional model is a mixed distribution,
 
         P(sigma = 0 | theta, x) = pi(theta, x),
@@ -12,7 +12,7 @@ Why a second network and not a third flow dimension
 
     with pi, w, mu, s from a small network of the (z-scored) network input and the DICs scaled to the box.  It
     is trained by maximum likelihood on the same (DIC target, noise level, augmented train) triples as the flow
-    (:func:`dicsbi.inference.train_posterior` trains both in one loop), so samples of (g_s, g_u) followed by
+    (:func:`dicsbi.posterior.train_posterior` trains both in one loop), so samples of (g_s, g_u) followed by
     one noise level each are samples of the joint posterior.  Conditioning on the DICs keeps their correlation
     with the noise (an irregular train is a noisy cell or a cell near the spiking/bursting border).
 
@@ -128,7 +128,7 @@ class NoiseLevelModel:
         """Write the weights into ``folder``; returns the config entry (with the weights' SHA-256)."""
         import torch
 
-        from .io import atomic_write_bytes
+        from ..io.files import atomic_write_bytes
 
         buf = io.BytesIO()
         torch.save(self.net.state_dict(), buf)

@@ -14,7 +14,7 @@ One sampling pass over a test set of (true (g_s, g_u), spike train) pairs feeds 
 * **recovery**: posterior mean against truth, R^2 and MAE per DIC, overall and per firing class;
 * **contraction**: 1 - posterior variance / prior variance per DIC, and posterior z-scores;
 * **predictive check** on a subset: populations solved from posterior draws are simulated and compared with the
-  observed train (firing class, main frequency within 10%), as in :func:`dicsbi.populations.infer`.
+  observed train (firing class, main frequency within 10%), as in :func:`dicsbi.pipeline.infer`.
 
 Verdicts (pass / warn / fail), thresholds in :data:`THRESHOLDS`; a coverage tolerance never tighter than 2.5
 binomial standard errors, so a small test set does not fail a calibrated posterior by chance.
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .diagnostics import expected_coverage, sbc_ranks, tarp
-from .errors import DicsbiError
-from .models import get_model
-from .spikes import MIN_SPIKES, SpikeTrains, firing_class
+from ..errors import DicsbiError
+from ..models import get_model
+from ..spikes import MIN_SPIKES, SpikeTrains, firing_class
+from .metrics import expected_coverage, sbc_ranks, tarp
 
 LEVELS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 THRESHOLDS = {
@@ -85,7 +85,9 @@ def _grade(value: float, pass_if, warn_if) -> str:
 
 def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True, tier: str = "fast"):
     """(trains, theta, source) for the diagnostics; see the module docstring."""
-    from .datasets import DatasetConfig, load_dataset, simulate_dataset
+    from ..datasets.config import DatasetConfig
+    from ..datasets.generate import simulate_dataset
+    from ..datasets.storage import load_dataset
 
     if isinstance(data, tuple):
         trains, theta = data
@@ -141,14 +143,14 @@ def test_set(posterior, n_sims: int, seed: int, data=None, progress: bool = True
 def diagnose(posterior, n_sims: int = 1000, data=None, n_samples: int = 1000, check: int = 50,
              check_models: int = 10, seed: int = 0, c2st: bool = True, progress: bool = True,
              tier: str = "fast") -> Diagnostics:
-    """Run every check of the module docstring on ``posterior`` (a :class:`~dicsbi.inference.DICPosterior`,
+    """Run every check of the module docstring on ``posterior`` (a :class:`~dicsbi.posterior.DICPosterior`,
     a folder or a shipped model name).  ``data``: a data set folder or ``(trains, theta)``; default fresh
     simulations.  ``check``: recordings in the predictive check (0 skips it); ``c2st``: run sbi's classifier
     test of the data-averaged posterior against the prior (seconds per 1000 test trains).  ``tier``: accuracy
     tier of the fresh simulations and of the predictive check."""
     import torch
 
-    from .inference import DICPosterior, load_posterior
+    from ..posterior.artifact import DICPosterior, load_posterior
 
     post = posterior if isinstance(posterior, DICPosterior) or hasattr(posterior, "sample") \
         else load_posterior(posterior)
@@ -210,7 +212,7 @@ def diagnose(posterior, n_sims: int = 1000, data=None, n_samples: int = 1000, ch
     f["zscore_abs_median"] = np.median(np.abs(z), 0).tolist()
     # predictive check
     if check:
-        from .populations import infer
+        from ..pipeline import infer
 
         pick = np.sort(np.random.default_rng(seed + 1).choice(n, min(check, n), replace=False))
         res = infer(trains.select(pick), post.model, check_models, posterior=post, seed=seed, check=check_models,
@@ -246,10 +248,10 @@ def write_diagnostics(diag: Diagnostics, out, posterior_config: dict | None = No
     import json
     from pathlib import Path
 
-    from . import plots
-    from .arviz_io import diagnostics_data, plot_rank_ecdf, to_netcdf
-    from .io import OutputFolder, atomic_write_bytes, atomic_write_text
-    from .report import _png
+    from ..io.files import OutputFolder, atomic_write_bytes, atomic_write_text
+    from ..io.netcdf import diagnostics_data, plot_rank_ecdf, to_netcdf
+    from ..report import figures as plots
+    from ..report.page import _png
 
     with OutputFolder(out) as stage:
         stage = Path(stage)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models import get_model
-from .spikes import CLASS_NAMES
+from ..models import get_model
+from ..spikes import CLASS_NAMES
 
 CLASS_COLOURS = ("#bbbbbb", "#1f77b4", "#d62728")  # silent, spiking, bursting
 

@@ -1,7 +1,7 @@
 """The one place that builds ArviZ objects (arviz 0.23, the last line for Python 3.11; a move to ArviZ 1.x
 touches this file only).
 
-:func:`inference_data` turns an :class:`~dicsbi.populations.InferenceResult` into ``InferenceData``:
+:func:`inference_data` turns an :class:`~dicsbi.pipeline.InferenceResult` into ``InferenceData``:
 
 * ``posterior``: ``g_s``, ``g_u`` with dims ``(chain, draw, recording)`` - the posterior sample each model of the
   population was solved for (one chain; draws are the models), so ``az.summary``, ``az.plot_pair`` and
@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from .models import get_model
-from .spikes import SpikeTrains, firing_class
+from ..models import get_model
+from ..spikes import SpikeTrains, firing_class
 
 
 def _arviz():
@@ -36,8 +36,8 @@ def inference_data(result, trains: SpikeTrains):
     """``InferenceData`` of a pipeline result (see the module docstring); silent recordings are left out."""
     import xarray as xr
 
-    from . import __version__
-    from .typicality import MEANING as TYPICALITY_MEANING
+    from .. import __version__
+    from ..posterior.typicality import MEANING as TYPICALITY_MEANING
 
     az = _arviz()
     m = get_model(result.model)
@@ -194,12 +194,12 @@ def from_netcdf(path):
 
 
 def diagnostics_data(diag):
-    """``InferenceData`` of a :class:`~dicsbi.diagnose.Diagnostics`: posterior draws ``g_s``, ``g_u`` over
+    """``InferenceData`` of a :class:`~dicsbi.diagnostics.runner.Diagnostics`: posterior draws ``g_s``, ``g_u`` over
     ``(chain, draw, simulation)``; the truths and firing classes in ``observed_data``; SBC ranks in
     ``sample_stats`` (``rank_g_s``, ``rank_g_u`` over ``simulation``)."""
     import xarray as xr
 
-    from . import __version__
+    from .. import __version__
 
     az = _arviz()
     n, s, _ = diag.samples.shape
@@ -259,7 +259,7 @@ def modulation_data(result):
     """
     import xarray as xr
 
-    from . import __version__
+    from .. import __version__
 
     az = _arviz()
     m = get_model(result.model)

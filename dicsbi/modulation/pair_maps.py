@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compensation import compensate, conductance_index, draw_seed_population, relative_change
-from .errors import DicsbiError
-from .models import Model, get_model
+from ..compensation import compensate, conductance_index, draw_seed_population, relative_change
+from ..errors import DicsbiError
+from ..models import Model, get_model
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Two representations (chosen per posterior, recorded in its configuration):
 
 ``"summary"``
-    The fixed vector of :func:`dicsbi.features.summary_statistics`, z-scored by the flow.
+    The fixed vector of :func:`dicsbi.posterior.summary.summary_statistics`, z-scored by the flow.
 ``"summary_length"`` (experimental, not shipped)
     The summary vector plus the log of the number of intervals: the statistics are length-free by design, so a
     posterior on them alone cannot tell a 1 s train (noisy statistics) from a 9 s one and gives both the same
@@ -28,7 +28,7 @@ Augmentation (published pipeline, applied afresh every epoch): Gaussian jitter o
 times re-sorted), deletion of each spike with probability 0.05 (undone if fewer than 5 would remain), and, for
 trains of more than 10 spikes, a random contiguous window of between floor(n/2) and n - 1 spikes.  Training
 leaves a fraction ``p_clean`` of the trains unchanged each epoch (0.5 by default,
-:class:`dicsbi.inference.TrainConfig`): a posterior trained on augmented trains only is out of distribution
+:class:`dicsbi.posterior.TrainConfig`): a posterior trained on augmented trains only is out of distribution
 on clean ones.  Measured on the first STG posterior (summary statistics, 43k training trains, all augmented):
 HPD coverage 0.24 / 0.45 / 0.63 at
 50 / 80 / 95% and MAE g_u 2.86 on the clean test set, but 0.49 / 0.81 / 0.95 and MAE g_u 1.84 on the same
@@ -40,8 +40,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .features import N_SUMMARY, summary_statistics
-from .spikes import SpikeTrains
+from ..spikes import SpikeTrains
+from .summary import N_SUMMARY, summary_statistics
 
 MAX_ISIS = 256
 REPRESENTATIONS = ("summary", "summary_length", "sequence")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from .spikes import CLASS_NAMES, SpikeTrains, firing_class
-from .typicality import MEANING as TYPICALITY_MEANING
+from ..posterior.typicality import MEANING as TYPICALITY_MEANING
+from ..spikes import CLASS_NAMES, SpikeTrains, firing_class
+from . import figures as plots
 
 
 def _png(fig) -> bytes:
@@ -38,7 +38,7 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
     recording is in ``summary.csv``).  Every file goes through a temporary name and a rename
     (:func:`dicsbi.io.atomic_write_bytes`).
     """
-    from .io import atomic_write_bytes, atomic_write_text
+    from ..io.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     figdir = out / "figures"

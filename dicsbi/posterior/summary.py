@@ -3,7 +3,7 @@
 Every statistic is finite for any train with at least :data:`MIN_SPIKES` spikes (3), is computed from the
 interspike intervals (ISIs, ms) only, and does not depend on the recording's length or on where it starts, so
 recordings shorter or longer than the training window land in the same space (a shorter window gives noisier
-statistics; training-time sub-windows teach the posterior that noise, see :mod:`dicsbi.inference`).
+statistics; training-time sub-windows teach the posterior that noise, see :mod:`dicsbi.posterior`).
 
 The vector (:data:`SUMMARY_NAMES`; ``l`` = natural log of the ISI in ms):
 
@@ -57,8 +57,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .errors import InputError
-from .spikes import CV_THRESHOLD, MIN_SPIKES, SpikeTrains
+from ..errors import InputError
+from ..spikes import CV_THRESHOLD, MIN_SPIKES, SpikeTrains
 
 SUMMARY_NAMES = ("log_rate", "l_mean", "l_std", "l_skew", "l_min", "l_q10", "l_q25", "l_q50", "l_q75", "l_q90",
                  "l_max", "log_cv", "lv", "l_autocorr", "l_absdiff", "gap", "frac_short", "l_short", "l_long",

@@ -1,15 +1,5 @@
-"""Reading user files and writing results atomically.
-
-* Conductance tables: a CSV with a header, one row per neuron, one column per maximal conductance named as in
-  the model (``g_Na`` or ``Na``, case-insensitive, optionally followed by units in brackets) in any order,
-  plus an optional ``ID`` column; DIC columns (``g_f``, ``g_s``, ``g_u``, ``V_th``) are ignored, so a
-  population written by dicsbi reads back as a conductance table.
-* Spike trains out: the Spike2Pop CSV shape, ``ID,spiking_times`` with a bracketed list of times in ms.
-
-Every problem in a user file raises :class:`~dicsbi.errors.InputError` naming the file, the row (1-based, the
-header is row 1) and the field.  Every output is written to a temporary name in the same folder and renamed
-when complete, so an interrupted run never leaves a file that looks finished.
-"""
+"""Reading user files: conductance tables (CSV) and spike times (Spike2Pop CSV, long CSV, NWB, Neo), each problem
+one :class:`~dicsbi.errors.InputError` naming the file, the row and the field (see :mod:`dicsbi.io`)."""
 
 from __future__ import annotations
 
@@ -17,152 +7,18 @@ import csv
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .models import Model, get_model
-from .spikes import SpikeTrains, implausible
+from ..errors import InputError
+from ..models import Model, get_model
+from ..spikes import SpikeTrains, implausible
 
 ID_COLUMNS = ("id", "ID", "Id")
+
+
 DERIVED_COLUMNS = ("g_f", "g_s", "g_u", "v_th", "vth", "target_g_s", "target_g_u")  # ignored on input
-
-
-def package_versions(packages=("dicsbi", "numpy", "scipy", "numba")) -> dict:
-    """Python and package versions for the provenance of an output (None for a package not installed)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in packages:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-LOCK_NAME = ".dicsbi.lock"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class FolderLock:
-    """``out/.dicsbi.lock`` holding the process id, for as long as the ``with`` block runs: a second dicsbi run on
-    the same folder is refused while the first is alive; a stale lock left by a killed run is taken over."""
-
-    def __init__(self, out: str | os.PathLike):
-        self.out = Path(out)
-        self.lock = self.out / LOCK_NAME
-
-    def __enter__(self) -> Path:
-        from .errors import DicsbiError
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
-                break
-            except FileExistsError:
-                try:
-                    other = int(self.lock.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    other = 0
-                if other and other != os.getpid() and _pid_alive(other):
-                    raise DicsbiError(f"{self.out}: another dicsbi run (process {other}) is writing this folder; "
-                                      f"wait for it or choose another --out (remove {self.lock} if that process "
-                                      "is not dicsbi)") from None
-                self.lock.unlink(missing_ok=True)  # stale: its run was killed
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return self.out
-
-    def __exit__(self, *exc) -> None:
-        self.lock.unlink(missing_ok=True)
-
-
-class OutputFolder(FolderLock):
-    """Write a command's whole output as one unit: staged, locked, published at the end.
-
-    ``with OutputFolder(out) as stage:`` takes the :class:`FolderLock` on ``out`` and gives a staging folder
-    ``out/.partial-<pid>/`` to write into.  When the block ends normally every entry of the stage is moved into
-    ``out`` (files by atomic rename, folders replaced whole) and the stage is removed; when it raises (or the
-    process is killed) ``out`` keeps what it had before: the new outputs exist only under a temporary name, which
-    the next run removes.
-    """
-
-    def __init__(self, out: str | os.PathLike):
-        super().__init__(out)
-        self.stage = self.out / f".partial-{os.getpid()}"
-
-    def __enter__(self) -> Path:
-        super().__enter__()
-        for old in self.out.glob(".partial-*"):  # left by killed runs
-            _remove(old)
-        self.stage.mkdir()
-        return self.stage
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                for entry in sorted(self.stage.iterdir()):
-                    dest = self.out / entry.name
-                    if entry.is_dir() and dest.exists():
-                        old = self.out / f".partial-{os.getpid()}-old-{entry.name}"
-                        os.replace(dest, old)
-                        os.replace(entry, dest)
-                        _remove(old)
-                    else:
-                        os.replace(entry, dest)
-        finally:
-            _remove(self.stage)
-            super().__exit__(exc_type, exc, tb)
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[np.ndarray, list[str]]:
@@ -231,70 +87,10 @@ def _parse_conductance(cell: str, path: Path, row: int, name: str) -> float:
     return value
 
 
-def format_spike2pop_csv(trains: SpikeTrains, decimals: int = 4) -> str:
-    """Spike2Pop CSV text: ``ID,spiking_times`` with ``"[t1, t2, ...]"`` in ms."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ID", "spiking_times"])
-    for ident, times in zip(trains.ids, trains):
-        writer.writerow([ident, "[" + ", ".join(f"{t:.{decimals}f}" for t in times) + "]"])
-    return out.getvalue()
-
-
-def write_spike2pop_csv(path: str | os.PathLike, trains: SpikeTrains) -> Path:
-    """Write spike trains in the Spike2Pop CSV shape, atomically."""
-    return atomic_write_text(path, format_spike2pop_csv(trains))
-
-
-def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np.ndarray | None = None,
-                          ids=None, vth_mV=None, extra: dict | None = None) -> str:
-    """CSV text of a conductance table: ``ID``, one column per conductance with units, then DICs if given,
-    then the ``extra`` columns (name -> one value per row)."""
-    model = get_model(model)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["ID"] + [f"{n} [mS/cm^2]" for n in model.conductance_names]
-    if dics is not None:
-        header += ["g_f [g_leak]", "g_s [g_leak]", "g_u [g_leak]", "V_th [mV]"]
-    extra = extra or {}
-    header += list(extra)
-    writer.writerow(header)
-    ids = [str(i) for i in range(len(conductances))] if ids is None else ids
-    for k, (ident, row) in enumerate(zip(ids, conductances)):
-        cells = [ident] + [repr(float(v)) for v in row]
-        if dics is not None:
-            vth = model.vth_mV if vth_mV is None else np.broadcast_to(vth_mV, (len(conductances),))[k]
-            cells += [repr(float(v)) for v in dics[k]] + [repr(float(vth))]
-        cells += [_cell(col[k]) for col in extra.values()]
-        writer.writerow(cells)
-    return out.getvalue()
-
-
-def _cell(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    if isinstance(v, (np.integer,)):
-        return str(int(v))
-    return str(v)
-
-
-def format_table_csv(columns: dict) -> str:
-    """CSV text of named columns of equal length (floats written exactly, NaN as empty)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(list(columns))
-    n = len(next(iter(columns.values()))) if columns else 0
-    for k in range(n):
-        row = []
-        for col in columns.values():
-            v = col[k]
-            row.append("" if isinstance(v, (float, np.floating)) and not math.isfinite(v) else _cell(v))
-        writer.writerow(row)
-    return out.getvalue()
-
-
 # ---------------------------------------------------------------------------- spike-train input
 TIME_UNITS_MS = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "us": 1e-3}
+
+
 _TIME_COLUMNS = ("spike_time", "spike_times", "time", "t")
 
 

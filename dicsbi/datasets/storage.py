@@ -1,0 +1,204 @@
+"""Reading training sets: the manifest, shards, :class:`TrainingSet`, splits and combinations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..models import get_model
+from ..spikes import FEATURE_NAMES, SpikeTrains
+from .config import FORMAT, FORMAT_VERSION, MANIFEST, DatasetConfig, DatasetError
+
+_SHARD_META_KEY = b"dicsbi_shard"
+
+
+# ------------------------------------------------------------------------------------------ folder state
+def shard_path(out: Path, shard: int) -> Path:
+    return Path(out) / f"shard-{shard:05d}.parquet"
+
+
+def _read_shard_summary(path: Path) -> dict | None:
+    """The summary stored in a shard's footer, or None if the file is truncated or not a shard."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+        summary = json.loads(meta.metadata[_SHARD_META_KEY])
+    except Exception:  # truncated, corrupted, foreign file: redo it
+        return None
+    if meta.num_rows != summary.get("rows"):
+        return None
+    return summary
+
+
+def read_manifest(out: str | os.PathLike) -> dict:
+    path = Path(out) / MANIFEST
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{out}: not a dicsbi data set (no {MANIFEST})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: damaged manifest ({e})") from None
+    if doc.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a dicsbi data-set manifest")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(f"{path}: format version {doc.get('format_version')}, this dicsbi reads "
+                           f"{FORMAT_VERSION}")
+    return doc
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass
+class TrainingSet:
+    """A loaded data set (or split): one row per simulated cell, as arrays."""
+
+    model: str
+    targets: np.ndarray         # [n, 2] (g_s, g_u) the cell's population was solved for
+    dics: np.ndarray            # [n, 3] achieved (g_f, g_s, g_u) at V_th
+    vth_mV: np.ndarray          # [n]
+    conductances: np.ndarray    # [n, n_g] in the model's order
+    trains: SpikeTrains
+    firing_class: np.ndarray    # [n] 0 silent, 1 spiking, 2 bursting
+    status: np.ndarray          # [n] simulator status (0 ok)
+    target_index: np.ndarray    # [n]
+    features: dict[str, np.ndarray]
+    population_seed: np.ndarray
+    noise_seed: np.ndarray
+    noise_index: np.ndarray
+    manifest: dict
+    noise_std: np.ndarray | None = None  # [n] each cell's noise level (uA/cm^2)
+
+    def __len__(self) -> int:
+        return self.targets.shape[0]
+
+
+def split_targets(manifest: dict, val_fraction: float) -> np.ndarray:
+    """Target indices of the validation split: a seeded permutation of the targets, first fraction."""
+    cfg = DatasetConfig.from_dict(manifest["config"])
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(3,)))
+    perm = rng.permutation(cfg.n_targets)
+    return np.sort(perm[: int(round(val_fraction * cfg.n_targets))])
+
+
+def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction: float = 0.1,
+                 allow_incomplete: bool = False) -> TrainingSet:
+    """Load a data set folder as arrays (no Python loop over cells).
+
+    ``split`` is ``None`` (everything), ``"train"`` or ``"val"``; the split is by target, so all cells of a
+    population fall on the same side (:func:`split_targets`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    cfg = DatasetConfig.from_dict(manifest["config"])
+    if not manifest["complete"] and not allow_incomplete:
+        raise DatasetError(f"{path}: only {manifest['totals']['shards_done']} of {manifest['n_shards']} shards "
+                           "are done; resume the run (same command) or pass allow_incomplete=True")
+    if split not in (None, "train", "val"):
+        raise DatasetError(f"split must be None, 'train' or 'val' (got {split!r})")
+    tables = []
+    for key in sorted(manifest["shards"], key=int):
+        f = path / manifest["shards"][key]["file"]
+        try:
+            tables.append(pq.read_table(f))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DatasetError(f"{f}: unreadable shard ({e}); re-run the generation to redo it") from None
+    model = get_model(cfg.model)
+    if not tables:
+        raise DatasetError(f"{path}: no shards")
+    t = pa.concat_tables(tables)
+    if split is not None:
+        val = np.isin(t.column("target_index").to_numpy(), split_targets(manifest, val_fraction))
+        t = t.filter(pa.array(val if split == "val" else ~val))
+
+    def col(name, dtype=float):
+        return t.column(name).to_numpy().astype(dtype, copy=False)
+
+    spikes = t.column("spike_times_ms").combine_chunks()
+    offsets = spikes.offsets.to_numpy().astype(np.int64)
+    values = spikes.values.to_numpy()
+    times = values[offsets[0]: offsets[-1]].astype(float)
+    offsets = offsets - offsets[0]
+    n = t.num_rows
+    trains = SpikeTrains(times, offsets, np.zeros(n), np.full(n, cfg.resolved().duration_ms),
+                         np.arange(n).astype(str))
+    feats = {name: col(name) for name in FEATURE_NAMES[1:]}
+    return TrainingSet(
+        model=cfg.model,
+        targets=np.column_stack([col("target_g_s"), col("target_g_u")]),
+        dics=np.column_stack([col("g_f"), col("g_s"), col("g_u")]),
+        vth_mV=col("v_th_mV"),
+        conductances=np.column_stack([col(c) for c in model.conductance_names]) if n
+        else np.empty((0, model.n_conductances)),
+        trains=trains, firing_class=col("firing_class", np.int8), status=col("status", np.int8),
+        target_index=col("target_index", np.int64), features=feats,
+        population_seed=col("population_seed", np.uint64), noise_seed=col("noise_seed", np.uint64),
+        noise_index=col("noise_index", np.int64), manifest=manifest,
+        noise_std=col("noise_std") if "noise_std" in t.column_names else np.full(n, cfg.noise_std))
+
+
+def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
+    """Rows of ``ds`` in the validation split (:func:`split_targets`); a combined set is split part by part, so
+    combining again gives the same split."""
+    parts = ds.manifest.get("parts")
+    if not parts:
+        return np.isin(ds.target_index, split_targets(ds.manifest, val_fraction))
+    mask = np.zeros(len(ds), dtype=bool)
+    offset = 0
+    for part in parts:
+        n = int(part["config"]["n_targets"])
+        rows = (ds.target_index >= offset) & (ds.target_index < offset + n)
+        mask[rows] = np.isin(ds.target_index[rows] - offset, split_targets(part, val_fraction))
+        offset += n
+    return mask
+
+
+SHARED_FIELDS = ("model", "g_s_range", "g_u_range", "duration_ms", "transient_ms", "dt_ms")
+
+
+def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[TrainingSet, np.ndarray]:
+    """Several data sets of one model, box and simulation window as one, e.g. clean and noisy simulations for a
+    posterior that serves both kinds of recording.
+
+    Returns the combined set and its validation mask: each part is split by its own targets
+    (:func:`split_targets`), and target indices are offset so that the parts' targets stay distinct.  The
+    manifest keeps the first part's configuration with ``noise_std`` replaced by the list of the parts' noise
+    levels, lists the parts (configuration and fingerprint) and has a fingerprint hashing theirs.  One part is
+    returned as it is.
+    """
+    sets = list(sets)
+    if not sets:
+        raise DatasetError("no data sets to combine")
+    val = [validation_mask(s, val_fraction) for s in sets]
+    if len(sets) == 1:
+        return sets[0], val[0]
+    first = DatasetConfig.from_dict(sets[0].manifest["config"]).resolved()
+    for s in sets[1:]:
+        other = DatasetConfig.from_dict(s.manifest["config"]).resolved()
+        differ = [f for f in SHARED_FIELDS if getattr(other, f) != getattr(first, f)]
+        if differ:
+            raise DatasetError(f"data sets to train together must share {', '.join(SHARED_FIELDS)}; "
+                               f"{s.manifest['fingerprint'][:12]} differs from the first in {', '.join(differ)}")
+    offsets = np.cumsum([0] + [int(s.manifest["config"]["n_targets"]) for s in sets[:-1]])
+    fingerprint = hashlib.sha256("+".join(s.manifest["fingerprint"] for s in sets).encode()).hexdigest()
+    manifest = {**sets[0].manifest, "fingerprint": fingerprint,
+                "config": {**sets[0].manifest["config"],
+                           "noise_std": [float(s.manifest["config"]["noise_std"]) for s in sets]},
+                "parts": [{"fingerprint": s.manifest["fingerprint"], "config": s.manifest["config"]} for s in sets]}
+    combined = TrainingSet(
+        model=sets[0].model, trains=SpikeTrains.concat([s.trains for s in sets]),
+        target_index=np.concatenate([s.target_index + o for s, o in zip(sets, offsets)]),
+        features={k: np.concatenate([s.features[k] for s in sets]) for k in sets[0].features},
+        manifest=manifest,
+        **{f: np.concatenate([getattr(s, f) for s in sets]) for f in (
+            "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
+            "noise_seed", "noise_index", "noise_std")})
+    return combined, np.concatenate(val)
