@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.files import atomic_write_bytes, package_versions
 from ..models import get_model
 from ..spikes import FEATURE_NAMES, SpikeTrains
 from .config import (
@@ -115,30 +116,12 @@ def _shard_job(config_dict: dict, shard: int) -> tuple[bytes, dict]:
     return compute_shard(DatasetConfig.from_dict(config_dict), shard, n_threads=1)
 
 
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _versions() -> dict:
-    from ..io.files import package_versions
-
-    return package_versions(("dicsbi", "numpy", "scipy", "numba", "pyarrow"))
-
-
 def _manifest(cfg: DatasetConfig, shards: dict[int, dict], created: str) -> dict:
     done = [shards[k] for k in sorted(shards)]
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "created": created,
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": package_versions(("dicsbi", "numpy", "scipy", "numba", "pyarrow")),
         "fingerprint": cfg.fingerprint(), "config": cfg.to_dict(), "n_shards": cfg.n_shards,
         "complete": len(done) == cfg.n_shards,
         "totals": {
@@ -246,7 +229,7 @@ def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n
 
     def finished(data: bytes, summary: dict) -> int:
         k = summary["shard"]
-        _write_atomic_bytes(shard_path(out, k), data)
+        atomic_write_bytes(shard_path(out, k), data)
         done[k] = summary
         computed.append(k)
         _write_manifest(out, cfg, done, created)

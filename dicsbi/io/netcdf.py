@@ -223,12 +223,11 @@ def diagnostics_data(diag):
 def plot_rank_ecdf(ranks: np.ndarray, names):
     """SBC rank ECDF minus the uniform CDF with simultaneous 95% bands (ArviZ ``plot_ecdf``), one panel per
     parameter."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from scipy.stats import uniform
 
+    from ..report.figures import pyplot
+
+    plt = pyplot()
     az = _arviz()
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], names)):

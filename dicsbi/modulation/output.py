@@ -19,6 +19,7 @@ import numpy as np
 from ..io.files import atomic_write_bytes, atomic_write_text
 from ..io.tables import format_table_csv
 from ..models import get_model
+from ..report.figures import pyplot
 from ..report.page import _png
 from ..spikes import CLASS_NAMES
 from .hypotheses import modulable_channels
@@ -128,17 +129,10 @@ def changes_table(result) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def hypothesis_bars(result, top: int = 15):
-    plt = _plt()
+    plt = pyplot()
     order = result.order()[:top]
     prob = result.probability
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
@@ -157,7 +151,7 @@ def hypothesis_bars(result, top: int = 15):
 
 
 def channel_bars(result):
-    plt = _plt()
+    plt = pyplot()
     p = result.channel_probability()
     chans = list(p)
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -177,7 +171,7 @@ def channel_bars(result):
 def populations_figure(result, h: int, neuron: int = 0):
     """Before (grey) and after (colour) populations under hypothesis ``h``: the modulated channels' conductances
     (log axes) and the DIC plane with the after posterior."""
-    plt = _plt()
+    plt = pyplot()
     m = get_model(result.model)
     n = result.neurons[neuron]
     hyp = result.hypotheses[h]
@@ -331,7 +325,7 @@ def cost_channels_table(rankings) -> str:
 
 
 def cost_bars(nid: str, ranking, top: int = 15):
-    plt = _plt()
+    plt = pyplot()
     order = ranking.order()[:top]
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
     y = np.arange(len(order))[::-1]

@@ -249,9 +249,9 @@ def plot_trajectory(tracking: Tracking, recording_id: str | None = None, ax=None
     """Per-window posterior medians in the (g_s, g_u) plane, joined in time order and coloured by the window
     centre (s), with 5-95% error bars.  ``recording_id=None`` draws every recording; silent and unreachable
     windows break the line.  Returns the Figure."""
-    from ..report.figures import _plt
+    from ..report.figures import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 4.6))
     t = tracking
     rows = t.rows(recording_id)
@@ -288,9 +288,9 @@ def plot_conductances_over_time(tracking: Tracking, recording_id: str | None = N
 
     ``recording_id`` may be omitted only when there is one recording; ``ax`` is a sequence of one Axes per
     conductance (a 2-D array of Axes is flattened).  Returns the Figure."""
-    from ..report.figures import _plt
+    from ..report.figures import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     t = tracking
     if recording_id is None:
         if len(t.recordings) > 1:

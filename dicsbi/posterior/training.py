@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DicsbiError
+from ..io.files import package_versions
 from ..models import get_model
 from ..spikes import MIN_SPIKES
 from .artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION, DICPosterior, _build_estimator
@@ -58,12 +59,6 @@ def _noise_parts(manifest: dict) -> list[dict]:
     sizes = np.array([float(c["n_targets"]) * float(c["cells_per_target"]) for c in parts])
     return [{"noise_std": float(c["noise_std"]), "noise_max": c.get("noise_max"), "share": float(w)}
             for c, w in zip(parts, sizes / sizes.sum())]
-
-
-def _versions() -> dict:
-    from ..io.files import package_versions
-
-    return package_versions(("dicsbi", "sbi", "torch", "numpy"))
 
 
 def _class_map(targets: np.ndarray, classes: np.ndarray, box, bins: int = 40) -> dict:
@@ -153,7 +148,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
                           "excluded_silent": n_silent, "excluded_diverged": n_diverged},
         "train_config": {k: v for k, v in cfg.__dict__.items() if k not in ("threads", "device")},
         "class_map": _class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
-        "versions": _versions(),
+        "versions": package_versions(("dicsbi", "sbi", "torch", "numpy")),
     }
     lo, hi = np.array(box).T
     post_for_u = DICPosterior.__new__(DICPosterior)

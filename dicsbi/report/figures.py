@@ -10,10 +10,10 @@ from ..spikes import CLASS_NAMES
 CLASS_COLOURS = ("#bbbbbb", "#1f77b4", "#d62728")  # silent, spiking, bursting
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+def pyplot():
+    """matplotlib's pyplot, imported on first use.  The user's backend is left as it is (a library that switched
+    it would stop a notebook's inline figures); a machine without a display falls back to Agg by itself.  Every
+    figure dicsbi draws is saved and closed by its caller."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -21,7 +21,7 @@ def _plt():
 
 def raster(recording: np.ndarray, members: list[np.ndarray] | None, window_ms: float, title: str = ""):
     """The recording (top, black) above simulated population members (grey)."""
-    plt = _plt()
+    plt = pyplot()
     members = members or []
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.25 * len(members)))
     t0 = recording[0] if recording.size else 0.0
@@ -37,7 +37,7 @@ def raster(recording: np.ndarray, members: list[np.ndarray] | None, window_ms: f
 
 def isi_panels(recording: np.ndarray, title: str = ""):
     """ISI histogram (log bins) and return map ISI_k+1 against ISI_k."""
-    plt = _plt()
+    plt = pyplot()
     isi = np.diff(recording)
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
     if isi.size:
@@ -59,7 +59,7 @@ def isi_panels(recording: np.ndarray, title: str = ""):
 
 def dic_posterior(samples: np.ndarray, config: dict, truth=None, title: str = ""):
     """Posterior samples in the (g_s, g_u) plane over the firing-regime map learned from the training set."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
 
     (a, b), (c, d) = config["box"]
@@ -86,7 +86,7 @@ def dic_posterior(samples: np.ndarray, config: dict, truth=None, title: str = ""
 
 def conductance_violins(model, conductances: np.ndarray, title: str = ""):
     """Distribution of every maximal conductance in the population (log scale: values span decades)."""
-    plt = _plt()
+    plt = pyplot()
     m = get_model(model)
     fig, ax = plt.subplots(figsize=(8, 3.4))
     data = [np.log10(np.maximum(conductances[:, k], 1e-9)) for k in range(m.n_conductances)]
@@ -104,7 +104,7 @@ def conductance_violins(model, conductances: np.ndarray, title: str = ""):
 def coverage_curves(figures: dict, n: int):
     """Expected coverage against credibility level: joint (HPD) and marginal (central), with a 95% binomial
     band around the diagonal."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     levels = np.array([float(a) for a in figures["coverage_joint"]])
     ax.fill_between(levels, levels - 1.96 * np.sqrt(levels * (1 - levels) / n),
@@ -122,7 +122,7 @@ def coverage_curves(figures: dict, n: int):
 
 
 def tarp_curve(curve: dict, atc: float):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.plot(curve["alpha"], curve["ecp"], "-", color="C3")
@@ -135,7 +135,7 @@ def tarp_curve(curve: dict, atc: float):
 
 def recovery(theta: np.ndarray, mean: np.ndarray, classes: np.ndarray, names):
     """Posterior mean against the truth per parameter, coloured by the firing class of the train."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], names)):
         for c in (1, 2):
@@ -153,7 +153,7 @@ def recovery(theta: np.ndarray, mean: np.ndarray, classes: np.ndarray, names):
 
 def contraction(samples: np.ndarray, theta: np.ndarray, config: dict, names):
     """Posterior z-score against contraction (1 - posterior variance / prior variance) per test train."""
-    plt = _plt()
+    plt = pyplot()
     box = np.asarray(config.get("box", [[theta[:, k].min(), theta[:, k].max()] for k in range(theta.shape[1])]))
     prior_var = (box[:, 1] - box[:, 0]) ** 2 / 12
     mean, sd = samples.mean(1), samples.std(1)
