@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _seeds
 from .compensation import candidate_pairs, draw_seed_population, pair_yields
 from .models import get_model
 
@@ -19,7 +20,7 @@ def compute_pair_ranking(model, i: int, j: int, vth: float) -> tuple[tuple[str, 
     """The ranking of :func:`pair_ranking` for grid cell (i, j), computed (64 seeded pilot cells)."""
     m = get_model(model)
     gs, gu = (i + 0.5) * PAIR_GRID, (j + 0.5) * PAIR_GRID
-    rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(i + 10**6, j + 10**6)))
+    rng = _seeds.rng(0, i + _seeds.PAIR_CELL, j + _seeds.PAIR_CELL)
     pilot = draw_seed_population(m, 64, rng, vth)
     pairs = candidate_pairs(m)
     yields = pair_yields(m, pilot, gs, gu, pairs, vth, max_iter=50)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _seeds
 from .compensation import compensate, draw_seed_population
 from .diagnostics.predictive import predictive_check
 from .errors import DicsbiError
@@ -150,8 +151,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
             ok = part.counts >= MIN_SPIKES
             results, unreachable = [], []
             if ok.any():
-                sample_seed = seed if c == 0 else int(np.random.SeedSequence(seed, spawn_key=(2**31 + c,))
-                                                      .generate_state(1)[0])
+                sample_seed = seed if c == 0 else _seeds.int_seed(seed, _seeds.CHUNK + c)
                 all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
                 typ = getattr(post, "typicality", None)
                 scored = part.select(np.flatnonzero(ok))
@@ -163,7 +163,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                     one = part.select([k])
 
                     def more(n, r, one=one, i=i):
-                        s_ = int(np.random.SeedSequence(seed, spawn_key=(i, 2**20 + r)).generate_state(1)[0])
+                        s_ = _seeds.int_seed(seed, i, _seeds.MORE + r)
                         return post.sample(one, n, seed=s_)[0]
 
                     rec = _one_population(m, post, all_samples[j], str(trains.ids[i]), int(cls[k]), i, seed,
@@ -174,7 +174,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                         rec.typicality, rec.out_of_world = float(score[j]), bool(flagged[j])
                         rec.like_model = str(like[j])
                         if getattr(post, "noise_level", None) is not None:
-                            n_seed = int(np.random.SeedSequence(seed, spawn_key=(i, 2**21)).generate_state(1)[0])
+                            n_seed = _seeds.int_seed(seed, i, _seeds.NOISE_DRAWS)
                             rec.noise = post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
                         if check:
                             rec.check = predictive_check(m, one, rec, check, seed=seed + i)
@@ -193,7 +193,7 @@ def _one_population(m, post, samples, ident, cls, i, seed, n_models, max_rounds,
     ``extra_draws`` further draws (4x larger each) are made for this recording; if still short, reachable
     samples are solved again with fresh seed cells (counted in ``n_reused``): the population is then the
     posterior conditioned on reachability, and the summary says so."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+    rng = _seeds.rng(seed, i)
     ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
     g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
     for r in range(extra_draws):

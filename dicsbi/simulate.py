@@ -63,6 +63,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from . import _seeds
 from .errors import DicsbiError
 from .kernel import column_layout, cuda_available, kernel_for, run_cuda
 from .models import Model, get_model
@@ -218,7 +219,7 @@ def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std, seed
     white = np.empty((n_neurons, n_samples))
     for k in range(n_neurons):
         key = first_neuron + k if keys is None else int(keys[k])
-        ss = np.random.SeedSequence(seed, spawn_key=(key,))
+        ss = _seeds.stream(seed, key)
         white[k] = np.random.default_rng(ss).standard_normal(n_samples)
     white *= noise_std
     if NOISE_CUTOFF_HZ >= fs_hz / 2:

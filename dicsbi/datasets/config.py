@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _seeds
 from ..errors import DicsbiError
 from ..models import get_model
 from ..models.base import TIERS
@@ -132,7 +133,7 @@ def design_targets(config: DatasetConfig) -> np.ndarray:
     from scipy.stats import qmc
 
     cfg = config.resolved()
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(0,)))
+    rng = _seeds.rng(cfg.seed, _seeds.DESIGN)
     if cfg.design == "lhs":
         u = qmc.LatinHypercube(d=2, rng=rng).random(cfg.n_targets)
     elif cfg.design == "sobol":
@@ -152,11 +153,11 @@ def shard_targets(config: DatasetConfig, shard: int) -> np.ndarray:
 
 
 def population_seed(config: DatasetConfig, shard: int, j: int) -> int:
-    return int(np.random.SeedSequence(config.seed, spawn_key=(1, shard, j)).generate_state(1, np.uint64)[0] >> 1)
+    return _seeds.int_seed63(config.seed, _seeds.POPULATION, shard, j)
 
 
 def noise_seed(config: DatasetConfig, shard: int) -> int:
-    return int(np.random.SeedSequence(config.seed, spawn_key=(2, shard)).generate_state(1, np.uint64)[0] >> 1)
+    return _seeds.int_seed63(config.seed, _seeds.NOISE, shard)
 
 
 def cell_noise_levels(config: DatasetConfig, shard: int, n: int) -> np.ndarray:
@@ -165,5 +166,5 @@ def cell_noise_levels(config: DatasetConfig, shard: int, n: int) -> np.ndarray:
     cfg = config.resolved()
     if cfg.noise_max is None:
         return np.full(n, cfg.noise_std)
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(4, shard)))
+    rng = _seeds.rng(cfg.seed, _seeds.NOISE_LEVELS, shard)
     return cfg.noise_max * (1.0 - rng.uniform(size=n))  # (0, noise_max]

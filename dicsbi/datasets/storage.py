@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _seeds
 from ..models import get_model
 from ..spikes import FEATURE_NAMES, SpikeTrains
 from .config import FORMAT, FORMAT_VERSION, MANIFEST, DatasetConfig, DatasetError
@@ -81,7 +82,7 @@ class TrainingSet:
 def split_targets(manifest: dict, val_fraction: float) -> np.ndarray:
     """Target indices of the validation split: a seeded permutation of the targets, first fraction."""
     cfg = DatasetConfig.from_dict(manifest["config"])
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(3,)))
+    rng = _seeds.rng(cfg.seed, _seeds.SPLIT)
     perm = rng.permutation(cfg.n_targets)
     return np.sort(perm[: int(round(val_fraction * cfg.n_targets))])
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _seeds
 from ..errors import DicsbiError, InputError
 from ..models import get_model
 from ..spikes import MIN_SPIKES, SpikeTrains, firing_class
@@ -316,7 +317,7 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     neurons = []
     with _Bar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
         for i, rec in enumerate(pre.recordings):
-            ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
+            ss = _seeds.stream(seed, _seeds.MODULATION + i)
             s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
             like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
             nm = _neuron(m, post.vth_mV, rec, like, hyps, log_prior, by_size, s_size, scale, cost, n_pilot,

@@ -35,6 +35,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .. import _seeds
 from ..compensation import compensate, plausible_upper_bounds
 from ..dics import SensitivityOperator
 from ..errors import DicsbiError
@@ -238,7 +239,7 @@ def rank_by_cost(before, after, model: str = "stg", hypotheses=None, max_size: i
     pre, _, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
     out = []
     for i, rec in enumerate(pre.recordings):
-        ss = np.random.SeedSequence(seed, spawn_key=(2**30 + i,))
+        ss = _seeds.stream(seed, _seeds.MODULATION + i)
         draws = post.sample(after_trains.select([i]), 4000, seed=int(ss.generate_state(1)[0]))[0]
         out.append((rec.id, rank_by_cost_population(rec.conductances, draws.mean(0), m.name, hypotheses, max_size,
                                                     tolerance, cost, post.vth_mV)))

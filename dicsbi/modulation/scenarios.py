@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _seeds
 from ..compensation import UnreachableTargetError, compensate, generate_population, plausible_upper_bounds
 from ..errors import DicsbiError
 from ..models import get_model
@@ -258,7 +259,7 @@ def draw_bio_scenario(model: str, kind: str, seed: int) -> Scenario:
 
 def scenario_seed(base_seed: int, set_name: str, i: int) -> int:
     """The seed of scenario ``i`` of a set: an independent stream per (set, index)."""
-    return int(np.random.SeedSequence(base_seed, spawn_key=(SETS.index(set_name), i)).generate_state(1)[0])
+    return _seeds.int_seed(base_seed, SETS.index(set_name), i)
 
 
 def draw_scenario(model: str, set_name: str, i: int, base_seed: int = 0) -> Scenario:

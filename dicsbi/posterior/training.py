@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _seeds
 from ..errors import DicsbiError
 from ..io.files import package_versions
 from ..models import get_model
@@ -161,7 +162,7 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
         tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
                       window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
         if cfg.augment and cfg.length_min_ms:
-            tr = random_windows(tr, np.random.SeedSequence(seed, spawn_key=(1,)), cfg.length_min_ms)
+            tr = random_windows(tr, _seeds.stream(seed, _seeds.WINDOWS), cfg.length_min_ms)
         return torch.as_tensor(represent(tr, cfg.representation, stats))
 
     u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])
