@@ -110,23 +110,10 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     """
     import torch
 
-    from ..datasets.storage import TrainingSet, combine_datasets, load_dataset
-
     cfg = config or TrainConfig()
     if cfg.representation not in REPRESENTATIONS:
         raise DicsbiError(f"representation must be one of {REPRESENTATIONS}, got {cfg.representation!r}")
-    parts = list(data) if isinstance(data, (list, tuple)) else [data]
-    ds, is_val = combine_datasets([d if isinstance(d, TrainingSet) else load_dataset(d) for d in parts],
-                                  cfg.val_fraction)
-    model = get_model(ds.model)
-    ok = (ds.status == 0) & (ds.trains.counts >= MIN_SPIKES)
-    n_silent = int(((ds.status == 0) & (ds.trains.counts < MIN_SPIKES)).sum())
-    n_diverged = int((ds.status != 0).sum())
-    tr_idx, va_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
-    if tr_idx.size < 10 or va_idx.size < 2:
-        raise DicsbiError(f"too few non-silent trains to train on ({tr_idx.size} train, {va_idx.size} validation)")
-    dcfg = ds.manifest["config"]
-    box = [list(dcfg["g_s_range"]), list(dcfg["g_u_range"])]
+    ds, tr_idx, va_idx, excluded = _training_split(data, cfg)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -135,8 +122,61 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     stats = sequence_stats(train_trains) if cfg.representation == "sequence" else None
     if resume_from is not None and resume_from.config.get("sequence_stats") is not None:
         stats = resume_from.config["sequence_stats"]
-    meta = {
-        "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": model.name,
+    meta = _artifact_meta(ds, cfg, tr_idx, va_idx, excluded, stats)
+
+    def feats(trains, seed):
+        tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
+                      window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
+        if cfg.augment and cfg.length_min_ms:
+            tr = random_windows(tr, _seeds.stream(seed, _seeds.WINDOWS), cfg.length_min_ms)
+        return torch.as_tensor(represent(tr, cfg.representation, stats))
+
+    u_train, u_val = _to_u(ds.targets[tr_idx], meta["box"]), _to_u(ds.targets[va_idx], meta["box"])
+    x_val = feats(val_trains, cfg.seed + 10**6)  # fixed augmented copy
+    x0 = feats(train_trains, int(rng.integers(2**31)))
+    net = _build_estimator(meta, u_train, x0)
+    before = _resume(net, resume_from, meta, cfg)
+    net = net.to(cfg.device)
+    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, meta["box"], resume_from)
+    t0 = time.perf_counter()
+    epoch, best, history = _fit(net, noise, u_train, u_val, x_val, x0,
+                                lambda: feats(train_trains, int(rng.integers(2**31))), rng, cfg, progress,
+                                max_seconds)
+    net = net.to("cpu")
+    seconds = time.perf_counter() - t0
+    report = TrainingReport(epoch, best, seconds, int(tr_idx.size), int(va_idx.size), *excluded, history)
+    meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
+                        "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
+    post = DICPosterior(net, meta)
+    if noise is not None:
+        post.noise_level = noise.finish()
+        meta["training"]["noise_level_best_val_loss"] = noise.best
+    return post, report
+
+
+def _training_split(data, cfg: TrainConfig):
+    """The combined data set, the indices of its training and validation trains (non-silent, not diverged;
+    validation by held-out targets) and the excluded counts (silent, diverged)."""
+    from ..datasets.storage import TrainingSet, combine_datasets, load_dataset
+
+    parts = list(data) if isinstance(data, (list, tuple)) else [data]
+    ds, is_val = combine_datasets([d if isinstance(d, TrainingSet) else load_dataset(d) for d in parts],
+                                  cfg.val_fraction)
+    ok = (ds.status == 0) & (ds.trains.counts >= MIN_SPIKES)
+    n_silent = int(((ds.status == 0) & (ds.trains.counts < MIN_SPIKES)).sum())
+    n_diverged = int((ds.status != 0).sum())
+    tr_idx, va_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
+    if tr_idx.size < 10 or va_idx.size < 2:
+        raise DicsbiError(f"too few non-silent trains to train on ({tr_idx.size} train, {va_idx.size} validation)")
+    return ds, tr_idx, va_idx, (n_silent, n_diverged)
+
+
+def _artifact_meta(ds, cfg: TrainConfig, tr_idx, va_idx, excluded, stats) -> dict:
+    """``posterior.json`` of a posterior trained on ``ds`` (everything but the training summary)."""
+    dcfg = ds.manifest["config"]
+    box = [list(dcfg["g_s_range"]), list(dcfg["g_u_range"])]
+    return {
+        "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": get_model(ds.model).name,
         "vth_mV": float(np.median(ds.vth_mV)), "box": box, "representation": cfg.representation,
         "input_shape": list(input_shape(cfg.representation)), "sequence_stats": stats,
         "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
@@ -146,95 +186,97 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
                       "noise_parts": _noise_parts(ds.manifest)},
         "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
                           "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
-                          "excluded_silent": n_silent, "excluded_diverged": n_diverged},
+                          "excluded_silent": excluded[0], "excluded_diverged": excluded[1]},
         "train_config": {k: v for k, v in cfg.__dict__.items() if k not in ("threads", "device")},
         "class_map": _class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
         "versions": package_versions(("dicsbi", "sbi", "torch", "numpy")),
     }
-    lo, hi = np.array(box).T
-    post_for_u = DICPosterior.__new__(DICPosterior)
-    post_for_u._lo, post_for_u._hi = lo, hi
 
-    def u_of(theta):
-        return post_for_u._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
 
-    def feats(trains, seed):
-        tr = (augment(trains, seed, cfg.jitter_ms, cfg.p_drop, p_clean=cfg.p_clean,
-                      window_min_fraction=cfg.window_min_fraction) if cfg.augment else trains)
-        if cfg.augment and cfg.length_min_ms:
-            tr = random_windows(tr, _seeds.stream(seed, _seeds.WINDOWS), cfg.length_min_ms)
-        return torch.as_tensor(represent(tr, cfg.representation, stats))
+def _to_u(theta, box):
+    """The flow's unbounded coordinates of DICs in ``box`` (the artifact's own transform)."""
+    import torch
 
-    u_train, u_val = u_of(ds.targets[tr_idx]), u_of(ds.targets[va_idx])
-    x_val = feats(val_trains, cfg.seed + 10**6)  # fixed augmented copy
-    x0 = feats(train_trains, int(rng.integers(2**31)))
-    net = _build_estimator(meta, u_train, x0)
-    before = {"epochs": 0, "seconds": 0.0}
-    if resume_from is not None:
-        keys = ("representation", "flow", "hidden_features", "num_transforms", "num_bins", "box") + (
-            ("embedding_dim",) if cfg.representation == "sequence" else ())
-        differ = [k for k in keys if resume_from.config.get(k) != meta[k]]
-        if resume_from.config["training_data"]["fingerprint"] != meta["training_data"]["fingerprint"]:
-            differ.append("training data")
-        if differ:
-            raise DicsbiError(f"cannot resume: the earlier posterior differs in {', '.join(differ)}")
-        net.load_state_dict(resume_from.estimator.state_dict())
-        before = resume_from.config.get("training", before)
-    net = net.to(cfg.device)
-    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, box, resume_from)
+    post = DICPosterior.__new__(DICPosterior)
+    post._lo, post._hi = np.array(box).T
+    return post._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
+
+
+def _resume(net, resume_from: DICPosterior | None, meta: dict, cfg: TrainConfig) -> dict:
+    """Load the weights of ``resume_from`` into ``net`` after checking it was trained alike; returns the epochs
+    and seconds it had (zero without one)."""
+    if resume_from is None:
+        return {"epochs": 0, "seconds": 0.0}
+    keys = ("representation", "flow", "hidden_features", "num_transforms", "num_bins", "box") + (
+        ("embedding_dim",) if cfg.representation == "sequence" else ())
+    differ = [k for k in keys if resume_from.config.get(k) != meta[k]]
+    if resume_from.config["training_data"]["fingerprint"] != meta["training_data"]["fingerprint"]:
+        differ.append("training data")
+    if differ:
+        raise DicsbiError(f"cannot resume: the earlier posterior differs in {', '.join(differ)}")
+    net.load_state_dict(resume_from.estimator.state_dict())
+    return resume_from.config.get("training", {"epochs": 0, "seconds": 0.0})
+
+
+def _fit(net, noise, u_train, u_val, x_val, x0, fresh_copy, rng, cfg: TrainConfig, progress: bool,
+         max_seconds: float | None):
+    """The training loop: Adam with gradient clipping, a new augmented copy of the training trains each epoch
+    after the first (``fresh_copy()``), the learning rate halved on plateaus, early stopping on the validation
+    loss; the best weights are loaded into ``net``.  Returns (epochs run, best validation loss, history)."""
+    import torch
+
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 3, 2))
     best, best_state, bad_epochs, history = math.inf, None, 0, []
     t0 = time.perf_counter()
-    n_tr = tr_idx.size
-    bar = _EpochBar(progress, cfg.max_epochs)
     epoch = 0
-    with bar:
+    with _EpochBar(progress, cfg.max_epochs) as bar:
         for epoch in range(1, cfg.max_epochs + 1):
-            x_tr = x0 if epoch == 1 else feats(train_trains, int(rng.integers(2**31)))
-            perm = torch.as_tensor(rng.permutation(n_tr))
-            net.train()
-            total = 0.0
-            for s in range(0, n_tr, cfg.batch_size):
-                b = perm[s : s + cfg.batch_size]
-                opt.zero_grad()
-                loss = net.loss(u_train[b].to(cfg.device), condition=x_tr[b].to(cfg.device)).mean()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_norm)
-                opt.step()
-                total += float(loss.detach()) * len(b)
-                if noise is not None:
-                    noise.step(b, x_tr[b])
-            net.eval()
-            with torch.no_grad():
-                vl = float(np.mean([net.loss(u_val[s:s + 4096].to(cfg.device),
-                                             condition=x_val[s:s + 4096].to(cfg.device)).mean()
-                                    for s in range(0, len(u_val), 4096)]))
+            x_tr = x0 if epoch == 1 else fresh_copy()
+            train_loss = _epoch(net, opt, noise, u_train, x_tr, torch.as_tensor(rng.permutation(len(u_train))), cfg)
+            vl = _validation_loss(net, u_val, x_val, cfg.device)
             sched.step(vl)
             if noise is not None:
                 noise.validate()
-            history.append((epoch, total / n_tr, vl))
+            history.append((epoch, train_loss, vl))
             if vl < best - 1e-4:
                 best, bad_epochs = vl, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 bad_epochs += 1
-            bar.update(epoch, total / n_tr, vl, best)
-            if bad_epochs >= cfg.patience:
-                break
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            bar.update(epoch, train_loss, vl, best)
+            if bad_epochs >= cfg.patience or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
                 break
     net.load_state_dict(best_state)
-    net = net.to("cpu")
-    seconds = time.perf_counter() - t0
-    report = TrainingReport(epoch, best, seconds, int(n_tr), int(va_idx.size), n_silent, n_diverged, history)
-    meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
-                        "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
-    post = DICPosterior(net, meta)
-    if noise is not None:
-        post.noise_level = noise.finish()
-        meta["training"]["noise_level_best_val_loss"] = noise.best
-    return post, report
+    return epoch, best, history
+
+
+def _epoch(net, opt, noise, u_train, x_tr, perm, cfg: TrainConfig) -> float:
+    """One pass over the training trains in ``perm`` order; returns the mean training loss."""
+    import torch
+
+    net.train()
+    total = 0.0
+    for s in range(0, len(perm), cfg.batch_size):
+        b = perm[s : s + cfg.batch_size]
+        opt.zero_grad()
+        loss = net.loss(u_train[b].to(cfg.device), condition=x_tr[b].to(cfg.device)).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_norm)
+        opt.step()
+        total += float(loss.detach()) * len(b)
+        if noise is not None:
+            noise.step(b, x_tr[b])
+    return total / len(perm)
+
+
+def _validation_loss(net, u_val, x_val, device) -> float:
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        return float(np.mean([net.loss(u_val[s:s + 4096].to(device), condition=x_val[s:s + 4096].to(device)).mean()
+                              for s in range(0, len(u_val), 4096)]))
 
 
 class _NoiseTrainer:
