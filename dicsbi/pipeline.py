@@ -101,7 +101,7 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
           progress: bool = False) -> InferenceResult:
     """Posterior samples -> one compensated model each, for every recording (see the module docstring).
 
-    ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.posterior.artifact.as_trains` accepts without the
+    ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.posterior.inputs.as_trains` accepts without the
     3-spike rule); ``posterior``: a :class:`~dicsbi.posterior.DICPosterior` or a path (default: the shipped
     one for ``model``).  Reproducible by ``seed`` (see :func:`iter_infer`, of which this collects the chunks).
     """

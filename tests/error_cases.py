@@ -140,14 +140,14 @@ def _(d):
 # ---------------------------------------------------------------------------- trains given in Python
 @case("spike trains (Python)", "fewer than 3 spikes")
 def _(d):
-    from dicsbi.posterior.artifact import as_trains
+    from dicsbi.posterior.inputs import as_trains
 
     as_trains([1.0, 2.0])
 
 
 @case("spike trains (Python)", "not numbers")
 def _(d):
-    from dicsbi.posterior.artifact import as_trains
+    from dicsbi.posterior.inputs import as_trains
 
     as_trains([["a", "b", "c"]])
 

@@ -8,7 +8,8 @@ import pytest
 
 import dicsbi
 from dicsbi.errors import InputError
-from dicsbi.posterior.artifact import PosteriorError, as_trains, load_posterior
+from dicsbi.posterior.artifact import PosteriorError, load_posterior
+from dicsbi.posterior.inputs import as_trains
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

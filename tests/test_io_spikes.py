@@ -111,7 +111,7 @@ def test_neo_spiketrains_and_neo_readable_file(tmp_path):
     neo = pytest.importorskip("neo")
     pq = pytest.importorskip("quantities")
     from dicsbi.io.readers import from_neo
-    from dicsbi.posterior.artifact import as_trains
+    from dicsbi.posterior.inputs import as_trains
 
     a = neo.SpikeTrain([0.1, 0.25, 0.4] * pq.s, t_stop=1.0 * pq.s, name="u1")
     b = neo.SpikeTrain([10, 20, 35.5] * pq.ms, t_start=5 * pq.ms, t_stop=50 * pq.ms, name="u2")
@@ -166,7 +166,7 @@ def test_impossible_trains_are_refused_with_the_likely_cause(tmp_path):
 
 
 def test_the_python_api_refuses_impossible_trains_too():
-    from dicsbi.posterior.artifact import as_trains
+    from dicsbi.posterior.inputs import as_trains
 
     ok = as_trains([np.array([10.0, 30.0, 55.0]), np.array([5.0, 900.0, 1800.0])])
     assert len(ok) == 2

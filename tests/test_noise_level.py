@@ -12,7 +12,8 @@ from dicsbi.datasets.config import DatasetConfig, DatasetError, cell_noise_level
 from dicsbi.datasets.generate import simulate_dataset
 from dicsbi.datasets.storage import load_dataset
 from dicsbi.errors import DicsbiError
-from dicsbi.posterior.artifact import PosteriorError, first_window, load_posterior
+from dicsbi.posterior.artifact import PosteriorError, load_posterior
+from dicsbi.posterior.inputs import first_window
 from dicsbi.posterior.noise_level import NoiseLevelModel, randomised_pit
 from dicsbi.posterior.training import TrainConfig, train_posterior
 from dicsbi.simulate import simulate

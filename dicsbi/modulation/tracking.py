@@ -10,7 +10,7 @@ reachability, as :mod:`dicsbi.pipeline` says), the population's conductances and
 
 Re-referencing: spike times of a window are shifted by ``-t0``, so each window starts at 0 ms and its recording
 window is ``[0, window_ms]``, the layout of a simulated training train (:class:`dicsbi.simulate.SimulationResult`)
-and what :func:`dicsbi.posterior.artifact.as_trains` accepts (no negative times).  The posterior's inputs are
+and what :func:`dicsbi.posterior.inputs.as_trains` accepts (no negative times).  The posterior's inputs are
 built from interspike intervals only (:mod:`dicsbi.posterior.summary`, :mod:`dicsbi.posterior.embedding`), so
 the shift changes no posterior;
 the interval across a window edge is not seen by either window.  Where each window lies in the recording is kept
@@ -175,7 +175,7 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
     Parameters
     ----------
     trains : SpikeTrains
-        Long recordings (or anything :func:`dicsbi.posterior.artifact.as_trains` accepts).
+        Long recordings (or anything :func:`dicsbi.posterior.inputs.as_trains` accepts).
     model : str
         Model name.
     window_ms, step_ms : float, optional
@@ -194,7 +194,7 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
 
     m = get_model(model)
     if not isinstance(trains, SpikeTrains):
-        from ..posterior.artifact import as_trains
+        from ..posterior.inputs import as_trains
 
         trains = as_trains(trains)
     post = _resolve_posterior(posterior, m)

@@ -1,10 +1,12 @@
-"""The amortised DIC posterior p(g_s, g_u, noise level | spike train): the artifact and :class:`DICPosterior`
-(:mod:`.artifact`), training (:mod:`.training`), the network's input (:mod:`.summary` statistics,
-:mod:`.embedding`), the fused flow (:mod:`._flow`), the noise posterior (:mod:`.noise_level`) and the
-out-of-world flag (:mod:`.typicality`)."""
+"""The amortised DIC posterior p(g_s, g_u, noise level | spike train).
 
-from .artifact import PRETRAINED_DIR, DICPosterior, PosteriorError, first_window, load_posterior
+The artifact and :class:`DICPosterior` (:mod:`.artifact`), what it accepts as input (:mod:`.inputs`), training
+(:mod:`.training`), the network's input (:mod:`.summary` statistics, :mod:`.embedding`), the fused flow
+(:mod:`._flow`), the noise posterior (:mod:`.noise_level`) and the out-of-world flag (:mod:`.typicality`)."""
+
+from .artifact import PRETRAINED_DIR, DICPosterior, PosteriorError, load_posterior
+from .inputs import as_trains, first_window
 from .training import TrainConfig, TrainingReport, train_posterior
 
-__all__ = ["PRETRAINED_DIR", "DICPosterior", "PosteriorError", "TrainConfig", "TrainingReport", "first_window",
-           "load_posterior", "train_posterior"]
+__all__ = ["PRETRAINED_DIR", "DICPosterior", "PosteriorError", "TrainConfig", "TrainingReport", "as_trains",
+           "first_window", "load_posterior", "train_posterior"]

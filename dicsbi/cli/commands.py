@@ -1,12 +1,7 @@
-"""The ``dicsbi`` command line: thin wrappers over the Python API.
-
-A user mistake (bad file, unknown model, impossible conductances) prints one line ``error: ...`` and exits
-with status 2; nothing is written in that case.
-"""
+"""``dicsbi simulate``, ``population``, ``dics``, ``simulate-dataset``, ``train``, ``infer`` and ``diagnose``."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,16 +9,8 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from .errors import DicsbiError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Degenerate conductance-based neuron populations from spike times.")
-err = Console(stderr=True)
-
-
-@app.callback()
-def _root() -> None:
-    """dicsbi: Dynamic Input Conductances + simulation-based inference."""
+from ..errors import DicsbiError
+from .app import _check_tier, _set_threads, app, err
 
 
 @app.command()
@@ -46,12 +33,12 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Simulate neurons from a conductance table and write their spike trains (Spike2Pop CSV shape)."""
-    from .io.readers import read_conductances_csv
-    from .io.tables import write_spike2pop_csv
-    from .models import get_model
-    from .simulate import STATUS_NAMES
-    from .simulate import simulate as run
-    from .stimulus import Stimulus
+    from ..io.readers import read_conductances_csv
+    from ..io.tables import write_spike2pop_csv
+    from ..models import get_model
+    from ..simulate import STATUS_NAMES
+    from ..simulate import simulate as run
+    from ..stimulus import Stimulus
 
     m = get_model(model)
     _check_tier(tier)
@@ -72,13 +59,6 @@ def simulate(
               f"{res.settings['dt_ms']} ms{stim}) to {out}", soft_wrap=True)
 
 
-def _check_tier(tier: str) -> None:
-    from .models.base import TIERS
-
-    if tier not in TIERS:
-        raise DicsbiError(f"--tier must be one of {', '.join(TIERS)}, got {tier!r}")
-
-
 @app.command()
 def population(
     gs: Annotated[float, typer.Option("--gs", help="target slow DIC g_s (units of g_leak)")],
@@ -90,9 +70,9 @@ def population(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Generate a degenerate population whose (g_s, g_u) at V_th hit a target."""
-    from .compensation import generate_population
-    from .io.files import atomic_write_text
-    from .io.tables import format_population_csv
+    from ..compensation import generate_population
+    from ..io.files import atomic_write_text
+    from ..io.tables import format_population_csv
 
     chosen = pair if pair in ("auto", "published") else tuple(p.strip() for p in pair.split(","))
     pop = generate_population(model, gs, gu, n, seed=seed, pair=chosen)
@@ -113,11 +93,11 @@ def dics(
     """Dynamic input conductances (g_f, g_s, g_u) of every cell of a conductance table."""
     from rich.table import Table
 
-    from .dics import compute_dics, find_vth
-    from .io.files import atomic_write_text
-    from .io.readers import read_conductances_csv
-    from .io.tables import format_population_csv
-    from .models import get_model
+    from ..dics import compute_dics, find_vth
+    from ..io.files import atomic_write_text
+    from ..io.readers import read_conductances_csv
+    from ..io.tables import format_population_csv
+    from ..models import get_model
 
     m = get_model(model)
     g, ids = read_conductances_csv(conductances, m)
@@ -164,8 +144,8 @@ def simulate_dataset(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Generate (or resume) a training set: DIC targets -> populations -> simulated spike trains, sharded Parquet."""
-    from .datasets.config import DatasetConfig
-    from .datasets.generate import simulate_dataset as run
+    from ..datasets.config import DatasetConfig
+    from ..datasets.generate import simulate_dataset as run
 
     def box(text, name):
         if text is None:
@@ -205,8 +185,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
-    from .posterior.artifact import load_posterior
-    from .posterior.training import TrainConfig, train_posterior
+    from ..posterior.artifact import load_posterior
+    from ..posterior.training import TrainConfig, train_posterior
 
     cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, threads=threads, device=device)
@@ -238,10 +218,10 @@ def infer(
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
     _set_threads(threads)
-    from .io.files import OutputFolder
-    from .io.readers import read_spike_trains
-    from .pipeline import run_to_folder
-    from .posterior.artifact import load_posterior
+    from ..io.files import OutputFolder
+    from ..io.readers import read_spike_trains
+    from ..pipeline import run_to_folder
+    from ..posterior.artifact import load_posterior
 
     trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
     for why in skipped:
@@ -258,7 +238,7 @@ def infer(
                   "noise_median, noise_q05, noise_q95 (uA/cm^2); --check simulates each model at its noise level",
                   soft_wrap=True)
     if flagged:
-        from .posterior.typicality import MEANING
+        from ..posterior.typicality import MEANING
 
         err.print(f"[yellow]out of world:[/] {len(flagged)} recording(s) ({', '.join(flagged[:10])}"
                   f"{', ...' if len(flagged) > 10 else ''}): {MEANING} (summary.csv column out_of_world)",
@@ -279,9 +259,9 @@ def diagnose(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Check a posterior: SBC, coverage, TARP, recovery, contraction, predictive check; verdicts and report."""
-    from .diagnostics.runner import THRESHOLDS, write_diagnostics
-    from .diagnostics.runner import diagnose as run
-    from .posterior.artifact import load_posterior
+    from ..diagnostics.runner import THRESHOLDS, write_diagnostics
+    from ..diagnostics.runner import diagnose as run
+    from ..posterior.artifact import load_posterior
 
     _set_threads(threads)
     _check_tier(tier)
@@ -295,206 +275,3 @@ def diagnose(
     err.print(f"{diag.n_test} test trains ({diag.source}); wrote diagnostics.json, diagnostics.nc, figures/ and "
               f"report.html to {out}", soft_wrap=True)
     print(diag.key_line())
-
-
-def _size_penalty(text: str) -> float | str:
-    if text == "uniform":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise DicsbiError(f"--size-penalty must be a positive number or 'uniform', got {text!r}") from None
-
-
-@app.command()
-def modulate(
-    before: Annotated[Path, typer.Argument(help="spike times before the modulator (Spike2Pop CSV, long CSV, NWB)")],
-    after: Annotated[Path, typer.Argument(help="spike times after, same neuron IDs")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
-    hypotheses: Annotated[str | None, typer.Option(help="hypotheses to compare, e.g. 'CaS+A, H, A+H' "
-                                                        "(default: every subset of 1..max-size channels)")] = None,
-    max_size: Annotated[int, typer.Option(help="largest subset when enumerating hypotheses")] = 3,
-    size_penalty: Annotated[str, typer.Option(help="prior weight per extra channel, or 'uniform'")] = "1",
-    typical_change: Annotated[float, typer.Option(help="factor a modulated conductance typically moves by "
-                                                       "(sets the cost prior's scale)")] = 1.5,
-    cost: Annotated[str, typer.Option(help="cost prior on log-ratios: laplace or gaussian")] = "laplace",
-    n_members: Annotated[int, typer.Option(help="before-population size per neuron")] = 200,
-    n_particles: Annotated[int, typer.Option(help="importance samples per member and hypothesis")] = 256,
-    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
-    unit: Annotated[str | None, typer.Option(help="time unit of the inputs: ms, s or us (default ms)")] = None,
-    maps: Annotated[bool, typer.Option(help="draw reachability maps of the top 3 hypotheses")] = True,
-    method: Annotated[str, typer.Option(help="evidence (Bayesian comparison) or cost (the published rule: the "
-                                             "cheapest subset onto the after DICs)")] = "evidence",
-    tolerance: Annotated[float, typer.Option(help="--method cost: how close (g_leak units) a single channel "
-                                                  "must bring a member to the after DICs")] = 0.1,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-) -> None:
-    """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes
-    (``--method cost``: the published rule's ranking by the cheapest conductance change)."""
-    _set_threads(threads)
-    from .io.files import OutputFolder
-    from .io.readers import read_spike_trains
-    from .modulation import modulate as run
-    from .modulation.output import write_modulation
-    from .posterior.artifact import load_posterior
-
-    if method not in ("evidence", "cost"):
-        raise DicsbiError(f"--method must be 'evidence' or 'cost', got {method!r}")
-    b, _ = read_spike_trains(before, unit=unit)
-    a, _ = read_spike_trains(after, unit=unit)
-    post = load_posterior(posterior or model, model=model)
-    if method == "cost":
-        _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
-                          progress)
-        return
-    result = run(b, a, model, hypotheses, max_size, _size_penalty(size_penalty), typical_change, cost, n_members,
-                 post, n_particles=n_particles, seed=seed, progress=progress)
-    with OutputFolder(out) as stage:
-        write_modulation(result, stage, maps=maps)
-    best = result.order()[0]
-    err.print(f"{len(result.neurons)} neuron(s), {len(result.hypotheses)} hypotheses: best "
-              f"{result.hypotheses[best].label} (P = {result.probability[best]:.2f}); wrote hypotheses.csv, "
-              f"channels.csv, changes.csv, modulation.nc, figures/ and report.html to {out}", soft_wrap=True)
-    for w in result.warnings():
-        err.print(f"[yellow]note:[/] {w}", soft_wrap=True)
-
-
-def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
-                      progress) -> None:
-    from .io.files import OutputFolder
-    from .models import get_model
-    from .modulation.compare import _prepare
-    from .modulation.cost_rule import rank_by_cost
-    from .modulation.output import write_cost_ranking
-
-    pre, _, _ = _prepare(b, a, get_model(model), post, n_members, seed, progress)
-    rankings = rank_by_cost(pre, a, model, hypotheses, max_size, tolerance, cost, n_members, post, seed)
-    with OutputFolder(out) as stage:
-        write_cost_ranking(rankings, {r.id: r.conductances for r in pre.recordings}, stage, maps=maps, seed=seed)
-    nid, r = rankings[0]
-    best = r.order()[0]
-    err.print(f"{len(rankings)} neuron(s), {len(r.hypotheses)} hypotheses ranked by cost: cheapest for {nid} "
-              f"{r.hypotheses[best].label} (median cost {r.cost[best]:.3f}, {r.fraction[best]:.0%} of members reach); "
-              f"wrote hypotheses.csv, channels.csv, figures/ and report.html to {out}", soft_wrap=True)
-
-
-@app.command()
-def reachability(
-    channels: Annotated[list[str], typer.Option("--channels", "-c", help="subset to modulate, e.g. CaS+A "
-                                                                         "(repeat for several maps)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
-    before: Annotated[Path | None, typer.Option(help="before recording(s): the population of the first one "
-                                                     "(default: the model's tonic seed population)")] = None,
-    after: Annotated[Path | None, typer.Option(help="after recording(s): its posterior is drawn on the map")] = None,
-    n_members: Annotated[int, typer.Option(help="population members used per map")] = 100,
-    step: Annotated[float, typer.Option(help="grid step in g_s and g_u (units of g_leak)")] = 1.0,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-) -> None:
-    """Which (g_s, g_u) targets a subset of channels can reach from a population, coloured by cost."""
-    from .compensation import draw_seed_population
-    from .io.files import OutputFolder, atomic_write_bytes, atomic_write_text
-    from .io.readers import read_spike_trains
-    from .io.tables import format_table_csv
-    from .models import get_model
-    from .modulation import parse_hypotheses
-    from .modulation.maps import cost_map, default_grid, plot_cost_map
-    from .report.page import _png
-
-    m = get_model(model)
-    subsets = parse_hypotheses(m, ",".join(channels))
-    before_samples = after_samples = None
-    if before is not None:
-        from .pipeline import infer
-
-        b, _ = read_spike_trains(before)
-        res = infer(b.select([0]), m.name, n_members, seed=seed)
-        if not res.recordings:
-            raise DicsbiError(f"{before}: the first recording ({b.ids[0]}) is silent or unreachable: no population")
-        members, before_samples = res.recordings[0].conductances, res.recordings[0].samples
-    else:
-        members = draw_seed_population(m, n_members, np.random.default_rng(seed))
-    if after is not None:
-        from .posterior.artifact import load_posterior
-
-        a, _ = read_spike_trains(after)
-        after_samples = load_posterior(m.name, model=m.name).sample(a.select([0]), 500, seed=seed)[0]
-    g_s, g_u = default_grid(m, step)
-    with OutputFolder(out) as stage:
-        for h in subsets:
-            cm = cost_map(m, h.channels, members, g_s, g_u, max_members=n_members, seed=seed)
-            GS, GU = np.meshgrid(cm.g_s, cm.g_u)
-            atomic_write_text(stage / f"reachability_{h.label}.csv", format_table_csv(
-                {"g_s": GS.ravel(), "g_u": GU.ravel(), "fraction_reached": cm.fraction.ravel(),
-                 "median_cost": cm.cost.ravel()}))
-            atomic_write_bytes(stage / f"reachability_{h.label}.png",
-                               _png(plot_cost_map(cm, before_samples, after_samples)))
-            err.print(f"{h.label}: {np.mean(cm.fraction > 0):.0%} of the grid reachable", soft_wrap=True)
-    err.print(f"wrote {len(subsets)} map(s) to {out}", soft_wrap=True)
-
-
-@app.command()
-def track(
-    spikes: Annotated[Path, typer.Argument(help="long recording(s): Spike2Pop CSV, long CSV or NWB")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
-    window_ms: Annotated[float | None, typer.Option(help="window length [ms] (default: the posterior's "
-                                                          "training window)")] = None,
-    step_ms: Annotated[float | None, typer.Option(help="step between windows [ms] (default: half a window)")] = None,
-    n_models: Annotated[int, typer.Option(help="models per window")] = 100,
-    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
-    unit: Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")] = None,
-    t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording [ms]")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-) -> None:
-    """Track DIC posteriors and populations through a long recording in sliding windows."""
-    from .io.files import OutputFolder
-    from .io.readers import read_spike_trains
-    from .modulation.tracking import track as run
-    from .modulation.tracking import write_tracking
-
-    trains, _ = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms)
-    result = run(trains, model, window_ms, step_ms, n_models, posterior, seed, progress)
-    with OutputFolder(out) as stage:
-        written = write_tracking(result, stage)
-    err.print(f"{result.n_windows} windows of {result.settings['window_ms']:.0f} ms (step "
-              f"{result.settings['step_ms']:.0f} ms), {len(result.silent)} silent; wrote "
-              f"{', '.join(p.name for p in written)} to {out}", soft_wrap=True)
-
-
-def _set_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads in numba kernels and torch (None: their defaults)."""
-    if threads:
-        import numba
-        import torch
-
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-        torch.set_num_threads(int(threads))
-
-
-def main() -> None:
-    """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except DicsbiError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
-
-if __name__ == "__main__":
-    main()

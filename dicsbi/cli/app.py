@@ -1,0 +1,59 @@
+"""The Typer application, the error console and the entry point shared by every command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import DicsbiError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Degenerate conductance-based neuron populations from spike times.")
+
+
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """dicsbi: Dynamic Input Conductances + simulation-based inference."""
+
+
+def _check_tier(tier: str) -> None:
+    from ..models.base import TIERS
+
+    if tier not in TIERS:
+        raise DicsbiError(f"--tier must be one of {', '.join(TIERS)}, got {tier!r}")
+
+
+def _set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads in numba kernels and torch (None: their defaults)."""
+    if threads:
+        import numba
+        import torch
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        torch.set_num_threads(int(threads))
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns :class:`DicsbiError` into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except DicsbiError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+

@@ -1,0 +1,81 @@
+"""What the posterior accepts as spike trains (:func:`as_trains`, one train or many, checked) and how a train longer
+than the training window is read (:func:`first_window`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
+
+
+# ---------------------------------------------------------------------------- input checking
+def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
+    """Accept a :class:`SpikeTrains`, one array of spike times, a list of arrays or Neo spike trains (a
+    ``neo.SpikeTrain``, a list of them, a ``Segment`` or a ``Block``; see :func:`dicsbi.io.from_neo`); check
+    every train.
+
+    A train must be finite, non-negative, strictly increasing and hold at least 3 spikes; the error names the
+    train (its id) and what is wrong.
+    """
+    if type(trains).__module__.startswith("neo") or (
+            isinstance(trains, (list, tuple)) and trains and type(trains[0]).__module__.startswith("neo")):
+        from ..io.readers import from_neo
+
+        trains = from_neo(trains, name)
+    if not isinstance(trains, SpikeTrains):
+        if isinstance(trains, np.ndarray) and trains.ndim == 1 or (
+                isinstance(trains, (list, tuple)) and trains and np.isscalar(trains[0])):
+            trains = [trains]
+        try:
+            trains = SpikeTrains.from_list([np.asarray(t, dtype=float) for t in trains], 0.0)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{name}: expected arrays of spike times in ms ({e})") from None
+    if len(trains) == 0:
+        raise InputError(f"{name}: no spike train given")
+    t, off = trains.times_ms, trains.offsets
+    bad_value = ~np.isfinite(t) | (t < 0)
+    if bad_value.any():
+        i = int(np.searchsorted(off, np.flatnonzero(bad_value)[0], side="right") - 1)
+        raise InputError(f"{name}: train {trains.ids[i]!r} has a spike time that is NaN, infinite or negative "
+                         f"({trains[i][~np.isfinite(trains[i]) | (trains[i] < 0)][0]!r}); expected times >= 0 ms")
+    d = np.diff(t)
+    same_train = np.ones(d.size, bool)
+    same_train[off[1:-1][off[1:-1] < t.size] - 1] = False  # boundaries between trains
+    unsorted = np.flatnonzero((d <= 0) & same_train)
+    if unsorted.size:
+        i = int(np.searchsorted(off, unsorted[0] + 1, side="right") - 1)
+        raise InputError(f"{name}: train {trains.ids[i]!r} is not strictly increasing (spike "
+                         f"{unsorted[0] + 1 - off[i]} at {t[unsorted[0] + 1]} ms follows {t[unsorted[0]]} ms)")
+    few = np.flatnonzero(trains.counts < MIN_SPIKES)
+    if few.size:
+        i = int(few[0])
+        raise InputError(f"{name}: train {trains.ids[i]!r} has {trains.counts[i]} spikes; at least {MIN_SPIKES} "
+                         "are needed (fewer is 'silent', which has no DIC posterior)")
+    suspect = (t > MAX_RECORDING_MS)[1:] | ((d < REFRACTORY_MS) & same_train)
+    if suspect.any():
+        i = int(np.searchsorted(off, np.flatnonzero(suspect)[0] + 1, side="right") - 1)
+        raise InputError(f"{name}: train {trains.ids[i]!r}: {implausible(trains[i])}")
+    return trains
+
+
+def first_window(trains: SpikeTrains, window_ms: float) -> SpikeTrains:
+    """Each train whose spikes span more than ``window_ms`` cut to the ``window_ms`` from its first spike (not
+    from ``t_start``: files of absolute times may start long after 0); others as given."""
+    t, off, has = trains.times_ms, trains.offsets, trains.counts > 0
+    if not has.any():
+        return trains
+    first = np.where(has, t[np.minimum(off[:-1], t.size - 1)], trains.t_start_ms)
+    last = np.where(has, t[np.maximum(off[1:] - 1, 0)], trains.t_start_ms)
+    long = last - first > window_ms
+    if not long.any():
+        return trains
+    out = [t[t <= a + window_ms] if cut else t for t, a, cut in zip(trains, first, long)]
+    starts = np.where(long, first, trains.t_start_ms)
+    stops = np.where(long, first + window_ms, trains.t_stop_ms)
+    return SpikeTrains.from_list(out, starts, stops, ids=list(trains.ids))
+
+
+def _is_single(trains) -> bool:
+    return (isinstance(trains, np.ndarray) and trains.ndim == 1) or (
+        isinstance(trains, (list, tuple)) and len(trains) > 0 and np.isscalar(trains[0]))
