@@ -154,10 +154,9 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
                 sample_seed = seed if c == 0 else _seeds.int_seed(seed, _seeds.CHUNK + c)
                 all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
                 typ = getattr(post, "typicality", None)
-                scored = part.select(np.flatnonzero(ok))
-                score, flagged = (typ.flag(scored) if typ is not None else
-                                  (np.full(int(ok.sum()), np.nan), np.zeros(int(ok.sum()), bool)))
-                like = typ.like_model(scored) if typ is not None else np.full(int(ok.sum()), "", dtype=object)
+                n_ok = int(ok.sum())
+                score, flagged, like = (typ.assess(part.select(np.flatnonzero(ok))) if typ is not None else
+                                        (np.full(n_ok, np.nan), np.zeros(n_ok, bool), np.full(n_ok, "", dtype=object)))
                 for j, k in enumerate(np.flatnonzero(ok)):
                     i = int(idx[k])
                     one = part.select([k])

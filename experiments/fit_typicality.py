@@ -125,13 +125,14 @@ def flag_rates(typ: Typicality, model: str, sets: Path, held: SpikeTrains, held_
     """Flag rates of the held-out in-world trains (length-aware and as recorded) and of the three out-of-world
     kinds (module docstring)."""
     other = "da" if model == "stg" else "stg"
-    rates = {"in": typ.flag(held)[1].mean(), "in_by_density": (typ.score(held) > typ.threshold).mean(),
+    score, flagged, _ = typ.assess(held)
+    rates = {"in": flagged.mean(), "in_by_density": (score > typ.threshold).mean(),
              "in_full": typ.flag(held_full)[1].mean()}
     foreign = _sample(sets, [f"{other}-shipped-{s}" for s in TEST], 2000, rng)
-    flagged, cls = typ.flag(foreign)[1], firing_class(foreign)
+    (score, flagged, like), cls = typ.assess(foreign), firing_class(foreign)
     rates["other_model"] = flagged.mean()
-    rates["other_model_called_other"] = (typ.like_model(foreign) == other).mean()
-    rates["other_model_by_density"] = (typ.score(foreign) > typ.threshold).mean()
+    rates["other_model_called_other"] = (like == other).mean()
+    rates["other_model_by_density"] = (score > typ.threshold).mean()
     rates["other_model_tonic"] = flagged[cls == 1].mean() if (cls == 1).any() else float("nan")
     rates["other_model_bursting"] = flagged[cls == 2].mean() if (cls == 2).any() else float("nan")
     rates["poisson"] = typ.flag(poisson_like(held_full, rng))[1].mean()   # the test trains' rates and windows

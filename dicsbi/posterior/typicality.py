@@ -304,50 +304,68 @@ class Typicality:
         z_rivals = [tmp._scores(typicality_features(rivals[k])) for k in names]
         net, val_loss, rival_epoch = _fit_rival(x.numpy(), z_rivals, gen)
         tmp.rival, tmp.rivals = net, names
-        thr, rival_thr = _union_quantile(tmp.score(calibration), tmp.rival_score(calibration), 1.0 - quantile)
+        z_cal = tmp._z(calibration)
+        thr, rival_thr = _union_quantile(tmp._density(z_cal), tmp._not_own(tmp._rival_probs(z_cal)), 1.0 - quantile)
         extra.update(rival_validation_loss=val_loss, rival_best_epoch=rival_epoch,
                      n_rival={k: int(len(rivals[k])) for k in names})
         return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra}, net, names, rival_thr)
 
-    def score(self, trains: SpikeTrains) -> np.ndarray:
-        """Negative log density of each train's features (normal scores) under the training world's flow."""
+    def _z(self, trains: SpikeTrains) -> np.ndarray:
+        """The trains' features as normal scores: computed once per call of the public methods."""
+        return self._scores(typicality_features(trains))
+
+    def _density(self, z: np.ndarray) -> np.ndarray:
         import torch
 
-        z = torch.as_tensor(self._scores(typicality_features(trains)), dtype=torch.float32)
+        z = torch.as_tensor(z, dtype=torch.float32)
         gen = torch.Generator().manual_seed(0)
         eps, k = FLOW["dequantisation"], FLOW["draws"]
         with torch.no_grad():
             lp = torch.stack([self.flow().log_prob(z + eps * torch.randn(z.shape, generator=gen)) for _ in range(k)])
             return -(torch.logsumexp(lp, 0) - np.log(k)).numpy().astype(float)
 
-    def _rival_probs(self, trains: SpikeTrains) -> np.ndarray:
+    def _rival_probs(self, z: np.ndarray) -> np.ndarray:
+        """Class probabilities (own world, rival 1, ...); without rivals, certainty of the own world."""
         import torch
 
-        z = torch.as_tensor(self._scores(typicality_features(trains)), dtype=torch.float32)
+        if self.rival is None:
+            return np.ones((len(z), 1))
         with torch.no_grad():
-            return self.rival(z).numpy().astype(float)
+            return self.rival(torch.as_tensor(z, dtype=torch.float32)).numpy().astype(float)
+
+    @staticmethod
+    def _not_own(p: np.ndarray) -> np.ndarray:
+        """The rival score, ``-log P(own world)``, from the class probabilities."""
+        return -np.log(np.clip(p[:, 0], 1e-300, None))
+
+    def assess(self, trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(score, flagged, like_model)`` of every train from one computation of its features (see
+        :meth:`score`, :meth:`flag`, :meth:`like_model`)."""
+        z = self._z(trains)
+        score, p = self._density(z), self._rival_probs(z)
+        rival = self._not_own(p)
+        like = np.full(len(z), "", dtype=object)
+        hit = rival > self.rival_threshold
+        if hit.any():
+            like[hit] = np.asarray(self.rivals, dtype=object)[p[hit, 1:].argmax(1)]
+        return score, (score > self.threshold) | hit, like
+
+    def score(self, trains: SpikeTrains) -> np.ndarray:
+        """Negative log density of each train's features (normal scores) under the training world's flow."""
+        return self._density(self._z(trains))
 
     def rival_score(self, trains: SpikeTrains) -> np.ndarray:
         """``-log P(own world | features)`` under the rival-world classifier (0 without rivals)."""
-        if self.rival is None:
-            return np.zeros(len(trains))
-        return -np.log(np.clip(self._rival_probs(trains)[:, 0], 1e-300, None))
+        return self._not_own(self._rival_probs(self._z(trains)))
 
     def like_model(self, trains: SpikeTrains) -> np.ndarray:
         """For each train, the rival model the classifier calls it when the rival score is over its threshold,
         else ``""``."""
-        out = np.full(len(trains), "", dtype=object)
-        if self.rival is None or not len(trains):
-            return out
-        p = self._rival_probs(trains)
-        hit = -np.log(np.clip(p[:, 0], 1e-300, None)) > self.rival_threshold
-        out[hit] = np.asarray(self.rivals, dtype=object)[p[hit, 1:].argmax(1)]
-        return out
+        return self.assess(trains)[2]
 
     def flag(self, trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
         """``(score, flagged)`` of every train: density score over its threshold, or called another model's."""
-        s = self.score(trains)
-        return s, (s > self.threshold) | (self.rival_score(trains) > self.rival_threshold)
+        return self.assess(trains)[:2]
 
     def save(self, folder: str | os.PathLike) -> Path:
         import torch
