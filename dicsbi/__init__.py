@@ -4,21 +4,14 @@ The top-level API is deliberately small; everything else lives in its module (``
 ``dicsbi.simulate``, ``dicsbi.spikes``, ``dicsbi.io``); ``docs/architecture.md`` says which module owns what.
 """
 
-import os as _os
-
-# numba's parallel kernels and torch both use OpenMP; with the default active wait policy the idle workers of
-# one runtime spin for a while after each parallel region and starve the other on small machines (measured on
-# 2 cores: a 1000 x 64 torch op after a numba feature kernel took 2.8 ms instead of 0.02 ms, and one posterior
-# draw of 1000 samples 234 ms instead of a few).  Passive waiting is set unless the user chose a policy.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .compensation import compensate, generate_population  # noqa: E402
-from .dics import compute_dics, find_vth  # noqa: E402
-from .errors import DicsbiError  # noqa: E402
-from .models import get_model  # noqa: E402
-from .simulate import SimulationResult, simulate  # noqa: E402
-from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distance  # noqa: E402
-from .stimulus import Stimulus  # noqa: E402
+from . import _openmp as _openmp  # first: OpenMP's wait policy is set before numba or torch start a runtime
+from .compensation import compensate, generate_population
+from .dics import compute_dics, find_vth
+from .errors import DicsbiError
+from .models import get_model
+from .simulate import SimulationResult, simulate
+from .spikes import SpikeTrains, firing_class, spike_features, van_rossum_distance
+from .stimulus import Stimulus
 
 __version__ = "0.1.0.dev0"
 

@@ -33,6 +33,7 @@ from .errors import DicsbiError
 from .io.tables import _body, populations_table, summary_table
 from .models import get_model
 from .pair_ranking import pair_ranking
+from .progress import ProgressBar
 from .spikes import MIN_SPIKES, SpikeTrains, firing_class
 
 
@@ -142,7 +143,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
     if not isinstance(trains, SpikeTrains):
         trains = SpikeTrains.from_list(trains, 0.0)
     n_draw = int(np.ceil(n_models * spare_factor))
-    bar = _Bar(progress, len(trains), f"recordings ({m.name})")
+    bar = ProgressBar(progress, len(trains), f"recordings ({m.name})")
     with bar:
         for c, c0 in enumerate(range(0, len(trains), CHUNK)):
             idx = np.arange(c0, min(c0 + CHUNK, len(trains)))
@@ -230,31 +231,6 @@ def _one_population(m, post, samples, ident, cls, i, seed, n_models, max_rounds,
                                    n_reused=n_reused)
     return RecordingPopulation(id=ident, firing_class=cls, samples=samples[keep], sample_index=keep,
                                conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced)
-
-
-class _Bar:
-    """A rich progress bar over recordings (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.enabled, self.total, self.label = enabled, total, label
-
-    def __enter__(self):
-        if self.enabled:
-            from rich import progress as rp
-
-            self.bar = rp.Progress(rp.TextColumn(self.label), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                   rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("r", total=self.total)
-        return self
-
-    def advance(self, n: int = 1) -> None:
-        if self.enabled and n:
-            self.bar.advance(self.task, n)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
 
 
 # ---------------------------------------------------------------------------- the output folder, streamed

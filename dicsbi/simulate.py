@@ -67,6 +67,7 @@ from . import _seeds
 from .errors import DicsbiError
 from .kernel import column_layout, cuda_available, kernel_for, run_cuda
 from .models import Model, get_model
+from .progress import progress_range
 from .spikes import SpikeTrains
 from .stimulus import as_stimuli, pack
 
@@ -346,7 +347,7 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     if n_threads is not None:
         numba.set_num_threads(int(n_threads))
     try:
-        for start in _progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
+        for start in progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
             stop = min(n, start + chunk)
             m = stop - start
             noise = (noise_current(model, m, total_ms, levels[start:stop, None], seed, start,
@@ -403,18 +404,3 @@ def _stimulus_record(stimuli, index) -> dict | list | None:
     if len(stimuli) == 1:
         return stimuli[0].to_dict()
     return {"protocols": [s.to_dict() for s in stimuli], "index": index.tolist()}
-
-
-def _progress_range(start: int, stop: int, step: int, show: bool, label: str):
-    """``range(start, stop, step)``, with a rich progress bar counting neurons when ``show``."""
-    if not show or stop - start <= step:
-        yield from range(start, stop, step)
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(label, total=stop - start)
-        for s in range(start, stop, step):
-            yield s
-            bar.update(task, completed=min(stop, s + step) - start)

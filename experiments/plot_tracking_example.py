@@ -16,7 +16,7 @@ from dicsbi.compensation import generate_population
 from dicsbi.dics import compute_dics
 from dicsbi.io.files import atomic_write_bytes
 from dicsbi.modulation.tracking import plot_conductances_over_time, plot_trajectory, track
-from dicsbi.report.page import _png
+from dicsbi.report.page import png_bytes
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 
@@ -39,8 +39,8 @@ def main() -> None:
     truth = compute_dics("stg", cells)[:, 1:]
     fig.axes[0].plot(truth[:, 0], truth[:, 1], "o--", color="#d62728", ms=4, label="true DICs of the 6 steps")
     fig.axes[0].legend(loc="upper right", fontsize=7)
-    atomic_write_bytes(out / "tracking_trajectory.png", _png(fig))
-    atomic_write_bytes(out / "tracking_conductances.png", _png(plot_conductances_over_time(tr, "LP")))
+    atomic_write_bytes(out / "tracking_trajectory.png", png_bytes(fig))
+    atomic_write_bytes(out / "tracking_conductances.png", png_bytes(plot_conductances_over_time(tr, "LP")))
     print(f"{tr.n_windows} windows; g_s median from {tr.dic_median[0, 0]:.1f} to {tr.dic_median[-1, 0]:.1f}; "
           f"true g_s from {truth[0, 0]:.1f} to {truth[-1, 0]:.1f}")
 

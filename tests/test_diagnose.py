@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dicsbi.diagnostics.runner import diagnose, write_diagnostics
+from dicsbi.report.page import CSS
 
 CALIBRATION = ("sbc", "coverage", "tarp")
 
@@ -70,6 +71,7 @@ def test_outputs_and_netcdf_round_trip(calibrated_case, tmp_path):
     np.testing.assert_allclose(idata.sample_stats["rank_g_s"].values, diag.ranks[:, 0])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "verdict" in page.lower()
+    assert CSS in page  # the one page template
 
 
 def test_cli_diagnose_on_a_held_out_set(tiny_posteriors, tiny_set, tmp_path):

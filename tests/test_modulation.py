@@ -11,6 +11,7 @@ from dicsbi.errors import DicsbiError, InputError
 from dicsbi.modulation import ModelMismatchError, enumerate_hypotheses, hypothesis_log_prior, modulate, parse_hypotheses
 from dicsbi.modulation.evidence import ConductanceForward, LinearForward, estimate_evidence
 from dicsbi.modulation.likelihood import GaussianLikelihood, GridLikelihood
+from dicsbi.report.page import CSS
 from dicsbi.spikes import SpikeTrains
 
 
@@ -240,7 +241,8 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
                          kind="stats")
     assert len(summary) == 4 and np.all(np.isfinite(summary["mean"]))
     assert idata.prior["conductance"].sizes["draw"] == 40
-    assert "Which channels did the modulator change?" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Which channels did the modulator change?" in page and CSS in page  # the one page template
 
 
 def test_cost_maps_agree_with_an_independent_root_solve_and_the_geometry_of_h():

@@ -8,6 +8,7 @@ from dicsbi.dics import compute_dics
 from dicsbi.errors import DicsbiError
 from dicsbi.models import STG
 from dicsbi.pipeline import infer
+from dicsbi.report.page import CSS
 from dicsbi.spikes import SpikeTrains
 
 
@@ -95,6 +96,7 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
     assert len(list((out / "figures").glob("*.png"))) == 8
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 8 and "Silent recordings" in page and "quiet" in page
+    assert CSS in page  # the one page template
     rows = list(csv.DictReader(open(out / "populations.csv")))
     assert len(rows) == 60 and {row["recording"] for row in rows} == {"tonic", "burst"}
     assert "g_Na [mS/cm^2]" in rows[0] and "g_s [g_leak]" in rows[0] and "posterior_sample" in rows[0]

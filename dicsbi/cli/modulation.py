@@ -117,7 +117,7 @@ def reachability(
     from ..models import get_model
     from ..modulation import parse_hypotheses
     from ..modulation.maps import cost_map, default_grid, plot_cost_map
-    from ..report.page import _png
+    from ..report.page import png_bytes
 
     m = get_model(model)
     subsets = parse_hypotheses(m, ",".join(channels))
@@ -146,7 +146,7 @@ def reachability(
                 {"g_s": GS.ravel(), "g_u": GU.ravel(), "fraction_reached": cm.fraction.ravel(),
                  "median_cost": cm.cost.ravel()}))
             atomic_write_bytes(stage / f"reachability_{h.label}.png",
-                               _png(plot_cost_map(cm, before_samples, after_samples)))
+                               png_bytes(plot_cost_map(cm, before_samples, after_samples)))
             err.print(f"{h.label}: {np.mean(cm.fraction > 0):.0%} of the grid reachable", soft_wrap=True)
     err.print(f"wrote {len(subsets)} map(s) to {out}", soft_wrap=True)
 

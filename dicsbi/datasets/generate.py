@@ -6,7 +6,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..io.files import atomic_write_bytes, package_versions
 from ..models import get_model
+from ..progress import ProgressBar
 from ..spikes import FEATURE_NAMES, SpikeTrains
 from .config import (
     FORMAT,
@@ -235,9 +236,14 @@ def _simulate_locked(cfg, out: Path, workers, scheduler, dask_local, progress, n
         _write_manifest(out, cfg, done, created)
         return summary["rows"]
 
-    with _progress(progress, cfg, len(pending)) as advance:
+    planned = len(pending) * cfg.targets_per_shard * cfg.cells_per_target
+    rows = 0
+    with ProgressBar(progress, planned, f"{cfg.model} cells") as bar:
         for data, summary in _execute(cfg, pending, workers, scheduler, dask_local, n_threads, device):
-            advance(finished(data, summary), summary)
+            rows += finished(data, summary)
+            rate = rows / max(time.perf_counter() - t0, 1e-9)
+            # a shard's planned cells count as done even if some targets were unreachable
+            bar.advance(summary["targets"] * cfg.cells_per_target, info=f"{rate:,.1f} cells/s")
     seconds = time.perf_counter() - t0
     return DatasetRun(out, read_manifest(out), len(computed), skipped, seconds,
                       sum(done[k]["rows"] for k in computed))
@@ -319,38 +325,3 @@ def _execute_dask(cfg: DatasetConfig, pending: list[int], scheduler: str | None,
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-class _progress:
-    """Rich progress over cells with cells/s and ETA (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, cfg: DatasetConfig, n_shards: int):
-        self.enabled = enabled and n_shards > 0
-        self.total = n_shards * cfg.targets_per_shard * cfg.cells_per_target
-        self.cfg = cfg
-
-    def __enter__(self) -> Callable[[int, dict], None]:
-        if not self.enabled:
-            return lambda rows, summary: None
-        from rich import progress as rp
-
-        self.bar = rp.Progress(rp.TextColumn(f"{self.cfg.model} cells"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                               rp.TextColumn("{task.fields[rate]} cells/s"), rp.TimeElapsedColumn(),
-                               rp.TextColumn("ETA"), rp.TimeRemainingColumn(), transient=False)
-        self.bar.start()
-        self.task = self.bar.add_task("cells", total=self.total, rate="-")
-        self.t0 = time.perf_counter()
-        self.rows = 0
-
-        def advance(rows: int, summary: dict) -> None:
-            # a shard's planned cells count as done even if some targets were unreachable
-            self.rows += rows
-            planned = summary["targets"] * self.cfg.cells_per_target
-            rate = self.rows / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, advance=planned, rate=f"{rate:,.1f}")
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.stop()

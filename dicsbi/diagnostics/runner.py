@@ -242,16 +242,14 @@ def _verdicts(out: Diagnostics, n: int) -> None:
 
 
 def write_diagnostics(diag: Diagnostics, out, posterior_config: dict | None = None) -> None:
-    """``diagnostics.json``, ``diagnostics.nc``, ``figures/*.png`` and ``report.html`` into ``out`` (staged)."""
-    import base64
-    import html
+    """Write ``diagnostics.json``, ``diagnostics.nc``, ``figures/*.png`` and ``report.html`` into ``out`` (staged)."""
     import json
     from pathlib import Path
 
-    from ..io.files import OutputFolder, atomic_write_bytes, atomic_write_text
+    from ..io.files import OutputFolder, atomic_write_text
     from ..io.netcdf import diagnostics_data, plot_rank_ecdf, to_netcdf
     from ..report import figures as plots
-    from ..report.page import _png
+    from ..report.page import esc, html_page, save_figures
 
     with OutputFolder(out) as stage:
         stage = Path(stage)
@@ -262,29 +260,16 @@ def write_diagnostics(diag: Diagnostics, out, posterior_config: dict | None = No
                 "tarp": plots.tarp_curve(diag.figures["tarp_curve"], diag.figures["tarp_atc"]),
                 "recovery": plots.recovery(diag.theta, diag.samples.mean(1), diag.classes, NAMES),
                 "contraction": plots.contraction(diag.samples, diag.theta, posterior_config or {}, NAMES)}
-        imgs = []
-        for name, fig in figs.items():
-            data = _png(fig)
-            atomic_write_bytes(stage / "figures" / f"{name}.png", data)
-            imgs.append(f'<h3>{name.replace("_", " ")}</h3><img alt="{name}" '
-                        f'src="data:image/png;base64,{base64.b64encode(data).decode()}">')
+        imgs = save_figures(figs, stage / "figures")
         rows = "".join(
             f"<tr><th>{k}</th><td class='{v[0]}'>{v[0].upper()}</td><td>{v[1]:.4g}</td>"
-            f"<td>{html.escape(THRESHOLDS[k])}</td></tr>" for k, v in diag.verdicts.items())
-        doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>dicsbi diagnose: {diag.model}</title>
-<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}}img{{max-width:100%}}
-table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}}
-.pass{{background:#d8f0d8}}.warn{{background:#fff0c0}}.fail{{background:#f8d0d0}}</style></head>
-<body><h1>dicsbi diagnose: {html.escape(diag.model)} posterior</h1>
-<p>Verdict: <b class="{diag.verdict}">{diag.verdict.upper()}</b>. Test set: {html.escape(diag.source)};
-{diag.n_test} trains, seed {diag.seed}.</p>
-<table><tr><th>check</th><th>verdict</th><th>value</th><th>threshold</th></tr>{rows}</table>
-<p><code>{html.escape(diag.key_line())}</code></p>
-{''.join(imgs)}
-</body></html>
-"""
-        atomic_write_text(stage / "report.html", doc)
+            f"<td>{esc(THRESHOLDS[k])}</td></tr>" for k, v in diag.verdicts.items())
+        body = (f'<p>Verdict: <b class="{diag.verdict}">{diag.verdict.upper()}</b>. Test set: {esc(diag.source)}; '
+                f"{diag.n_test} trains, seed {diag.seed}.</p>"
+                f"<table><tr><th>check</th><th>verdict</th><th>value</th><th>threshold</th></tr>{rows}</table>"
+                f"<p><code>{esc(diag.key_line())}</code></p>{imgs}")
+        title = f"dicsbi diagnose: {diag.model}"
+        atomic_write_text(stage / "report.html", html_page(title, body, f"{title} posterior"))
 
 
 __all__ = ["Diagnostics", "THRESHOLDS", "diagnose", "test_set", "write_diagnostics"]

@@ -311,11 +311,11 @@ def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int =
     rate_after = _rate_hz(after_trains)
     cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
     rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
-    from ..pipeline import _Bar
+    from ..progress import ProgressBar
 
     log_prior = hypothesis_log_prior(hyps, size_penalty)
     neurons = []
-    with _Bar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
+    with ProgressBar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
         for i, rec in enumerate(pre.recordings):
             ss = _seeds.stream(seed, _seeds.MODULATION + i)
             s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
@@ -359,7 +359,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
     samples per subset size come from ``SeedSequence(seed)``.
     """
     from ..dics import compute_dics
-    from ..pipeline import _Bar
+    from ..progress import ProgressBar
 
     m = get_model(model)
     scale = cost_scale(float(typical_change))
@@ -371,7 +371,7 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
     log_prior = hypothesis_log_prior(hyps, size_penalty)
     by_size = _by_size(hyps)
     seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(len(by_size))]
-    with _Bar(False, len(hyps), "hypotheses") as bar:
+    with ProgressBar(False, len(hyps), "hypotheses") as bar:
         nm = _neuron(m, vth, rec, likelihood, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
                      bar)
     settings = _settings(typical_change, scale, cost, size_penalty, len(members), n_pilot, n_particles, max_size, "")

@@ -10,28 +10,20 @@ of the top three (:mod:`dicsbi.modulation.maps`).
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 import numpy as np
 
-from ..io.files import atomic_write_bytes, atomic_write_text
+from ..io.files import atomic_write_text
 from ..io.tables import format_table_csv
 from ..models import get_model
 from ..report.figures import pyplot
-from ..report.page import _png
+from ..report.page import bullet_list, esc, html_page, save_figures
 from ..spikes import CLASS_NAMES
 from .hypotheses import modulable_channels
 from .maps import cost_map, plot_cost_map
 
 TOP_FIGURES = 3
-_CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
-img{max-width:100%;display:block;margin:0.5em 0}table{border-collapse:collapse;margin:0.5em 0}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}th{background:#f4f4f4}
-.warn{background:#fff3cd;padding:0.5em 1em}"""
-
-
 def _q(x: np.ndarray, q) -> np.ndarray:
     return np.quantile(x, q) if len(x) else np.full(np.shape(q), np.nan)
 
@@ -236,22 +228,17 @@ def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) 
             figs[f"reachability_{rank}_{result.hypotheses[i].label}"] = plot_cost_map(
                 cm, before=n0.before_samples, after=n0.after_samples,
                 title=f"{n0.id}: targets reachable by modulating {result.hypotheses[i].label}")
-    images = []
-    for name, fig in figs.items():
-        data = _png(fig)
-        atomic_write_bytes(out / "figures" / f"{name}.png", data)
-        images.append((name, base64.b64encode(data).decode()))
-    atomic_write_text(out / "report.html", _report_html(result, images))
+    atomic_write_text(out / "report.html", _report_html(result, save_figures(figs, out / "figures")))
     return out
 
 
-def _report_html(result, images) -> str:
+def _report_html(result, imgs: str) -> str:
     order = result.order()[:10]
     prob = result.probability
     rows = "".join(
-        f"<tr><td>{k}</td><td>{html.escape(result.hypotheses[i].label)}</td><td>{prob[i]:.3f}</td>"
+        f"<tr><td>{k}</td><td>{esc(result.hypotheses[i].label)}</td><td>{prob[i]:.3f}</td>"
         f"<td>{result.log_evidence[i]:.2f} ± {result.se[i]:.2f}</td><td>{result.log_bayes_factor[i]:.2f}</td>"
-        f"<td>{html.escape(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
+        f"<td>{esc(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
     chan = result.channel_probability()
     sens = result.channel_sensitivity()
     crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td><td>{sens[c]:.3g}</td></tr>"
@@ -259,21 +246,16 @@ def _report_html(result, images) -> str:
     null = (f"<p>Log evidence of 'nothing changed in (g_s, g_u)': {result.log_evidence_null:.2f}; the best hypothesis "
             f"against it: log Bayes factor {result.log_bayes_factor_vs_no_change[result.order()[0]]:.2f}.</p>")
     neurons = "".join(
-        f"<tr><td>{html.escape(n.id)}</td><td>{CLASS_NAMES[n.class_before]} → {CLASS_NAMES[n.class_after]}</td>"
+        f"<tr><td>{esc(n.id)}</td><td>{CLASS_NAMES[n.class_before]} → {CLASS_NAMES[n.class_after]}</td>"
         f"<td>{n.rate_before:.2f} → {n.rate_after:.2f}</td></tr>" for n in result.neurons)
-    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings())
-    imgs = "".join(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,{b}">'
-                   for name, b in images)
+    warn = bullet_list(result.warnings())
     s = result.settings
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>dicsbi modulation</title>
-<style>{_CSS}</style></head>
-<body><h1>Which channels did the modulator change?</h1>
-<p>Model {html.escape(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, {len(result.neurons)} neuron(s),
-{len(result.hypotheses)} hypotheses, cost prior {html.escape(str(s['cost']))} with typical change factor
+    return html_page("dicsbi modulation", f"""
+<p>Model {esc(result.model)}, V<sub>th</sub> = {result.vth_mV} mV, {len(result.neurons)} neuron(s),
+{len(result.hypotheses)} hypotheses, cost prior {esc(str(s['cost']))} with typical change factor
 {s['typical_change']} (scale {s['cost_scale']:.3f}), {s['n_members']} population members,
 {s['n_particles']} importance samples per member, seed {result.seed}.</p>
-{f'<div class="warn"><ul>{warn}</ul></div>' if warn else ''}
+{f'<div class="warn">{warn}</div>' if warn else ''}
 <h2>Neurons</h2><table><tr><th>neuron</th><th>firing class</th><th>rate (Hz)</th></tr>{neurons}</table>
 <h2>Top hypotheses</h2>
 <table><tr><th>rank</th><th>channels</th><th>P</th><th>log evidence ± MC error</th><th>log BF vs best</th>
@@ -281,9 +263,7 @@ def _report_html(result, images) -> str:
 {null}
 <h2>Channels</h2><table><tr><th>channel</th><th>P(targeted)</th><th>|d(g_s, g_u)/d ln g| (median)</th></tr>{crow}
 </table>
-<h2>Figures</h2>{imgs}
-</body></html>
-"""
+<h2>Figures</h2>{imgs}""", "Which channels did the modulator change?")
 
 
 # ------------------------------------------------------------------------------------ the cost rule
@@ -357,23 +337,14 @@ def write_cost_ranking(rankings, members: dict, out, maps: bool = True, max_map_
             fig = plot_cost_map(cm, title=f"{nid}: targets reachable by modulating {h.label}")
             fig.axes[0].plot(*r0.target, "k*", ms=12, label="after DICs")
             figs[f"reachability_{rank}_{h.label}"] = fig
-    images = []
-    for name, fig in figs.items():
-        data = _png(fig)
-        atomic_write_bytes(out / "figures" / f"{name}.png", data)
-        images.append((name, base64.b64encode(data).decode()))
+    imgs = save_figures(figs, out / "figures")
     rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{k}</td><td>{html.escape(r.hypotheses[i].label)}</td>"
+        f"<tr><td>{esc(n)}</td><td>{k}</td><td>{esc(r.hypotheses[i].label)}</td>"
         f"<td>{r.cost[i]:.3f}</td><td>{r.fraction[i]:.0%}</td></tr>"
         for n, r in rankings for k, i in enumerate(r.order()[:10], 1))
-    imgs = "".join(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,{b}">'
-                   for name, b in images)
     s = r0.settings
-    atomic_write_text(out / "report.html", f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>dicsbi modulation (cost rule)</title>
-<style>{_CSS}</style></head>
-<body><h1>Which channels did the modulator change? The cost rule</h1>
-<p>Model {html.escape(r0.model)}: every subset ranked by the median (over {s['n_members']} before-population
+    atomic_write_text(out / "report.html", html_page("dicsbi modulation (cost rule)", f"""
+<p>Model {esc(r0.model)}: every subset ranked by the median (over {s['n_members']} before-population
 members) of the cheapest change {'Σ|ln(g′/g)|' if s['cost'] == 'laplace' else 'Σ ln(g′/g)²'} that moves a member
 onto the after recording's DICs (the mean of its posterior; single channels within {s['tolerance']} g_leak), with
 every conductance positive and under its plausible bound.  This is the published rule, a ranking without
@@ -381,7 +352,5 @@ probabilities; <code>dicsbi modulate</code> without <code>--method cost</code> w
 Bayesian comparison.  Seed {seed}.</p>
 <h2>Top hypotheses</h2>
 <table><tr><th>neuron</th><th>rank</th><th>channels</th><th>median cost</th><th>members reaching</th></tr>{rows}
-</table><h2>Figures</h2>{imgs}
-</body></html>
-""")
+</table><h2>Figures</h2>{imgs}""", "Which channels did the modulator change? The cost rule"))
     return out

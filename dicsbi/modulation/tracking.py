@@ -146,6 +146,7 @@ class Tracking:
 
     @property
     def n_windows(self) -> int:
+        """Number of windows (over all recordings)."""
         return int(self.ids.size)
 
     @property
@@ -224,9 +225,12 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
 
 # ---------------------------------------------------------------------------- table
 def tracking_table(tracking: Tracking) -> str:
-    """CSV text, one row per window: recording, window, t0_ms, t1_ms, n_spikes, firing_class, posterior median
-    and 5 / 95% quantiles of g_s and g_u (g_leak), and the population median of every conductance
-    (``<name>_median [mS/cm^2]``); empty cells for silent and unreachable windows."""
+    """Return the CSV text of a tracking, one row per window.
+
+    Columns: recording, window, t0_ms, t1_ms, n_spikes, firing_class, posterior median and 5 / 95% quantiles of
+    g_s and g_u (g_leak), and the population median of every conductance (``<name>_median [mS/cm^2]``); empty
+    cells for silent and unreachable windows.
+    """
     from ..io.tables import format_table_csv
 
     t = tracking
@@ -246,9 +250,11 @@ def tracking_table(tracking: Tracking) -> str:
 
 # ---------------------------------------------------------------------------- figures
 def plot_trajectory(tracking: Tracking, recording_id: str | None = None, ax=None):
-    """Per-window posterior medians in the (g_s, g_u) plane, joined in time order and coloured by the window
-    centre (s), with 5-95% error bars.  ``recording_id=None`` draws every recording; silent and unreachable
-    windows break the line.  Returns the Figure."""
+    """Plot the per-window posterior medians in the (g_s, g_u) plane, joined in time order.
+
+    Points are coloured by the window centre (s), with 5-95% error bars.  ``recording_id=None`` draws every
+    recording; silent and unreachable windows break the line.  Returns the Figure.
+    """
     from ..report.figures import pyplot
 
     plt = pyplot()
@@ -283,11 +289,13 @@ def plot_trajectory(tracking: Tracking, recording_id: str | None = None, ax=None
 
 def plot_conductances_over_time(tracking: Tracking, recording_id: str | None = None,
                                 ax: Sequence | None = None):
-    """One panel per conductance: the population of each window against the window centre (s), log y-axis
-    (boxplots, 5-95% whiskers; above :data:`MAX_BOXES` windows a median line and a 5-95% band).
+    """Plot the population of each window against the window centre (s), one panel per conductance.
+
+    Log y-axis (boxplots, 5-95% whiskers; above :data:`MAX_BOXES` windows a median line and a 5-95% band).
 
     ``recording_id`` may be omitted only when there is one recording; ``ax`` is a sequence of one Axes per
-    conductance (a 2-D array of Axes is flattened).  Returns the Figure."""
+    conductance (a 2-D array of Axes is flattened).  Returns the Figure.
+    """
     from ..report.figures import pyplot
 
     plt = pyplot()
@@ -337,11 +345,14 @@ def plot_conductances_over_time(tracking: Tracking, recording_id: str | None = N
 
 # ---------------------------------------------------------------------------- output
 def write_tracking(tracking: Tracking, folder: str | os.PathLike) -> list[Path]:
-    """Write ``tracking.csv``, ``trajectory.png`` and ``conductances.png`` into the existing ``folder``
-    (with several recordings, ``conductances_<recording>.png`` for the first :data:`MAX_FIGURES` of them), each
-    through a temporary name and a rename.  Returns the paths written."""
+    """Write ``tracking.csv``, ``trajectory.png`` and ``conductances.png`` into the existing ``folder``.
+
+    With several recordings, ``conductances_<recording>.png`` is written for the first :data:`MAX_FIGURES` of
+    them; each file goes through a temporary name and a rename.  Returns the paths written.
+    """
     from ..io.files import atomic_write_bytes, atomic_write_text
-    from ..report.page import _png, _safe
+    from ..report.page import png_bytes as _png
+    from ..report.page import safe_filename as _safe
 
     folder = Path(folder)
     if not folder.is_dir():

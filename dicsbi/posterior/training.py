@@ -13,6 +13,7 @@ from .. import _seeds
 from ..errors import DicsbiError
 from ..io.files import package_versions
 from ..models import get_model
+from ..progress import ProgressBar
 from ..spikes import MIN_SPIKES
 from .artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION, DICPosterior, _build_estimator
 from .embedding import REPRESENTATIONS, augment, input_shape, random_windows, represent, sequence_stats
@@ -230,7 +231,7 @@ def _fit(net, noise, u_train, u_val, x_val, x0, fresh_copy, rng, cfg: TrainConfi
     best, best_state, bad_epochs, history = math.inf, None, 0, []
     t0 = time.perf_counter()
     epoch = 0
-    with _EpochBar(progress, cfg.max_epochs) as bar:
+    with ProgressBar(progress, cfg.max_epochs, "training epochs") as bar:
         for epoch in range(1, cfg.max_epochs + 1):
             x_tr = x0 if epoch == 1 else fresh_copy()
             train_loss = _epoch(net, opt, noise, u_train, x_tr, torch.as_tensor(rng.permutation(len(u_train))), cfg)
@@ -244,7 +245,7 @@ def _fit(net, noise, u_train, u_val, x_val, x0, fresh_copy, rng, cfg: TrainConfi
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 bad_epochs += 1
-            bar.update(epoch, train_loss, vl, best)
+            bar.update(epoch, f"loss {train_loss:.3f}  val {vl:.3f}  best {best:.3f}")
             if bad_epochs >= cfg.patience or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
                 break
     net.load_state_dict(best_state)
@@ -330,27 +331,3 @@ def _noise_trainer(ds, cfg: TrainConfig, tr_idx, va_idx, x0, x_val, box, resume_
         model = NoiseLevelModel.create(x0, box, top, float((sigma[tr_idx] == 0).mean()), seed=cfg.seed)
     return _NoiseTrainer(model, sigma[tr_idx], ds.targets[tr_idx], sigma[va_idx], ds.targets[va_idx], x_val,
                          cfg.learning_rate)
-
-
-class _EpochBar:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if self.enabled:
-            from rich import progress as rp
-
-            self.bar = rp.Progress(rp.TextColumn("training"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                   rp.TextColumn("{task.fields[info]}"), rp.TimeElapsedColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("epochs", total=self.total, info="")
-        return self
-
-    def update(self, epoch, train_loss, val_loss, best):
-        if self.enabled:
-            self.bar.update(self.task, completed=epoch,
-                            info=f"loss {train_loss:.3f}  val {val_loss:.3f}  best {best:.3f}")
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
