@@ -325,22 +325,36 @@ def relative_change(model: Model, before: np.ndarray, after: np.ndarray, pair) -
 
 
 def candidate_pairs(model: Model) -> list[tuple[str, str]]:
+    """Every pair of the model's compensating conductances (``seed_spec.candidate_pairs_from``), in order."""
     names = model.seed_spec.candidate_pairs_from
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def rank_pairs(model: str | Model, seeds: np.ndarray, g_s: float, g_u: float,
+               vth_mV: float | None = None) -> list[tuple[tuple[str, str], float]]:
+    """Candidate pairs from the best to the worst yield of valid cells from ``seeds`` at a target, with the yield.
+
+    Ties are broken by the smallest median change; pairs keep their :func:`candidate_pairs` order otherwise.
+    The one ranking rule behind :func:`choose_pair` (one target) and :mod:`dicsbi.pair_ranking` (a grid).
+    """
+    model = get_model(model)
+    pairs = candidate_pairs(model)
+    yields = pair_yields(model, seeds, g_s, g_u, pairs, vth_mV, max_iter=50)
+    ranked = sorted(pairs, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
+    return [(p, yields[p][0]) for p in ranked]
 
 
 def choose_pair(model: str | Model, g_s: float, g_u: float, seed: int = 0, n_pilot: int = 128,
                 vth_mV=None) -> tuple[str, str]:
     """The candidate pair with the highest yield of valid cells at this target (ties: smallest change).
 
-    Evaluated on the fly on ``n_pilot`` seed cells; raises :class:`UnreachableTargetError` if no pair
-    yields any valid cell.
+    Evaluated on the fly on ``n_pilot`` seed cells (:func:`rank_pairs`); raises :class:`UnreachableTargetError`
+    if no pair yields any valid cell.
     """
     model = get_model(model)
     seeds = draw_seed_population(model, n_pilot, np.random.default_rng(seed), vth_mV)
-    yields = pair_yields(model, seeds, g_s, g_u, candidate_pairs(model), vth_mV, max_iter=50)
-    best = max(yields, key=lambda p: (yields[p][0], -np.nan_to_num(yields[p][1], nan=np.inf)))
-    if yields[best][0] == 0:
+    best, best_yield = rank_pairs(model, seeds, g_s, g_u, vth_mV)[0]
+    if best_yield == 0:
         raise UnreachableTargetError(
             f"{model.name}: target (g_s, g_u) = ({g_s}, {g_u}) is unreachable from the seed population with any "
             f"pair of {', '.join(model.seed_spec.candidate_pairs_from)} ({n_pilot} seed cells tried per pair)")

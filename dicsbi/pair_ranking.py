@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _seeds
-from .compensation import candidate_pairs, draw_seed_population, pair_yields
+from .compensation import draw_seed_population, rank_pairs
 from .models import get_model
 
 PAIR_GRID = 1.0  # g_leak: pair rankings are shared by posterior medians in the same grid cell
@@ -21,14 +21,12 @@ def compute_pair_ranking(model, i: int, j: int, vth: float) -> tuple[tuple[str, 
     m = get_model(model)
     gs, gu = (i + 0.5) * PAIR_GRID, (j + 0.5) * PAIR_GRID
     rng = _seeds.rng(0, i + _seeds.PAIR_CELL, j + _seeds.PAIR_CELL)
-    pilot = draw_seed_population(m, 64, rng, vth)
-    pairs = candidate_pairs(m)
-    yields = pair_yields(m, pilot, gs, gu, pairs, vth, max_iter=50)
-    ranked = sorted(pairs, key=lambda p: (-yields[p][0], np.nan_to_num(yields[p][1], nan=np.inf)))
-    return tuple(p for p in ranked if yields[p][0] > 0) or tuple(ranked[:1])
+    ranked = rank_pairs(m, draw_seed_population(m, 64, rng, vth), gs, gu, vth)
+    return tuple(p for p, n_valid in ranked if n_valid > 0) or (ranked[0][0],)
 
 
 def pair_table_path(model) -> Path:
+    """Where the model's precomputed pair rankings ship (``dicsbi/pretrained/pair_ranking_<model>.json``)."""
     from .posterior.artifact import PRETRAINED_DIR
 
     return PRETRAINED_DIR / f"pair_ranking_{get_model(model).name}.json"

@@ -55,6 +55,47 @@ def implausible(times: np.ndarray) -> str | None:
     return None
 
 
+def train_problem(times: np.ndarray) -> str | None:
+    """Why one train cannot be a neuron's spike times in ms, or None: the one spike-train validator.
+
+    Every reader and the posterior's input check call it (the caller adds the file, row or train id):
+    a time that is not finite, a negative time, times not strictly increasing, then the physical checks of
+    :func:`implausible` (refractory floor, recording length), each with its likely cause.
+    """
+    times = np.asarray(times, dtype=float)
+    bad = ~np.isfinite(times)
+    if bad.any():
+        return f"spike time {float(times[bad][0])} is not a finite number"
+    if (times < 0).any():
+        return (f"negative spike time {float(times[times < 0][0])}; times are measured from the start of the "
+                "recording")
+    d = np.diff(times)
+    if (d <= 0).any():
+        k = int(np.flatnonzero(d <= 0)[0])
+        return f"spike times are not strictly increasing ({float(times[k + 1])} after {float(times[k])})"
+    return implausible(times)
+
+
+def first_train_problem(trains: SpikeTrains) -> tuple[int, str] | None:
+    """The first train of ``trains`` that :func:`train_problem` refuses, as (index, why), or None.
+
+    A vectorised screen over all spikes finds the suspect trains; only the first is examined one by one.
+    """
+    t, off = trains.times_ms, trains.offsets
+    d = np.diff(t)
+    same_train = np.ones(d.size, bool)
+    inner = off[1:-1]
+    same_train[inner[(inner > 0) & (inner < t.size)] - 1] = False  # pairs across a boundary between trains
+    suspect = ~np.isfinite(t) | (t < 0) | (t > MAX_RECORDING_MS)
+    suspect[1:] |= same_train & ~(d >= REFRACTORY_MS)
+    if not suspect.any():
+        return None
+    i = int(np.searchsorted(off, np.flatnonzero(suspect)[0], side="right") - 1)
+    why = train_problem(trains[i])
+    assert why is not None, "the screen and the validator disagree"
+    return i, why
+
+
 @dataclass(frozen=True, eq=False)
 class SpikeTrains:
     """Many spike trains in one array.

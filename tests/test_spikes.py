@@ -89,3 +89,42 @@ def test_spiketrains_container():
     assert list(sub.ids) == ["a", "c"] and sub.counts.tolist() == [2, 1]
     with pytest.raises(InputError):
         SpikeTrains.from_list([[1.0]], ids=["a", "b"])
+
+
+# ---------------------------------------------------------------------------- the one spike-train validator
+@pytest.mark.parametrize("bad, why", [
+    ([1.0, np.nan, 9.0], "spike time nan is not a finite number"),
+    ([-1.0, 3.0, 9.0], "negative spike time -1.0"),
+    ([5.0, 3.0, 9.0], "not strictly increasing (3.0 after 5.0)"),
+    ([0.1, 0.2, 0.3], "are the times in seconds? use --unit s"),
+    ([1.0, 2.0, 1e9], "use --unit us"),
+])
+def test_every_entry_point_refuses_a_bad_train_with_the_same_reason(tmp_path, bad, why):
+    from dicsbi.io import read_spike_trains
+    from dicsbi.modulation.compare import _as_trains
+    from dicsbi.posterior.inputs import as_trains
+    from dicsbi.spikes import first_train_problem, train_problem
+
+    good = [10.0, 20.0, 35.0]
+    assert why in train_problem(bad)
+    assert first_train_problem(SpikeTrains.from_list([good, good, bad])) == (2, train_problem(bad))
+    assert first_train_problem(SpikeTrains.from_list([good, good])) is None
+    path = tmp_path / "s.csv"
+    path.write_text("ID,spiking_times\nok,\"[10, 20, 35]\"\nx,\"[" + ", ".join(map(str, bad)) + "]\"\n")
+    calls = (lambda: read_spike_trains(path), lambda: as_trains([good, bad]), lambda: _as_trains([good, bad], "x"))
+    for call in calls:
+        with pytest.raises(InputError) as err:
+            call()
+        assert why in str(err.value)
+
+
+@given(st.lists(st.lists(st.floats(-10, 2e8) | st.just(float("nan")), max_size=6), min_size=1, max_size=5))
+def test_the_vectorised_screen_agrees_with_the_validator(trains):
+    from dicsbi.spikes import first_train_problem, train_problem
+
+    st_ = SpikeTrains.from_list([np.array(t, dtype=float) for t in trains])
+    problems = [k for k, t in enumerate(trains) if train_problem(np.array(t, dtype=float))]
+    found = first_train_problem(st_)
+    assert (found is None) == (not problems)
+    if problems:
+        assert found[0] == problems[0]

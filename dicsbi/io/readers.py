@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models import Model, get_model
-from ..spikes import SpikeTrains, implausible
+from ..spikes import SpikeTrains, train_problem
 
 ID_COLUMNS = ("id", "ID", "Id")
 
@@ -112,19 +112,8 @@ def _split_unit(name: str) -> tuple[str, str | None]:
 
 
 def _check_train(times: np.ndarray, path: Path, where: str) -> None:
-    """Refuse a train that is malformed or physically impossible (:func:`dicsbi.spikes.implausible`)."""
-    bad = ~np.isfinite(times)
-    if bad.any():
-        raise InputError(f"{path}: {where}: spike time {float(times[bad][0])} is not a finite number")
-    if (times < 0).any():
-        raise InputError(f"{path}: {where}: negative spike time {float(times[times < 0][0])}; times are measured "
-                         "from the start of the recording")
-    d = np.diff(times)
-    if (d <= 0).any():
-        k = int(np.flatnonzero(d <= 0)[0])
-        raise InputError(f"{path}: {where}: spike times are not strictly increasing "
-                         f"({float(times[k + 1])} after {float(times[k])})")
-    why = implausible(times)
+    """Refuse a train that is malformed or physically impossible (:func:`dicsbi.spikes.train_problem`)."""
+    why = train_problem(times)
     if why:
         raise InputError(f"{path}: {where}: {why}")
 

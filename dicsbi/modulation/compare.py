@@ -23,7 +23,7 @@ import numpy as np
 from .. import _seeds
 from ..errors import DicsbiError, InputError
 from ..models import get_model
-from ..spikes import MIN_SPIKES, SpikeTrains, firing_class
+from ..spikes import MIN_SPIKES, SpikeTrains, firing_class, first_train_problem
 from .evidence import ConductanceForward, estimate_evidence
 from .hypotheses import Hypothesis, hypothesis_log_prior, resolve_hypotheses
 from .likelihood import GridLikelihood
@@ -201,16 +201,19 @@ def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
 
 
 def _as_trains(x, name: str) -> SpikeTrains:
-    if isinstance(x, SpikeTrains):
-        return x
+    """Spike trains from a :class:`SpikeTrains`, a file or a list of arrays, each checked (one error naming it)."""
     from ..io.readers import read_spike_trains
 
     if isinstance(x, str) or hasattr(x, "__fspath__"):
         return read_spike_trains(x)[0]
     try:
-        return SpikeTrains.from_list(x, 0.0)
+        trains = x if isinstance(x, SpikeTrains) else SpikeTrains.from_list(x, 0.0)
     except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
         raise InputError(f"{name}: expected spike trains (a SpikeTrains, a file or a list of arrays): {exc}") from exc
+    problem = first_train_problem(trains)
+    if problem:
+        raise InputError(f"{name}: train {trains.ids[problem[0]]!r}: {problem[1]}")
+    return trains
 
 
 def match_recordings(before: SpikeTrains, after: SpikeTrains, names=("before", "after")):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..spikes import MAX_RECORDING_MS, MIN_SPIKES, REFRACTORY_MS, SpikeTrains, implausible
+from ..spikes import MIN_SPIKES, SpikeTrains, first_train_problem
 
 
 # ---------------------------------------------------------------------------- input checking
@@ -33,29 +33,14 @@ def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
             raise InputError(f"{name}: expected arrays of spike times in ms ({e})") from None
     if len(trains) == 0:
         raise InputError(f"{name}: no spike train given")
-    t, off = trains.times_ms, trains.offsets
-    bad_value = ~np.isfinite(t) | (t < 0)
-    if bad_value.any():
-        i = int(np.searchsorted(off, np.flatnonzero(bad_value)[0], side="right") - 1)
-        raise InputError(f"{name}: train {trains.ids[i]!r} has a spike time that is NaN, infinite or negative "
-                         f"({trains[i][~np.isfinite(trains[i]) | (trains[i] < 0)][0]!r}); expected times >= 0 ms")
-    d = np.diff(t)
-    same_train = np.ones(d.size, bool)
-    same_train[off[1:-1][off[1:-1] < t.size] - 1] = False  # boundaries between trains
-    unsorted = np.flatnonzero((d <= 0) & same_train)
-    if unsorted.size:
-        i = int(np.searchsorted(off, unsorted[0] + 1, side="right") - 1)
-        raise InputError(f"{name}: train {trains.ids[i]!r} is not strictly increasing (spike "
-                         f"{unsorted[0] + 1 - off[i]} at {t[unsorted[0] + 1]} ms follows {t[unsorted[0]]} ms)")
+    problem = first_train_problem(trains)
+    if problem:
+        raise InputError(f"{name}: train {trains.ids[problem[0]]!r}: {problem[1]}")
     few = np.flatnonzero(trains.counts < MIN_SPIKES)
     if few.size:
         i = int(few[0])
         raise InputError(f"{name}: train {trains.ids[i]!r} has {trains.counts[i]} spikes; at least {MIN_SPIKES} "
                          "are needed (fewer is 'silent', which has no DIC posterior)")
-    suspect = (t > MAX_RECORDING_MS)[1:] | ((d < REFRACTORY_MS) & same_train)
-    if suspect.any():
-        i = int(np.searchsorted(off, np.flatnonzero(suspect)[0] + 1, side="right") - 1)
-        raise InputError(f"{name}: train {trains.ids[i]!r}: {implausible(trains[i])}")
     return trains
 
 
