@@ -38,20 +38,20 @@ PAIR_CELL = 10**6
 
 
 def stream(root: int, *key: int) -> np.random.SeedSequence:
-    """The stream ``key`` under ``root``."""
+    """Return the stream ``key`` under ``root``."""
     return np.random.SeedSequence(root, spawn_key=tuple(int(k) for k in key))
 
 
 def rng(root: int, *key: int) -> np.random.Generator:
-    """A generator on the stream ``key`` under ``root``."""
+    """Return a generator on the stream ``key`` under ``root``."""
     return np.random.default_rng(stream(root, *key))
 
 
 def int_seed(root: int, *key: int) -> int:
-    """A 32-bit seed drawn from the stream ``key`` (for APIs that take an integer seed)."""
+    """Return a 32-bit seed drawn from the stream ``key`` (for APIs that take an integer seed)."""
     return int(stream(root, *key).generate_state(1)[0])
 
 
 def int_seed63(root: int, *key: int) -> int:
-    """A non-negative 63-bit seed drawn from the stream ``key`` (the data sets' population and noise seeds)."""
+    """Return a non-negative 63-bit seed drawn from the stream ``key`` (the data sets' population and noise seeds)."""
     return int(stream(root, *key).generate_state(1, np.uint64)[0] >> 1)

@@ -45,18 +45,21 @@ class Compensation:
 
     @property
     def valid(self) -> np.ndarray:
+        """Return which cells are valid (status ``VALID``)."""
         return self.status == VALID
 
     @property
     def converged(self) -> np.ndarray:
+        """Return which cells' solves converged (neither not converged nor singular)."""
         return (self.status != NOT_CONVERGED) & (self.status != SINGULAR)
 
     def counts(self) -> dict[str, int]:
-        """Number of cells per status name."""
+        """Return the number of cells per status name."""
         return {name: int(np.sum(self.status == k)) for k, name in enumerate(STATUS_NAMES)}
 
 
 def plausible_upper_bounds(model: Model) -> np.ndarray:
+    """Return the model's upper conductance bounds times ``PLAUSIBLE_FACTOR``."""
     return PLAUSIBLE_FACTOR * model.upper_bounds
 
 
@@ -196,7 +199,7 @@ def _solve_kernel(model, op, g, t, rows, cols, known, tol, n_steps, newton):
 
 
 def _solve_numpy(model, op, g, t, rows, cols, known, tol, n_steps, newton):
-    """The same solves with numpy over all cells at once (any model)."""
+    """Run the same solves with numpy over all cells at once (any model)."""
     n = g.shape[0]
     S = op(g)
     status = np.zeros(n, np.int8)
@@ -286,7 +289,7 @@ def gamma_matched(a: float, b: float) -> tuple[float, float]:
 
 
 def draw_seed_population(model: str | Model, n: int, rng: np.random.Generator, vth_mV=None) -> np.ndarray:
-    """Valid tonic-spiking seed cells (at most ``n``) drawn as the model's :class:`SeedSpec` says."""
+    """Draw valid tonic-spiking seed cells (at most ``n``) as the model's :class:`SeedSpec` says."""
     model = get_model(model)
     spec = model.seed_spec
     if spec is None:
@@ -326,6 +329,7 @@ def relative_change(model: Model, before: np.ndarray, after: np.ndarray, pair) -
 
 def candidate_pairs(model: Model) -> list[tuple[str, str]]:
     """Every pair of the model's compensating conductances (``seed_spec.candidate_pairs_from``), in order."""
+    assert model.seed_spec is not None, f"model {model.name!r} defines no seed population"
     names = model.seed_spec.candidate_pairs_from
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
@@ -346,7 +350,7 @@ def rank_pairs(model: str | Model, seeds: np.ndarray, g_s: float, g_u: float,
 
 def choose_pair(model: str | Model, g_s: float, g_u: float, seed: int = 0, n_pilot: int = 128,
                 vth_mV=None) -> tuple[str, str]:
-    """The candidate pair with the highest yield of valid cells at this target (ties: smallest change).
+    """Return the candidate pair with the highest yield of valid cells at this target (ties: smallest change).
 
     Evaluated on the fly on ``n_pilot`` seed cells (:func:`rank_pairs`); raises :class:`UnreachableTargetError`
     if no pair yields any valid cell.
@@ -354,6 +358,7 @@ def choose_pair(model: str | Model, g_s: float, g_u: float, seed: int = 0, n_pil
     model = get_model(model)
     seeds = draw_seed_population(model, n_pilot, np.random.default_rng(seed), vth_mV)
     best, best_yield = rank_pairs(model, seeds, g_s, g_u, vth_mV)[0]
+    assert model.seed_spec is not None  # draw_seed_population refused a model without one
     if best_yield == 0:
         raise UnreachableTargetError(
             f"{model.name}: target (g_s, g_u) = ({g_s}, {g_u}) is unreachable from the seed population with any "
@@ -383,12 +388,17 @@ def generate_population(model: str | Model, g_s: float, g_u: float, n: int, seed
     if isinstance(pair, str) and pair == "auto":
         pair = choose_pair(model, g_s, g_u, int(pair_seed.generate_state(1)[0]), vth_mV=vth)
     elif isinstance(pair, str) and pair == "published":
-        pair = model.seed_spec.published_pair(g_s, g_u)
+        spec = model.seed_spec
+        assert spec is not None and spec.published_pair is not None, f"model {model.name!r} has no published pair"
+        pair = spec.published_pair(g_s, g_u)
     elif isinstance(pair, str) or len(pair) != 2:
         raise DicsbiError(f"pair must be 'auto', 'published' or two conductance names, got {pair!r}")
-    pair = tuple(model.conductance_names[conductance_index(model, p)] for p in pair)
+    first, second = (model.conductance_names[conductance_index(model, p)] for p in pair)
+    pair = (first, second)
     rng = np.random.default_rng(draw_seed)
-    kept, dics, tried, rate = [], [], 0, 0.5
+    kept: list[np.ndarray] = []
+    dics: list[np.ndarray] = []
+    tried, rate = 0, 0.5
     while sum(len(k) for k in kept) < n and tried < max_tries_per_cell * n:
         missing = n - sum(len(k) for k in kept)
         seeds = draw_seed_population(model, int(min(max(32, 1.3 * missing / rate), 20 * n)), rng, vth)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DicsbiError
-from .models import Model, get_model
+from .models import CalciumPool, Model, get_model
 
 DIC_NAMES = ("g_f", "g_s", "g_u")
 CALCIUM_PATHS = ("tau_ca", "ultraslow")
@@ -67,11 +67,17 @@ def gate_weights(model: Model, V) -> tuple[np.ndarray, np.ndarray]:
     return w_fs, w_su
 
 
+def _pool(model: Model) -> CalciumPool:
+    """Return the model's calcium pool (the callers handle calcium, so the model must have one)."""
+    assert model.calcium is not None, f"model {model.name!r} has no calcium pool"
+    return model.calcium
+
+
 def _calcium_weights(model: Model, V: np.ndarray, calcium_path: str):
     if calcium_path == "ultraslow":
         return np.zeros(V.shape), np.zeros(V.shape)
     tf, ts, tu = _reference_taus(model, V)
-    tau = np.full(V.shape, model.calcium.tau_ms)
+    tau = np.full(V.shape, _pool(model).tau_ms)
     return timescale_weight(tau, tf, ts), timescale_weight(tau, ts, tu)
 
 
@@ -112,7 +118,8 @@ def _voltage_steady_state(model: Model, V):
 
 def steady_calcium(model: Model, V, g) -> np.ndarray:
     """Steady-state calcium ``beta - alpha I_Ca,inf(V; g)`` (uM), shape ``broadcast(V, g[..., 0])``."""
-    return model.calcium.beta - model.calcium.alpha * np.sum(g * _calcium_current_coefficients(model, V), -1)
+    pool = _pool(model)
+    return pool.beta - pool.alpha * np.sum(g * _calcium_current_coefficients(model, V), -1)
 
 
 class SensitivityOperator:
@@ -151,7 +158,7 @@ class SensitivityOperator:
                 self.static[..., c] = self._column(c, self.x, self.dx)
         # A channel with one calcium-dependent gate of exponent e has the column
         # F^e u + F^(e-1) dF/dCa dCa/dV w, with F = Ca/(Ca+K): u and w are fixed at fixed V.
-        self.ca_forms = []
+        self.ca_forms: list[tuple[int, int, np.ndarray, np.ndarray]] | None = []
         for c in self.ca_channels:
             ca_gates = [(n, e) for n, e in model.channels[c].gates
                         if gates[model.gate_index(n)].calcium_dependent]
@@ -163,8 +170,10 @@ class SensitivityOperator:
             self.ca_forms.append((c, ca_gates[0][1], u, w))
 
     def _column(self, c: int, x, dx, dx_dca=None, dca_dv=None, V=None, cw=None, index=None) -> np.ndarray:
-        """Column of channel ``c`` from steady states ``x``, their V-derivatives ``dx`` and, for
-        calcium-dependent gates, ``dx/dCa`` and ``dCa_inf/dV`` (weighted with ``cw``)."""
+        """Return the column of channel ``c`` from steady states ``x`` and their V-derivatives ``dx``.
+
+        For calcium-dependent gates it also uses ``dx/dCa`` and ``dCa_inf/dV`` (weighted with ``cw``).
+        """
         model = self.model
         V = self.V if V is None else V
         w_fs, w_su = self.w_fs, self.w_su
@@ -204,11 +213,12 @@ class SensitivityOperator:
         if index is not None and self.V.ndim:
             static, x0, dx0, V = static[index], x0[index], dx0[index], V[index]
             if self.ca_channels:
+                assert ca_coef is not None and dca_coef is not None and cw is not None
                 ca_coef, dca_coef, cw = ca_coef[index], dca_coef[index], (cw[0][index], cw[1][index])
         shape = np.broadcast_shapes(V.shape, g.shape[:-1])
         S = np.array(np.broadcast_to(static, shape + static.shape[-2:]), dtype=np.result_type(g.dtype, float))
         if self.ca_channels:
-            pool = self.model.calcium
+            pool = _pool(self.model)
             ca = pool.beta - pool.alpha * np.sum(g * ca_coef, axis=-1)
             dca_dv = -pool.alpha * np.sum(g * dca_coef, axis=-1)
             factor = ca / (ca + pool.half_activation_uM)

@@ -166,14 +166,14 @@ sp{s} = 0"""
 
 
 def _block(template: str, s: str, ind: str, **extra) -> list[str]:
-    """A template's lines for lane suffix ``s``, indented by ``ind``."""
+    """Return a template's lines for lane suffix ``s``, indented by ``ind``."""
     return [ind + line for line in template.format(s=s, **extra).split("\n")]
 
 
 def _lane_step(model, lay, L: int) -> list[str]:
     """Source lines of one step of lane ``L`` (locals suffixed ``_L``)."""
     s = f"_{L}"
-    out = []
+    out: list[str] = []
     a = out.append
     n_gates = len(model.gates)
     pool = model.calcium
@@ -310,6 +310,7 @@ def _compiled(source: str):
     if name in sys.modules:
         return sys.modules[name].integrate
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, f"cannot import the kernel module {path}"
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -317,7 +318,7 @@ def _compiled(source: str):
 
 
 def kernel_for(model, target: str = "cpu"):
-    """The compiled kernel for ``model``'s structure on ``target`` (generated, cached in memory and on disk)."""
+    """Return the compiled kernel for ``model``'s structure on ``target`` (generated, cached in memory and on disk)."""
     return _compiled(generate_source(model, target))
 
 
@@ -325,7 +326,7 @@ CUDA_THREADS_PER_BLOCK = 128
 
 
 def cuda_available() -> bool:
-    """True when numba can reach a CUDA GPU (or its CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``)."""
+    """Return True when numba can reach a CUDA GPU (or its CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``)."""
     try:
         from numba import cuda
     except ImportError:  # pragma: no cover - numba without its CUDA target

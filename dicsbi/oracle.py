@@ -20,26 +20,52 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from .models import Model, get_model
 
+if TYPE_CHECKING:
+    from .spikes import SpikeTrains
+
 _LEVELS = ((10.0, 1.0), (0.0, -1.0), (5.0, 1.0), (15.0, 1.0), (-5.0, -1.0), (5.0, -1.0))
 
 
-def _event(level: float, direction: float):
-    def crossing(t, y, *args):
-        return y[0] - level
+class _Crossing:
+    """A ``solve_ivp`` event: ``V - level``, a crossing counted only in ``direction`` (+1 up, -1 down)."""
 
-    crossing.direction = direction
-    return crossing
+    def __init__(self, level: float, direction: float):
+        self.level = level
+        self.direction = direction  # read by solve_ivp
+
+    def __call__(self, t, y, *args):
+        return y[0] - self.level
+
+
+def _event(level: float, direction: float) -> _Crossing:
+    return _Crossing(level, direction)
 
 
 @dataclass(frozen=True)
 class ReferenceResult:
+    """One neuron's reference integration (:func:`reference_simulate`).
+
+    Attributes
+    ----------
+    spike_times_ms : ndarray
+        Spike times, ms after the transient.
+    marginal : bool
+        The cell's spike count is ill-posed (see "Marginal cells" in the module docstring).
+    n_rhs_evaluations : int
+        Right-hand side evaluations of the solver.
+    cpu_s : float
+        Processor time of the integration (benchmarks); NaN when not measured.
+    """
+
     spike_times_ms: np.ndarray
     marginal: bool
     n_rhs_evaluations: int
@@ -137,8 +163,9 @@ def _cache_key(model_name, g, duration_ms, transient_ms, tol, atol, method) -> s
 def run_references(model: str | Model, conductances, duration_ms: float, transient_ms: float,
                    workers: int = 1, tol: float = 1e-8, method: str = "LSODA",
                    cache: str | None = None, atol: float | None = None) -> list[ReferenceResult]:
-    """:func:`reference_simulate` (rtol = ``tol``, atol = ``atol`` or ``tol``) for every row, on ``workers``
-    processes (spawned).
+    """Run :func:`reference_simulate` for every row, on ``workers`` processes (spawned).
+
+    The tolerances are rtol = ``tol``, atol = ``atol`` or ``tol``.
 
     With more than one worker the model must be a registered one (it is looked up by name in each worker).
     ``cache`` names a folder where each cell's result is kept (keyed by model, conductances, durations,
@@ -159,6 +186,14 @@ def run_references(model: str | Model, conductances, duration_ms: float, transie
         return list(pool.map(_reference_job, jobs))
 
 
+def _reference_trains(reference: list[ReferenceResult], t_stop_ms: float | np.ndarray) -> SpikeTrains:
+    """Return the spike trains of reference results as :class:`~dicsbi.spikes.SpikeTrains` (from 0 ms)."""
+    from .spikes import SpikeTrains
+
+    # from_list converts each train with np.asarray: arrays are the 1-D float sequences it expects
+    return SpikeTrains.from_list([cast(Sequence[float], r.spike_times_ms) for r in reference], 0.0, t_stop_ms)
+
+
 def compare_trains(kernel_trains, reference: list[ReferenceResult]) -> dict[str, np.ndarray]:
     """Per-cell agreement between kernel spike trains and reference results.
 
@@ -166,9 +201,9 @@ def compare_trains(kernel_trains, reference: list[ReferenceResult]) -> dict[str,
     ``count_ok`` (|difference| <= max(1, 2% of the reference count)), ``isi_relerr`` (relative error of the
     mean ISI; NaN when either train has fewer than 2 spikes) and ``marginal``.
     """
-    from .spikes import SpikeTrains, firing_class
+    from .spikes import firing_class
 
-    ref = SpikeTrains.from_list([r.spike_times_ms for r in reference], 0.0, kernel_trains.t_stop_ms)
+    ref = _reference_trains(reference, kernel_trains.t_stop_ms)
     ck, cr = firing_class(kernel_trains), firing_class(ref)
     nk, nr = kernel_trains.counts, ref.counts
 
@@ -185,15 +220,15 @@ def compare_trains(kernel_trains, reference: list[ReferenceResult]) -> dict[str,
 
 
 def ill_conditioned(reference: list[ReferenceResult], tighter: list[ReferenceResult]) -> np.ndarray:
-    """Cells whose spike train is not pinned down by a tight solver: marginal, or two references (e.g. LSODA
-    at 1e-8 and 1e-10) disagree on class, on the count (beyond max(1, 2%)) or on the mean ISI (beyond 0.5%).
+    """Return the cells whose spike train is not pinned down by a tight solver.
+
+    Such a cell is marginal, or two references (e.g. LSODA at 1e-8 and 1e-10) disagree on class, on the count
+    (beyond max(1, 2%)) or on the mean ISI (beyond 0.5%).
 
     Chaotic bursters are the usual case: their trains change with any perturbation, so no integrator can be
     held to them.
     """
-    from .spikes import SpikeTrains
-
-    a = SpikeTrains.from_list([r.spike_times_ms for r in reference], 0.0, 1.0)
+    a = _reference_trains(reference, 1.0)
     cmp = compare_trains(a, tighter)
     with np.errstate(invalid="ignore"):
         isi_bad = cmp["isi_relerr"] > 0.005
@@ -213,12 +248,10 @@ def parameter_sensitive(model: str | Model, conductances, reference: list[Refere
     LSODA 1e-7/1e-8/1e-10 and DOP853 1e-10 all agreed on 41): for such a cell the kernel's discretisation
     error, a perturbation of the same kind, decides the count, and no fixed-step integrator can be held to it.
     """
-    from .spikes import SpikeTrains
-
     model = get_model(model)
     g = model.check_conductances(conductances)
     rng = np.random.default_rng(seed)
-    base = SpikeTrains.from_list([r.spike_times_ms for r in reference], 0.0, duration_ms)
+    base = _reference_trains(reference, duration_ms)
     bad = np.zeros(len(g), bool)
     for _ in range(n_directions):
         signs = rng.choice([-1.0, 1.0], size=g.shape)

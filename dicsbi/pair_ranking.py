@@ -1,5 +1,7 @@
-"""Which compensation pairs to try first for a posterior sample: rankings by the pairs' yield, shared by samples in the
-same grid cell of the DIC plane, shipped precomputed per model."""
+"""Which compensation pairs to try first for a posterior sample: rankings by the pairs' yield.
+
+A ranking is shared by the samples in the same grid cell of the DIC plane and shipped precomputed per model.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ PAIR_GRID = 1.0  # g_leak: pair rankings are shared by posterior medians in the 
 
 
 def compute_pair_ranking(model, i: int, j: int, vth: float) -> tuple[tuple[str, str], ...]:
-    """The ranking of :func:`pair_ranking` for grid cell (i, j), computed (64 seeded pilot cells)."""
+    """Compute the ranking of :func:`pair_ranking` for grid cell (i, j) (64 seeded pilot cells)."""
     m = get_model(model)
     gs, gu = (i + 0.5) * PAIR_GRID, (j + 0.5) * PAIR_GRID
     rng = _seeds.rng(0, i + _seeds.PAIR_CELL, j + _seeds.PAIR_CELL)
@@ -50,9 +52,11 @@ def _ranking_in_cell(model, i: int, j: int, vth: float) -> tuple[tuple[str, str]
 
 
 def pair_ranking(model, g_s: float, g_u: float, vth_mV: float) -> tuple[tuple[str, str], ...]:
-    """Candidate pairs ranked by their yield of valid cells (64 pilot seed cells, ties: smallest change) at the
-    centre of the ``PAIR_GRID`` cell holding (g_s, g_u); pairs with no valid pilot cell are dropped.  Cached per
-    cell, and seeded by the cell, so the ranking does not depend on the order of recordings.
+    """Return the candidate pairs ranked by their yield of valid cells in the ``PAIR_GRID`` cell holding (g_s, g_u).
+
+    The yield is counted on 64 pilot seed cells at the centre of the cell (ties: smallest change); pairs with
+    no valid pilot cell are dropped.  Cached per cell, and seeded by the cell, so the ranking does not depend
+    on the order of recordings.
 
     The rankings of every cell of the model's DIC box at the shipped posterior's V_th are precomputed
     (``dicsbi/pretrained/pair_ranking_<model>.json``, written by ``experiments/make_pair_rankings.py``) and

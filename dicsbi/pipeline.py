@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .posterior.config import PosteriorConfig
 
 from . import _seeds
 from .compensation import compensate, draw_seed_population
@@ -65,7 +68,7 @@ class InferenceResult:
     seed: int
     recordings: list[RecordingPopulation]
     silent: list[str] = field(default_factory=list)
-    posterior_config: dict = field(default_factory=dict)
+    posterior_config: PosteriorConfig | None = None
     unreachable: list[str] = field(default_factory=list)  # no posterior sample reachable by compensation
 
 
@@ -97,17 +100,58 @@ def _populate(model, targets: np.ndarray, pairs, rng, vth, max_rounds: int):
 CHUNK = 256  # recordings per posterior call; part of the seed contract (see iter_infer)
 
 
-def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0,
-          max_rounds: int = 3, max_pairs: int = 4, spare_factor: float = 1.5,
-          progress: bool = False) -> InferenceResult:
+@dataclass(frozen=True)
+class PopulationOptions:
+    """How posterior samples become a population: the compensation loop's settings (defaults: measured ones).
+
+    Attributes
+    ----------
+    max_rounds
+        Fresh seed cells tried for a sample no pair reached.
+    max_pairs
+        Ranked compensation pairs tried per sample (:func:`dicsbi.pair_ranking.pair_ranking`).
+    spare_factor
+        Posterior samples drawn per requested model (spares replace unreachable samples).
+    extra_draws
+        Further draws (4x larger each) for a recording whose first draw has too few reachable samples.
+    """
+
+    max_rounds: int = 3
+    max_pairs: int = 4
+    spare_factor: float = 1.5
+    extra_draws: int = 2
+
+    def __post_init__(self):
+        if self.max_rounds < 1 or self.max_pairs < 1 or self.extra_draws < 0 or not self.spare_factor >= 1:
+            raise DicsbiError(f"invalid population options {self}: rounds and pairs >= 1, extra draws >= 0, "
+                              "spare factor >= 1")
+
+
+def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0, *,
+          options: PopulationOptions = PopulationOptions(), progress: bool = False) -> InferenceResult:
     """Posterior samples -> one compensated model each, for every recording (see the module docstring).
 
-    ``trains``: a :class:`SpikeTrains` (or anything :func:`dicsbi.posterior.inputs.as_trains` accepts without the
-    3-spike rule); ``posterior``: a :class:`~dicsbi.posterior.DICPosterior` or a path (default: the shipped
-    one for ``model``).  Reproducible by ``seed`` (see :func:`iter_infer`, of which this collects the chunks).
+    Parameters
+    ----------
+    trains
+        A :class:`SpikeTrains` (or anything :func:`dicsbi.posterior.inputs.as_trains` accepts without the
+        3-spike rule).
+    model
+        The registered model's name.
+    n_models
+        Models per recording.
+    posterior
+        A :class:`~dicsbi.posterior.DICPosterior` or a path (default: the shipped one for ``model``).
+    seed
+        Everything is reproducible by it (see :func:`iter_infer`, of which this collects the chunks).
+    check
+        Members simulated per recording in the predictive check (0: none).
+    options
+        The compensation loop's settings.
+    progress
+        Show a progress bar.
     """
-    parts = list(iter_infer(trains, model, n_models, posterior, seed, check, max_rounds, max_pairs, spare_factor,
-                            progress))
+    parts = list(iter_infer(trains, model, n_models, posterior, seed, check, options=options, progress=progress))
     first = parts[0]
     return InferenceResult(first.model, first.vth_mV, first.seed, [r for p in parts for r in p.recordings],
                            [s for p in parts for s in p.silent], first.posterior_config,
@@ -126,111 +170,131 @@ def _resolve_posterior(posterior, m):
     return post
 
 
-def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0,
-               max_rounds: int = 3, max_pairs: int = 4, spare_factor: float = 1.5, progress: bool = False):
-    """:func:`infer` in chunks of :data:`CHUNK` recordings: yields one :class:`InferenceResult` per chunk, so a
-    file of any number of recordings is processed in bounded memory.
+def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0, *,
+               options: PopulationOptions = PopulationOptions(), progress: bool = False):
+    """Run :func:`infer` in chunks of :data:`CHUNK` recordings, yielding one :class:`InferenceResult` per chunk.
 
-    Seeds: the posterior draws of chunk ``c`` use ``seed`` for ``c = 0`` and ``SeedSequence(seed, spawn_key=
-    (2**31 + c,))`` after; recording ``i`` (its index in ``trains``) solves its population with
-    ``SeedSequence(seed, spawn_key=(i,))`` and simulates its predictive check with seed ``seed + i``.  The
-    output therefore depends on the seed and the input only, never on how it is consumed.
+    A file of any number of recordings is so processed in bounded memory.  Seeds: the posterior draws of chunk
+    ``c`` use ``seed`` for ``c = 0`` and ``SeedSequence(seed, spawn_key=(2**31 + c,))`` after; recording ``i``
+    (its index in ``trains``) solves its population with ``SeedSequence(seed, spawn_key=(i,))`` and simulates
+    its predictive check with seed ``seed + i``.  The output therefore depends on the seed and the input only,
+    never on how it is consumed.
     """
     m = get_model(model)
-    post = _resolve_posterior(posterior, m)
     if n_models < 1:
         raise DicsbiError(f"n_models must be >= 1, got {n_models}")
+    job = _Job(m, _resolve_posterior(posterior, m), int(seed), int(n_models), int(check), options)
     if not isinstance(trains, SpikeTrains):
         trains = SpikeTrains.from_list(trains, 0.0)
-    n_draw = int(np.ceil(n_models * spare_factor))
-    bar = ProgressBar(progress, len(trains), f"recordings ({m.name})")
-    with bar:
+    with ProgressBar(progress, len(trains), f"recordings ({m.name})") as bar:
         for c, c0 in enumerate(range(0, len(trains), CHUNK)):
-            idx = np.arange(c0, min(c0 + CHUNK, len(trains)))
-            part = trains.select(idx)
-            cls = firing_class(part)
-            ok = part.counts >= MIN_SPIKES
-            results, unreachable = [], []
-            if ok.any():
-                sample_seed = seed if c == 0 else _seeds.int_seed(seed, _seeds.CHUNK + c)
-                all_samples = post.sample(part.select(np.flatnonzero(ok)), n_draw, seed=sample_seed)
-                typ = getattr(post, "typicality", None)
-                n_ok = int(ok.sum())
-                score, flagged, like = (typ.assess(part.select(np.flatnonzero(ok))) if typ is not None else
-                                        (np.full(n_ok, np.nan), np.zeros(n_ok, bool), np.full(n_ok, "", dtype=object)))
-                for j, k in enumerate(np.flatnonzero(ok)):
-                    i = int(idx[k])
-                    one = part.select([k])
-
-                    def more(n, r, one=one, i=i):
-                        s_ = _seeds.int_seed(seed, i, _seeds.MORE + r)
-                        return post.sample(one, n, seed=s_)[0]
-
-                    rec = _one_population(m, post, all_samples[j], str(trains.ids[i]), int(cls[k]), i, seed,
-                                          n_models, max_rounds, max_pairs, more)
-                    if rec is None:
-                        unreachable.append(str(trains.ids[i]))
-                    else:
-                        rec.typicality, rec.out_of_world = float(score[j]), bool(flagged[j])
-                        rec.like_model = str(like[j])
-                        if getattr(post, "noise_level", None) is not None:
-                            n_seed = _seeds.int_seed(seed, i, _seeds.NOISE_DRAWS)
-                            rec.noise = post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
-                        if check:
-                            rec.check = predictive_check(m, one, rec, check, seed=seed + i)
-                        results.append(rec)
-                    bar.advance()
-            bar.advance(int((~ok).sum()))
-            yield InferenceResult(m.name, float(post.vth_mV), int(seed), results,
-                                  [str(part.ids[k]) for k in np.flatnonzero(~ok)], post.config, unreachable)
+            yield job.chunk(trains, np.arange(c0, min(c0 + CHUNK, len(trains))), c, bar)
 
 
-def _one_population(m, post, samples, ident, cls, i, seed, n_models, max_rounds, max_pairs, more,
-                    extra_draws: int = 2):
-    """One population for one recording, or None when no posterior sample is reachable.
+@dataclass(frozen=True)
+class _Job:
+    """One :func:`iter_infer` run: the model, the posterior, the seed and the settings every recording shares."""
 
-    Samples no pair reaches are replaced by spares; if the first draw has too few reachable samples, up to
-    ``extra_draws`` further draws (4x larger each) are made for this recording; if still short, reachable
-    samples are solved again with fresh seed cells (counted in ``n_reused``): the population is then the
-    posterior conditioned on reachability, and the summary says so."""
-    rng = _seeds.rng(seed, i)
-    ranked = list(pair_ranking(m, *np.median(samples, axis=0), post.vth_mV))[:max_pairs]
-    g, d, p, ok = _populate(m, samples, ranked, rng, post.vth_mV, max_rounds)
-    for r in range(extra_draws):
-        if ok.sum() >= n_models:
-            break
-        new = more(4 * len(samples), r)
-        g2, d2, p2, ok2 = _populate(m, new, ranked, rng, post.vth_mV, max_rounds)
-        samples, g, d, p, ok = (np.concatenate(a) for a in ((samples, new), (g, g2), (d, d2), (p, p2), (ok, ok2)))
-    good = np.flatnonzero(ok)
-    if good.size == 0:
-        return None
-    keep = good[:n_models]
-    n_replaced = int((~ok[: keep[-1] + 1]).sum())
-    n_reused = 0
-    if keep.size < n_models:  # solve reachable samples again from fresh seed cells
-        need = n_models - keep.size
-        extra_idx, eg, ed, ep = [], [], [], []
+    m: object
+    post: object
+    seed: int
+    n_models: int
+    check: int
+    options: PopulationOptions
+
+    def chunk(self, trains: SpikeTrains, idx: np.ndarray, c: int, bar: ProgressBar) -> InferenceResult:
+        """The result of the recordings ``idx`` (chunk ``c``): one posterior call, then one population each."""
+        m, post = self.m, self.post
+        part = trains.select(idx)
+        cls = firing_class(part)
+        ok = np.flatnonzero(part.counts >= MIN_SPIKES)
+        results, unreachable = [], []
+        if ok.size:
+            sample_seed = self.seed if c == 0 else _seeds.int_seed(self.seed, _seeds.CHUNK + c)
+            n_draw = int(np.ceil(self.n_models * self.options.spare_factor))
+            all_samples = post.sample(part.select(ok), n_draw, seed=sample_seed)
+            typ = getattr(post, "typicality", None)
+            score, flagged, like = (typ.assess(part.select(ok)) if typ is not None else
+                                    (np.full(ok.size, np.nan), np.zeros(ok.size, bool),
+                                     np.full(ok.size, "", dtype=object)))
+            for j, k in enumerate(ok):
+                i = int(idx[k])
+                one = part.select([k])
+                rec = self.population(all_samples[j], one, str(trains.ids[i]), int(cls[k]), i)
+                if rec is None:
+                    unreachable.append(str(trains.ids[i]))
+                else:
+                    rec.typicality, rec.out_of_world, rec.like_model = float(score[j]), bool(flagged[j]), str(like[j])
+                    self.finish(rec, one, i)
+                    results.append(rec)
+                bar.advance()
+        bar.advance(int(part.counts.size - ok.size))
+        silent = [str(part.ids[k]) for k in np.flatnonzero(part.counts < MIN_SPIKES)]
+        return InferenceResult(m.name, float(post.vth_mV), self.seed, results, silent, post.config, unreachable)
+
+    def finish(self, rec: RecordingPopulation, one: SpikeTrains, i: int) -> None:
+        """Add the members' noise levels (noise posterior) and the predictive check to recording ``i``."""
+        if getattr(self.post, "noise_level", None) is not None:
+            n_seed = _seeds.int_seed(self.seed, i, _seeds.NOISE_DRAWS)
+            rec.noise = self.post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
+        if self.check:
+            rec.check = predictive_check(self.m, one, rec, self.check, seed=self.seed + i)
+
+    def more_samples(self, one: SpikeTrains, i: int, n: int, r: int) -> np.ndarray:
+        """Draw ``r`` of further posterior samples for recording ``i`` (its own seed stream)."""
+        return self.post.sample(one, n, seed=_seeds.int_seed(self.seed, i, _seeds.MORE + r))[0]
+
+    def population(self, samples: np.ndarray, one: SpikeTrains, ident: str, cls: int,
+                   i: int) -> RecordingPopulation | None:
+        """One population for recording ``i``, or None when no posterior sample is reachable.
+
+        Samples no pair reaches are replaced by spares; if the first draw has too few reachable samples, up to
+        ``extra_draws`` further draws (4x larger each) are made for this recording; if still short, reachable
+        samples are solved again with fresh seed cells (counted in ``n_reused``): the population is then the
+        posterior conditioned on reachability, and the summary says so.
+        """
+        m, vth, opt, n_models = self.m, self.post.vth_mV, self.options, self.n_models
+        rng = _seeds.rng(self.seed, i)
+        ranked = list(pair_ranking(m, *np.median(samples, axis=0), vth))[: opt.max_pairs]
+        g, d, p, ok = _populate(m, samples, ranked, rng, vth, opt.max_rounds)
+        for r in range(opt.extra_draws):
+            if ok.sum() >= n_models:
+                break
+            new = self.more_samples(one, i, 4 * len(samples), r)
+            g2, d2, p2, ok2 = _populate(m, new, ranked, rng, vth, opt.max_rounds)
+            samples, g, d, p, ok = (np.concatenate(a) for a in ((samples, new), (g, g2), (d, d2), (p, p2), (ok, ok2)))
+        good = np.flatnonzero(ok)
+        if good.size == 0:
+            return None
+        keep = good[:n_models]
+        n_replaced = int((~ok[: keep[-1] + 1]).sum())
+        extra, eg, ed, ep = _reuse(m, samples, keep, n_models - keep.size, ranked, rng, vth, opt.max_rounds)
+        idx_all = np.concatenate([keep, extra])
+        return RecordingPopulation(id=ident, firing_class=cls, samples=samples[idx_all], sample_index=idx_all,
+                                   conductances=np.concatenate([g[keep], eg]), dics=np.concatenate([d[keep], ed]),
+                                   pair=np.concatenate([p[keep], ep]), pairs=ranked, n_replaced=n_replaced,
+                                   n_reused=int(extra.size))
+
+
+def _reuse(m, samples: np.ndarray, keep: np.ndarray, need: int, ranked, rng, vth: float, max_rounds: int):
+    """Solve ``need`` reachable samples (drawn from ``keep``) again from fresh seed cells.
+
+    Returns (sample indices, conductances, DICs, pair indices) of the new models; empty when ``need`` is 0.
+    """
+    extra_idx: list[int] = []
+    eg, ed, ep = [np.empty((0, m.n_conductances))], [np.empty((0, 3))], [np.empty(0, np.int64)]
+    if need > 0:
         for _ in range(4 * max_rounds):
             pick = keep[rng.integers(0, keep.size, need - len(extra_idx))]
-            g3, d3, p3, ok3 = _populate(m, samples[pick], ranked, rng, post.vth_mV, 1)
+            g3, d3, p3, ok3 = _populate(m, samples[pick], ranked, rng, vth, 1)
             extra_idx += list(pick[ok3])
             eg.append(g3[ok3])
             ed.append(d3[ok3])
             ep.append(p3[ok3])
             if len(extra_idx) >= need:
                 break
-        extra_idx = np.array(extra_idx[:need], dtype=np.int64)
-        n_reused = int(extra_idx.size)
-        g_all = np.concatenate([g[keep], *eg])[: keep.size + n_reused]
-        d_all = np.concatenate([d[keep], *ed])[: keep.size + n_reused]
-        p_all = np.concatenate([p[keep], *ep])[: keep.size + n_reused]
-        idx_all = np.concatenate([keep, extra_idx])
-        return RecordingPopulation(id=ident, firing_class=cls, samples=samples[idx_all], sample_index=idx_all,
-                                   conductances=g_all, dics=d_all, pair=p_all, pairs=ranked, n_replaced=n_replaced,
-                                   n_reused=n_reused)
-    return RecordingPopulation(id=ident, firing_class=cls, samples=samples[keep], sample_index=keep,
-                               conductances=g[keep], dics=d[keep], pair=p[keep], pairs=ranked, n_replaced=n_replaced)
+    extra = np.array(extra_idx[:need], dtype=np.int64)
+    return extra, *(np.concatenate(a)[: extra.size] for a in (eg, ed, ep))
 
 
 # ---------------------------------------------------------------------------- the output folder, streamed
@@ -247,7 +311,8 @@ class RunSummary(NamedTuple):
 
 
 def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
-                  progress: bool = False, title: str = "dicsbi inference") -> tuple[int, int]:
+                  *, options: PopulationOptions = PopulationOptions(), progress: bool = False,
+                  title: str = "dicsbi inference") -> RunSummary:
     """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
     ``report.html`` into ``folder`` chunk by chunk (tables and the netCDF file appended,
     :class:`~dicsbi.io.netcdf.NetCDFAppender`), so memory stays bounded for any number of recordings.  ``folder``
@@ -262,7 +327,8 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
     with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
                                                                           newline="") as summ, \
             NetCDFAppender(folder / "posterior.nc") as nc:
-        for c, part in enumerate(iter_infer(trains, model, n_models, posterior, seed, check, progress=progress)):
+        for c, part in enumerate(iter_infer(trains, model, n_models, posterior, seed, check, options=options,
+                                            progress=progress)):
             first = first or part
             chunk = trains.select(np.arange(c * CHUNK, min((c + 1) * CHUNK, len(trains))))
             pop.write(_body(populations_table(part), c > 0))

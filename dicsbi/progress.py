@@ -7,6 +7,10 @@ no-op when disabled, so callers write one code path.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class ProgressBar:
@@ -32,30 +36,30 @@ class ProgressBar:
     def __init__(self, enabled: bool, total: int, label: str, transient: bool = False):
         self.enabled = bool(enabled) and total > 0
         self.total, self.label, self.transient = int(total), label, transient
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:
             from rich import progress as rp
 
-            self._bar = rp.Progress(rp.TextColumn(self.label), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                    rp.TextColumn("{task.fields[info]}"), rp.TimeElapsedColumn(),
-                                    rp.TimeRemainingColumn(), transient=self.transient)
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, info="")
+            self._bar = bar = rp.Progress(rp.TextColumn(self.label), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                          rp.TextColumn("{task.fields[info]}"), rp.TimeElapsedColumn(),
+                                          rp.TimeRemainingColumn(), transient=self.transient)
+            bar.start()
+            self._task = bar.add_task(self.label, total=self.total, info="")
         return self
 
     def advance(self, n: int = 1, info: str | None = None) -> None:
         """Count ``n`` more steps done; ``info`` replaces the free text field."""
-        if self._bar is not None and (n or info is not None):
-            fields = {} if info is None else {"info": info}
+        if self._bar is not None and self._task is not None and (n or info is not None):
+            fields: dict[str, Any] = {} if info is None else {"info": info}
             self._bar.update(self._task, advance=n, **fields)
 
     def update(self, completed: int, info: str | None = None) -> None:
         """Set the steps done to ``completed``; ``info`` replaces the free text field."""
-        if self._bar is not None:
-            fields = {} if info is None else {"info": info}
+        if self._bar is not None and self._task is not None:
+            fields: dict[str, Any] = {} if info is None else {"info": info}
             self._bar.update(self._task, completed=completed, **fields)
 
     def __exit__(self, *exc) -> None:

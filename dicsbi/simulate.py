@@ -22,7 +22,8 @@ exponential Euler step.  The first-order variant (all states on the same grid) w
 dt <= 0.001 ms to count DA spikes right; see ``docs/simulator.md``.
 
 Every voltage function is tabulated once per (model, dt) on a 0.02 mV grid from -200 to +200 mV as
-``E(V)`` and ``x_inf(V)(1 - E(V))``, stored as value and slope; the kernel reads one row and interpolates
+``E(V)`` and ``x_inf(V)(1 - E(V))``, stored as value and slope (:mod:`dicsbi.kernel_tables`, which also holds
+the staggered initial state); the kernel reads one row and interpolates
 linearly, so a step costs no transcendental function but one ``exp`` for V.  The kernel itself is generated
 per model structure (:mod:`dicsbi.kernel`, two neurons per thread; the same code runs on a GPU with
 ``device="cuda"``).
@@ -57,23 +58,22 @@ depend on chunking or thread count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import partial
 
 import numba
 import numpy as np
 
 from . import _seeds
 from .errors import DicsbiError
-from .kernel import column_layout, cuda_available, kernel_for, run_cuda
+from .kernel import cuda_available, kernel_for, run_cuda
+from .kernel_tables import TABLE_STEP_MV, TABLE_V_MIN_MV, KernelTables, kernel_tables, staggered_initial_state
 from .models import Model, get_model
 from .progress import progress_range
 from .spikes import SpikeTrains
 from .stimulus import as_stimuli, pack
 
-TABLE_V_MIN_MV = -200.0
-TABLE_V_MAX_MV = 200.0
-TABLE_STEP_MV = 0.02
 DIVERGED_ABS_V_MV = 1000.0
 MAX_RATE_PER_MS = 0.5  # spike buffer capacity: 500 Hz; a neuron above it is flagged, not truncated silently
 NOISE_CUTOFF_HZ = 1000.0
@@ -112,94 +112,14 @@ class SimulationResult:
 
     @property
     def diverged(self) -> np.ndarray:
+        """Return which neurons diverged (status ``DIVERGED``)."""
         return self.status == DIVERGED
 
     @property
     def voltage_time_ms(self) -> np.ndarray:
+        """Return the times (ms, from the end of the transient) of the samples of ``voltage_mV``."""
         n = 0 if self.voltage_mV is None else self.voltage_mV.shape[1]
         return np.arange(n) * self.settings.get("dt_ms", np.nan)
-
-
-# ---------------------------------------------------------------------------- model -> kernel tables
-@dataclass(frozen=True)
-class _Tables:
-    table: np.ndarray  # (n_rows, 2 n_functions): value and slope to the next row of each tabulated function
-    ca_decay: float    # exp(-dt / tau_Ca) (1 without a pool)
-
-
-@lru_cache(maxsize=16)
-def _tables(model: Model, dt_ms: float) -> _Tables:
-    """Tabulate a model's voltage functions for step ``dt_ms`` in the column layout of :mod:`dicsbi.kernel`."""
-    V = np.arange(TABLE_V_MIN_MV, TABLE_V_MAX_MV + TABLE_STEP_MV / 2, TABLE_STEP_MV)
-    lay = column_layout(model)
-    funcs = np.zeros((lay["n"], V.size))
-    with np.errstate(over="ignore", under="ignore"):
-        for k, gate in enumerate(model.gates):
-            tau = np.broadcast_to(gate.tau(V), V.shape)
-            if not (np.all(np.isfinite(tau)) and np.all(tau > 0)):
-                raise DicsbiError(f"model {model.name!r}: tau of {gate.name} is not positive and finite "
-                                  f"on [{TABLE_V_MIN_MV}, {TABLE_V_MAX_MV}] mV")
-            if gate.coupled_to is not None and gate.calcium_dependent:
-                raise DicsbiError(f"model {model.name!r}: gate {gate.name} cannot be both "
-                                  "calcium-dependent and coupled")
-            if k in lay["gate_e"]:
-                decay = np.exp(-dt_ms / tau)
-                funcs[lay["gate_e"][k]] = decay
-                funcs[lay["gate_p"][k]] = gate.inf(V) * (1.0 - decay)
-        for k, (j, first) in lay["pair"].items():
-            funcs[first : first + 6] = _pair_step(model, k, j, V, dt_ms)
-        for c, first in lay["vf"].items():
-            funcs[first] = model.channels[c].voltage_factor(V)
-    table = np.empty((V.size, 2 * lay["n"]))
-    table[:, 0::2] = funcs.T
-    table[:-1, 1::2] = np.diff(funcs, axis=1).T
-    table[-1, 1::2] = 0.0
-    pool = model.calcium
-    ca_decay = 1.0 if pool is None else math.exp(-dt_ms / pool.tau_ms)
-    return _Tables(np.ascontiguousarray(table), ca_decay)
-
-
-def staggered_initial_state(model: Model, dt_ms: float) -> np.ndarray:
-    """Initial state with the gates advanced by half a step (they live on the half-step grid).
-
-    V and Ca stay at t = 0; every gate is advanced exactly over ``[0, dt/2]`` with V0 and Ca0 fixed, in state
-    order (so a Markov partner sees its already-advanced value, as in the kernel).
-    """
-    y = model.initial_state()
-    V0 = np.array(y[0])
-    ca_factor = 1.0
-    if model.calcium is not None:
-        ca_factor = y[-1] / (y[-1] + model.calcium.half_activation_uM)
-    for k, gate in enumerate(model.gates):
-        decay = math.exp(-0.5 * dt_ms / float(gate.tau(V0)))
-        drive = float(gate.inf(V0)) * (ca_factor if gate.calcium_dependent else 1.0)
-        if gate.coupled_to is not None:
-            drive += float(gate.coupling(V0)) * y[1 + model.gate_index(gate.coupled_to)]
-        y[1 + k] = y[1 + k] * decay + drive * (1.0 - decay)
-    return y
-
-
-def _pair_step(model: Model, k: int, j: int, V: np.ndarray, dt_ms: float) -> np.ndarray:
-    """The exact step of a coupled gate pair ``z = (x_k, x_j)``: ``z <- Phi z + w``, tabulated over ``V``.
-
-    With ``dz/dt = A z + b`` and V frozen, ``Phi = expm(A dt)`` and ``w = (Phi - I) A^-1 b``.  Returns six
-    rows (Phi row-major, then w).  A Markov pair such as ERG's open and inactivated states is stiff during
-    spikes (ai ~ 1/ms), so advancing it gate by gate is only first order; the exact pair step keeps the
-    scheme second order.
-    """
-    from scipy.linalg import expm
-
-    gk, gj = model.gates[k], model.gates[j]
-    tk, tj = gk.tau(V), gj.tau(V)
-    A = np.empty(V.shape + (2, 2))
-    A[..., 0, 0] = -1.0 / tk
-    A[..., 0, 1] = gk.coupling(V) / tk
-    A[..., 1, 0] = gj.coupling(V) / tj if gj.coupled_to == gk.name else 0.0
-    A[..., 1, 1] = -1.0 / tj
-    b = np.stack([gk.inf(V) / tk, np.broadcast_to(gj.inf(V) / tj, V.shape)], axis=-1)
-    phi = expm(A * dt_ms)
-    w = np.einsum("...ij,...j->...i", phi - np.eye(2), np.linalg.solve(A, b[..., None])[..., 0])
-    return np.stack([phi[..., 0, 0], phi[..., 0, 1], phi[..., 1, 0], phi[..., 1, 1], w[..., 0], w[..., 1]])
 
 
 # ---------------------------------------------------------------------------- noise
@@ -309,37 +229,101 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
     _check_times(duration_ms, dt_ms, transient_ms)
     n = g.shape[0]
     levels = _noise_levels(noise_std, n)
-    if noise_keys is not None:
-        noise_keys = np.asarray(noise_keys, dtype=np.int64).ravel()
-        if noise_keys.shape != (n,) or (noise_keys < 0).any():
-            raise DicsbiError(f"noise_keys must be {n} non-negative integers, got shape {noise_keys.shape}")
+    keys = _noise_keys(noise_keys, n)
+    rec = _record_indices(record_voltage, n)
+    n_transient = int(round(transient_ms / dt_ms))
+    n_window = int(round(duration_ms / dt_ms))
+    tables = kernel_tables(model, dt_ms)
+    step = _step_function(model, device)
+    stimuli, stim_index = as_stimuli(stimulus, n)
+    packed = pack(stimuli)
+    capacity = max(4, int(math.ceil(duration_ms * MAX_RATE_PER_MS)))
+    total_ms = (n_transient + n_window) * dt_ms
+    chunk = _chunk_size(model, n, capacity, total_ms, levels, device)
+    plan = _Plan(model, step, tables, dt_ms, n_transient, n_window, total_ms, capacity, packed, stim_index)
+    times, counts, status, voltage = _run_chunks(plan, g, levels, seed, keys, rec, chunk, n_threads, progress)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ids_arr = np.array([str(i) for i in (range(n) if ids is None else ids)], dtype=object)
+    if ids_arr.shape != (n,):
+        raise DicsbiError(f"got {ids_arr.size} ids for {n} neurons")
+    trains = SpikeTrains(times, offsets, np.zeros(n), np.full(n, n_window * dt_ms), ids_arr)
+    settings = {"model": model.name, "dt_ms": dt_ms, "duration_ms": n_window * dt_ms,
+                "transient_ms": n_transient * dt_ms,
+                "noise_std_uA_cm2": float(noise_std) if np.ndim(noise_std) == 0 else levels.tolist(),
+                "seed": int(seed), "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ,
+                "tier": tier_name, "device": device, "stimulus": _stimulus_record(stimuli, stim_index)}
+    return SimulationResult(trains, status, voltage if rec.size else None, rec, settings)
+
+
+def _noise_keys(noise_keys, n: int) -> np.ndarray | None:
+    """Return ``noise_keys`` as ``n`` checked non-negative stream keys, or None when not given."""
+    if noise_keys is None:
+        return None
+    keys = np.asarray(noise_keys, dtype=np.int64).ravel()
+    if keys.shape != (n,) or (keys < 0).any():
+        raise DicsbiError(f"noise_keys must be {n} non-negative integers, got shape {keys.shape}")
+    return keys
+
+
+def _record_indices(record_voltage, n: int) -> np.ndarray:
+    """Return the checked indices of the neurons whose voltage to record (empty for none)."""
     rec = np.array([] if record_voltage is None else np.atleast_1d(record_voltage), dtype=np.int64)
     if rec.size and (rec.min() < 0 or rec.max() >= n):
         raise DicsbiError(f"record_voltage indices must lie in [0, {n - 1}], got {rec.tolist()}")
-    n_transient = int(round(transient_ms / dt_ms))
-    n_window = int(round(duration_ms / dt_ms))
-    tables = _tables(model, dt_ms)
+    return rec
+
+
+def _step_function(model: Model, device: str) -> Callable[..., None]:
+    """Return what integrates a chunk on ``device``: the compiled CPU kernel or the CUDA launcher."""
     if device not in ("cpu", "cuda"):
         raise DicsbiError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not cuda_available():
         raise DicsbiError("device='cuda' needs a CUDA GPU visible to numba (or NUMBA_ENABLE_CUDASIM=1 for its "
                           "simulator); none was found: use device='cpu'")
-    kernel = kernel_for(model) if device == "cpu" else None
-    stimuli, stim_index = as_stimuli(stimulus, n)
-    stim_t, stim_i, stim_n = pack(stimuli)
-    capacity = max(4, int(math.ceil(duration_ms * MAX_RATE_PER_MS)))
+    return kernel_for(model) if device == "cpu" else partial(run_cuda, model)
+
+
+def _chunk_size(model: Model, n: int, capacity: int, total_ms: float, levels: np.ndarray, device: str) -> int:
+    """Return the neurons per kernel call.
+
+    Memory is bounded, and large batches get about 50 updates of the progress bar (a GPU wants large chunks).
+    """
     per_neuron = capacity * 8
-    total_ms = (n_transient + n_window) * dt_ms
     if levels.max(initial=0.0) > 0:
         per_neuron += 8 * (int(total_ms / model.noise_dt_ms) + 2)
-    # bounded memory, and about 50 updates of the progress bar on large batches (a GPU wants large chunks)
     budget, least = (CHUNK_BYTES, 256) if device == "cpu" else (CUDA_CHUNK_BYTES, 65536)
-    chunk = int(max(1, min(n, budget // per_neuron, max(least, -(-n // 50)))))
+    return int(max(1, min(n, budget // per_neuron, max(least, -(-n // 50)))))
 
-    y_start = staggered_initial_state(model, dt_ms)
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """What every chunk of one :func:`simulate` call shares."""
+
+    model: Model
+    step: Callable[..., None]  # the CPU kernel or the CUDA launcher (:func:`_step_function`)
+    tables: KernelTables
+    dt_ms: float
+    n_transient: int
+    n_window: int
+    total_ms: float
+    capacity: int  # spike buffer per neuron
+    stimulus: tuple[np.ndarray, np.ndarray, np.ndarray]  # packed protocols (:func:`dicsbi.stimulus.pack`)
+    stim_index: np.ndarray  # protocol of each neuron
+
+
+def _run_chunks(plan: _Plan, g: np.ndarray, levels: np.ndarray, seed: int, keys: np.ndarray | None,
+                rec: np.ndarray, chunk: int, n_threads: int | None,
+                progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integrate the neurons chunk by chunk.
+
+    Returns the spike times of all trains in order, the spike counts, the status and the recorded voltage.
+    """
+    model, n = plan.model, g.shape[0]
+    stim_t, stim_i, stim_n = plan.stimulus
+    y_start = staggered_initial_state(model, plan.dt_ms)
     rec_slot = np.full(n, -1, np.int64)
     rec_slot[rec] = np.arange(rec.size)
-    voltage = np.zeros((rec.size, n_window))
+    voltage = np.zeros((rec.size, plan.n_window))
     status = np.zeros(n, np.int8)
     counts_all = np.zeros(n, np.int64)
     pieces: list[np.ndarray] = []
@@ -350,37 +334,23 @@ def simulate(model: str | Model, conductances, duration_ms: float | None = None,
         for start in progress_range(0, n, chunk, progress, f"simulating {n} {model.name} neurons"):
             stop = min(n, start + chunk)
             m = stop - start
-            noise = (noise_current(model, m, total_ms, levels[start:stop, None], seed, start,
-                                   None if noise_keys is None else noise_keys[start:stop])
+            noise = (noise_current(model, m, plan.total_ms, levels[start:stop, None], seed, start,
+                                   None if keys is None else keys[start:stop])
                      if levels[start:stop].max(initial=0.0) > 0 else np.zeros((m, 1)))
-            spikes = np.empty((m, capacity))
+            spikes = np.empty((m, plan.capacity))
             counts = np.zeros(m, np.int64)
             st = np.zeros(m, np.int8)
-            args = (g[start:stop], y_start, tables.table, TABLE_V_MIN_MV, 1.0 / TABLE_STEP_MV, dt_ms,
-                    dt_ms / model.capacitance_uF_cm2, tables.ca_decay, n_transient, n_window, noise,
-                    dt_ms / model.noise_dt_ms, stim_t, stim_i, stim_n, stim_index[start:stop],
-                    n_transient * dt_ms, spikes, counts, st, rec_slot[start:stop], voltage)
-            if device == "cuda":
-                run_cuda(model, *args)
-            else:
-                kernel(*args)
-            pieces.append(spikes[np.arange(capacity)[None, :] < counts[:, None]])
+            plan.step(g[start:stop], y_start, plan.tables.table, TABLE_V_MIN_MV, 1.0 / TABLE_STEP_MV, plan.dt_ms,
+                      plan.dt_ms / model.capacitance_uF_cm2, plan.tables.ca_decay, plan.n_transient,
+                      plan.n_window, noise, plan.dt_ms / model.noise_dt_ms, stim_t, stim_i, stim_n,
+                      plan.stim_index[start:stop], plan.n_transient * plan.dt_ms, spikes, counts, st,
+                      rec_slot[start:stop], voltage)
+            pieces.append(spikes[np.arange(plan.capacity)[None, :] < counts[:, None]])
             counts_all[start:stop] = counts
             status[start:stop] = st
     finally:
         numba.set_num_threads(old_threads)
-    offsets = np.concatenate([[0], np.cumsum(counts_all)]).astype(np.int64)
-    ids_arr = np.array([str(i) for i in (range(n) if ids is None else ids)], dtype=object)
-    if ids_arr.shape != (n,):
-        raise DicsbiError(f"got {ids_arr.size} ids for {n} neurons")
-    trains = SpikeTrains(np.concatenate(pieces) if pieces else np.empty(0), offsets, np.zeros(n),
-                         np.full(n, n_window * dt_ms), ids_arr)
-    settings = {"model": model.name, "dt_ms": dt_ms, "duration_ms": n_window * dt_ms,
-                "transient_ms": n_transient * dt_ms,
-                "noise_std_uA_cm2": float(noise_std) if np.ndim(noise_std) == 0 else levels.tolist(),
-                "seed": int(seed), "noise_dt_ms": model.noise_dt_ms, "noise_cutoff_hz": NOISE_CUTOFF_HZ,
-                "tier": tier_name, "device": device, "stimulus": _stimulus_record(stimuli, stim_index)}
-    return SimulationResult(trains, status, voltage if rec.size else None, rec, settings)
+    return (np.concatenate(pieces) if pieces else np.empty(0)), counts_all, status, voltage
 
 
 def _noise_levels(noise_std, n: int) -> np.ndarray:
@@ -398,7 +368,7 @@ def _noise_levels(noise_std, n: int) -> np.ndarray:
 
 
 def _stimulus_record(stimuli, index) -> dict | list | None:
-    """The stimulus as JSON-able data for ``settings``: None, one protocol, or protocols plus an index."""
+    """Return the stimulus as JSON-able data for ``settings``: None, one protocol, or protocols plus an index."""
     if not stimuli or all(s.is_empty for s in stimuli):
         return None
     if len(stimuli) == 1:

@@ -77,7 +77,7 @@ def train_problem(times: np.ndarray) -> str | None:
 
 
 def first_train_problem(trains: SpikeTrains) -> tuple[int, str] | None:
-    """The first train of ``trains`` that :func:`train_problem` refuses, as (index, why), or None.
+    """Return the first train of ``trains`` that :func:`train_problem` refuses, as (index, why), or None.
 
     A vectorised screen over all spikes finds the suspect trains; only the first is examined one by one.
     """
@@ -119,7 +119,7 @@ class SpikeTrains:
     ids: np.ndarray
 
     @classmethod
-    def from_list(cls, trains: Iterable[Sequence[float]], t_start_ms=0.0, t_stop_ms=None,
+    def from_list(cls, trains: Iterable[Sequence[float] | np.ndarray], t_start_ms=0.0, t_stop_ms=None,
                   ids: Sequence[str] | None = None) -> SpikeTrains:
         """Build from a list of 1-D arrays; ``t_stop_ms`` defaults to each train's last spike."""
         arrays = [np.asarray(t, dtype=float).ravel() for t in trains]
@@ -153,9 +153,11 @@ class SpikeTrains:
 
     @property
     def duration_ms(self) -> np.ndarray:
+        """Return each train's window length, ``t_stop_ms - t_start_ms``."""
         return self.t_stop_ms - self.t_start_ms
 
     def to_list(self) -> list[np.ndarray]:
+        """Return the trains as a list of arrays of spike times (copies)."""
         return [self[i].copy() for i in range(len(self))]
 
     @classmethod
@@ -196,8 +198,10 @@ def _isi_stats(t: np.ndarray):
 
 @njit(cache=True)
 def burst_starts(t: np.ndarray):
-    """``(starts, nb)``: the first spike of each of the ``nb`` bursts of a train of at least 2 spikes, split at
-    ISIs above (max ISI + min ISI) / 2 (the published rule; ``starts[:nb]`` is valid)."""
+    """Return ``(starts, nb)``: the first spike of each of the ``nb`` bursts of a train of at least 2 spikes.
+
+    Bursts are split at ISIs above (max ISI + min ISI) / 2 (the published rule; ``starts[:nb]`` is valid).
+    """
     isi = np.diff(t)
     thr = 0.5 * (isi.max() + isi.min())
     starts = np.empty(t.size, np.int64)
@@ -272,7 +276,7 @@ FEATURE_NAMES = ("firing_class", "isi_cv", "f_spiking_hz", "spikes_per_burst", "
 
 
 def spike_features(trains: SpikeTrains) -> dict[str, np.ndarray]:
-    """Firing class and ISI / burst features of every train (see module docstring).
+    """Return the firing class and ISI / burst features of every train (see module docstring).
 
     Returns a dict of arrays of length ``len(trains)`` keyed by :data:`FEATURE_NAMES`.  Burst features are
     NaN for non-bursting trains (and for bursting trains with no complete burst left after dropping the first
@@ -281,7 +285,7 @@ def spike_features(trains: SpikeTrains) -> dict[str, np.ndarray]:
     out = np.empty((len(trains), len(FEATURE_NAMES)))
     _features_kernel(np.ascontiguousarray(trains.times_ms, dtype=float), trains.offsets, CV_THRESHOLD,
                      MIN_SPIKES, out)
-    feats = {name: out[:, k] for k, name in enumerate(FEATURE_NAMES)}
+    feats: dict[str, np.ndarray] = {name: out[:, k] for k, name in enumerate(FEATURE_NAMES)}
     cls = out[:, 0].astype(np.int8)
     feats["firing_class"] = cls
     feats["n_bursts"] = out[:, 7].astype(np.int64)
@@ -327,7 +331,7 @@ def van_rossum_distance(a, b, tau_ms: float) -> float:
 
 
 def reference_tau_ms(train) -> float:
-    """The published time scale for a reference train: (max ISI + min ISI) / 2 (ms)."""
+    """Return the published time scale for a reference train: (max ISI + min ISI) / 2 (ms)."""
     isi = np.diff(np.asarray(train, dtype=float))
     if isi.size == 0:
         raise InputError("a reference train needs at least 2 spikes to set the van Rossum time scale")

@@ -47,26 +47,28 @@ class Stimulus:
     # ------------------------------------------------------------------ protocols
     @classmethod
     def none(cls) -> Stimulus:
+        """Return the empty stimulus (no breakpoints: zero current throughout)."""
         return cls(np.empty(0), np.empty(0))
 
     @classmethod
     def step(cls, start_ms: float, stop_ms: float, amplitude_uA_cm2: float) -> Stimulus:
-        """A rectangular current pulse of ``amplitude`` from ``start_ms`` to ``stop_ms``."""
+        """Return a rectangular current pulse of ``amplitude`` from ``start_ms`` to ``stop_ms``."""
         if not stop_ms > start_ms:
             raise DicsbiError(f"stimulus step: stop ({stop_ms} ms) must come after start ({start_ms} ms)")
         a = float(amplitude_uA_cm2)
-        return cls([start_ms, start_ms, stop_ms, stop_ms], [0.0, a, a, 0.0])
+        return cls(np.array([start_ms, start_ms, stop_ms, stop_ms], dtype=float), np.array([0.0, a, a, 0.0]))
 
     @classmethod
     def ramp(cls, start_ms: float, stop_ms: float, from_uA_cm2: float, to_uA_cm2: float) -> Stimulus:
-        """A current rising (or falling) linearly from ``from`` to ``to`` between ``start`` and ``stop``."""
+        """Return a current rising (or falling) linearly from ``from`` to ``to`` between ``start`` and ``stop``."""
         if not stop_ms > start_ms:
             raise DicsbiError(f"stimulus ramp: stop ({stop_ms} ms) must come after start ({start_ms} ms)")
-        return cls([start_ms, start_ms, stop_ms, stop_ms], [0.0, from_uA_cm2, to_uA_cm2, 0.0])
+        return cls(np.array([start_ms, start_ms, stop_ms, stop_ms], dtype=float),
+                   np.array([0.0, from_uA_cm2, to_uA_cm2, 0.0], dtype=float))
 
     @classmethod
     def waveform(cls, start_ms: float, dt_ms: float, values_uA_cm2) -> Stimulus:
-        """A sampled current (samples every ``dt_ms`` from ``start_ms``), linearly interpolated."""
+        """Return a sampled current (samples every ``dt_ms`` from ``start_ms``), linearly interpolated."""
         v = np.asarray(values_uA_cm2, dtype=float).ravel()
         if not dt_ms > 0 or v.size < 2:
             raise DicsbiError("stimulus waveform: need dt_ms > 0 and at least two samples")
@@ -88,10 +90,11 @@ class Stimulus:
     # ------------------------------------------------------------------ algebra and evaluation
     @property
     def is_empty(self) -> bool:
+        """True when the stimulus has no breakpoints (zero current throughout)."""
         return self.times_ms.size == 0
 
     def __call__(self, t_ms):
-        """Current at ``t_ms`` (right-continuous at jumps)."""
+        """Return the current at ``t_ms`` (right-continuous at jumps)."""
         t = np.asarray(t_ms, dtype=float)
         if self.is_empty:
             return np.zeros_like(t)
@@ -139,13 +142,16 @@ class Stimulus:
         return np.unique(self.times_ms)
 
     def to_dict(self) -> dict:
+        """Return the breakpoints as a JSON-ready dict (``times_ms``, ``current_uA_cm2`` lists)."""
         return {"times_ms": self.times_ms.tolist(), "current_uA_cm2": self.current_uA_cm2.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Stimulus:
+        """Build a stimulus from a dict written by :meth:`to_dict`."""
         return cls(d["times_ms"], d["current_uA_cm2"])
 
     def describe(self) -> str:
+        """Return a one-line description: breakpoint count, time span and current range (``"none"`` when empty)."""
         if self.is_empty:
             return "none"
         return f"piecewise-linear current, {self.times_ms.size} breakpoints from {self.times_ms[0]:g} to " \
@@ -176,7 +182,7 @@ def as_stimuli(stimulus, n: int) -> tuple[list[Stimulus], np.ndarray]:
 
 
 def pack(stimuli: list[Stimulus]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Padded arrays (times, currents, number of breakpoints) for the kernel; shape (0, 0) without any."""
+    """Return padded arrays (times, currents, number of breakpoints) for the kernel; shape (0, 0) without any."""
     if not stimuli or all(s.is_empty for s in stimuli):
         return np.zeros((1, 0)), np.zeros((1, 0)), np.zeros(1, np.int64)
     width = max(s.times_ms.size for s in stimuli)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from dicsbi.compensation import generate_population
-from dicsbi.modulation import modulate
+from dicsbi.modulation import ComparisonOptions, modulate
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains
 
@@ -36,7 +36,8 @@ def main() -> None:
     tr = simulate("stg", np.vstack([g0, g1]), seed=0).trains
     before = SpikeTrains.from_list([tr[0]], 0.0, float(tr.t_stop_ms[0]), ids=["cell"])
     after = SpikeTrains.from_list([tr[1]], 0.0, float(tr.t_stop_ms[1]), ids=["cell"])
-    modulate(before, after, "stg", hypotheses="CaS, CaS+H, Na+Kd+A", n_members=8, n_pilot=8, n_particles=8)
+    modulate(before, after, "stg", hypotheses="CaS, CaS+H, Na+Kd+A", n_members=8,
+             options=ComparisonOptions(n_pilot=8, n_particles=8))
     times = []
     for r in range(args.repeats):
         t = time.perf_counter()

@@ -40,12 +40,12 @@ def cut(trains: SpikeTrains, length_ms: float) -> SpikeTrains:
 def length_figures(post, model: str, test, max_cells: int = 2000, n_samples: int = 500, seed: int = 0,
                    verbose: bool = True) -> dict:
     """``{length name: (MAE [2], coverage, n scored)}`` for 1 s, 2 s, the training window and twice it."""
-    window = float(post.config["window_ms"])
+    window = float(post.config.window_ms)
     d = load_dataset(test)
     ok = np.flatnonzero((d.status == 0) & (d.trains.counts >= 3))
     rng = np.random.default_rng(seed)
     ok = np.sort(rng.choice(ok, min(max_cells, ok.size), replace=False))
-    sim_cfg = post.config["simulator"]
+    sim_cfg = post.config.simulator
     t0 = time.perf_counter()
     res = simulate(model, d.conductances[ok], duration_ms=2 * window, dt_ms=sim_cfg["dt_ms"],
                    transient_ms=sim_cfg["transient_ms"], seed=seed, tier="fast")
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     post = load_posterior(args.posterior or args.model, model=args.model)
     test = Path(os.path.expanduser(args.test or f"~/dicsbi-data/sets/{args.model}-shipped-test"))
     figures = length_figures(post, args.model, test, args.max_cells, args.n_samples, args.seed)
-    parts = [f"model={args.model} window_ms={float(post.config['window_ms']):.0f}"]
+    parts = [f"model={args.model} window_ms={float(post.config.window_ms):.0f}"]
     for name, (m, c, n) in figures.items():
         parts.append(f"mae_gs_{name}={m[0]:.4f} mae_gu_{name}={m[1]:.4f} cov50_{name}={c[0.5]:.4f} "
                      f"cov80_{name}={c[0.8]:.4f} cov95_{name}={c[0.95]:.4f} n_{name}={n}")

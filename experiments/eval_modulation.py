@@ -49,6 +49,7 @@ import numpy as np
 
 from dicsbi.dics import compute_dics
 from dicsbi.models import get_model
+from dicsbi.modulation import ComparisonOptions
 from dicsbi.modulation.compare import compare_population
 from dicsbi.modulation.cost_rule import rank_by_cost_population
 from dicsbi.modulation.likelihood import GaussianLikelihood, GridLikelihood
@@ -75,7 +76,8 @@ def run_scenario(model: str, set_name: str, i: int, args, post) -> dict:
     like = GridLikelihood.from_posterior(post, sc.trains[1], seed=s_like)
     true_after = compute_dics(m, sc.after[None])[0, 1:]
     oracle_like = GaussianLikelihood(true_after, args.oracle_sd**2 * np.eye(2), seed=s_oa)
-    kw = {"model": model, "n_pilot": args.n_pilot, "n_particles": args.n_particles, "vth_mV": post.vth_mV}
+    kw = {"model": model, "options": ComparisonOptions(n_pilot=args.n_pilot, n_particles=args.n_particles),
+          "vth_mV": post.vth_mV}
     evid = {"oracle_before": compare_population(sc.before[None], like, seed=s_ob, **kw),
             "oracle_both": compare_population(sc.before[None], oracle_like, seed=s_both, **kw)}
     ranks = {"cost_oracle_before": rank_by_cost_population(sc.before[None], like.mean, model, vth_mV=post.vth_mV)}

@@ -42,7 +42,7 @@ class PriorPosterior:
 
     def __init__(self, post):
         self.__dict__.update({k: getattr(post, k) for k in ("model", "vth_mV", "config")})
-        self._box = np.asarray(post.config["box"], dtype=float)
+        self._box = np.asarray(post.config.box, dtype=float)
 
     def sample(self, trains, n, seed=0):
         rng = np.random.default_rng(seed)

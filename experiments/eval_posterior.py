@@ -86,7 +86,7 @@ def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int) -> dict
     ranks = sbc_ranks(samples, theta, seed)
     out["sbc_d"] = np.array([kstest(ranks[:, k], "uniform").statistic for k in range(2)])
     out["samples"] = samples
-    out["tarp"] = tarp(samples, theta, post.config["box"], seed=seed)
+    out["tarp"] = tarp(samples, theta, post.config.box, seed=seed)
     return out
 
 
@@ -164,8 +164,8 @@ def main() -> None:
     from fit_typicality import flag_rates, world
 
     post = load_posterior(args.posterior or args.model, model=args.model)
-    print(f"posterior: {post!r}; trained on {post.config['training_data']['train_trains']} trains "
-          f"({post.config['training']['seconds']:.0f} s, {post.config['training']['epochs']} epochs)")
+    print(f"posterior: {post!r}; trained on {post.config.training_data['train_trains']} trains "
+          f"({post.config.training['seconds']:.0f} s, {post.config.training['epochs']} epochs)")
     sets = Path(os.path.expanduser(args.sets))
     test = args.test or str(sets / f"{args.model}-shipped-test")
     noisy = args.noisy or f"{test}-noisy"

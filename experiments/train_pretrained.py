@@ -76,7 +76,7 @@ def main() -> None:
         folder = Path(args.work) / f"{args.model}-{rep}"
         if rep in reuse:
             post = load_posterior(folder, model=args.model)
-            if post.config["representation"] != rep or post.config["training_data"]["fingerprint"] != \
+            if post.config.representation != rep or post.config.fingerprint != \
                     data.manifest["fingerprint"]:
                 raise SystemExit(f"{folder}: not a {rep} posterior trained on {train}; retrain it")
         else:
@@ -86,13 +86,13 @@ def main() -> None:
             earlier = load_posterior(folder, model=args.model) if rep in resume else None
             post, _ = train_posterior(data, cfg, max_seconds=60 * args.max_minutes, resume_from=earlier)
             post.save(folder)
-        tr = post.config["training"]
+        tr = post.config.training
         secs = tr["seconds"]
         ev = evaluate(post, test, 500, args.eval_trains, args.seed)
         score = float(np.mean(ev["mae_mean_all"]))
         candidates[rep] = {"folder": str(folder), "score": score, "seconds": secs, "epochs": tr["epochs"],
                            "best_val_loss": tr["best_val_loss"],
-                           "train_trains": post.config["training_data"]["train_trains"],
+                           "train_trains": post.config.training_data["train_trains"],
                            "mae_mean": {k: ev[f"mae_mean_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "mae_median": {k: ev[f"mae_median_{k}"].tolist() for k in ("all", "tonic", "burst")},
                            "coverage": ev["coverage"], "sbc_ks_p": ev["sbc_p"].tolist(),

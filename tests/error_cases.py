@@ -191,19 +191,19 @@ def _artifact(d: Path) -> Path:
     import torch
 
     from dicsbi.io.files import atomic_write_text
-    from dicsbi.posterior.artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION, _build_estimator
+    from dicsbi.posterior.artifact import _build_estimator
+    from dicsbi.posterior.config import PosteriorConfig
 
-    cfg = {"format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": "stg", "vth_mV": -51.0,
-           "box": [[-20.0, 20.0], [0.0, 20.0]], "representation": "summary", "input_shape": [22],
-           "sequence_stats": None, "flow": "nsf", "hidden_features": 8, "num_transforms": 1, "num_bins": 4,
-           "embedding_dim": 8}
-    net = _build_estimator(cfg, torch.randn(16, 2), torch.randn(16, 22))
+    config = PosteriorConfig(model="stg", vth_mV=-51.0, box=((-20.0, 20.0), (0.0, 20.0)), representation="summary",
+                             input_shape=(22,), flow="nsf", hidden_features=8, num_transforms=1, num_bins=4,
+                             embedding_dim=8)
+    net = _build_estimator(config, torch.randn(16, 2), torch.randn(16, 22))
     folder = d / "post"
     folder.mkdir()
     torch.save(net.state_dict(), folder / "weights.pt")
     import hashlib
 
-    cfg["weights_sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+    cfg = config.replace(weights_sha256=hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()).to_json()
     atomic_write_text(folder / "posterior.json", json.dumps(cfg))
     return folder
 
@@ -289,7 +289,9 @@ def _pair(d: Path, after_text: str):
 
     before = _csv(d, 'ID,spiking_times\nLP1,"[10, 60, 110, 160, 210]"\nLP2,"[15, 65, 115, 165]"\n', "before.csv")
     after = _csv(d, after_text, "after.csv")
-    modulate(_read(before)[0], _read(after)[0], "stg", n_members=4, n_pilot=4, n_particles=4)
+    from dicsbi.modulation.options import ComparisonOptions
+
+    modulate(_read(before)[0], _read(after)[0], "stg", n_members=4, options=ComparisonOptions(n_pilot=4, n_particles=4))
 
 
 @case("modulation", "before and after neuron IDs differ")

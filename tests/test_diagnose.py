@@ -46,8 +46,8 @@ def test_calibrated_posterior_passes_and_shrunk_one_fails(calibrated_case):
     assert all(good.verdicts[k][0] == "pass" for k in CALIBRATION), good.verdicts
     bad = diagnose(Shrunk(post, 0.4), data=(trains, theta), n_samples=300, check=0, c2st=False, progress=False)
     assert all(bad.verdicts[k][0] == "fail" for k in CALIBRATION), bad.verdicts
-    assert bad.verdict == "fail" and bad.figures["coverage_joint"]["0.8"] < 0.5
-    assert bad.figures["tarp_atc"] < -0.05  # overconfident: negative area to curve
+    assert bad.verdict == "fail" and bad.figures.coverage_joint[0.8] < 0.5
+    assert bad.figures.tarp_atc < -0.05  # overconfident: negative area to curve
     line = bad.key_line()
     assert line.startswith("sbc_ks_min=") and line.endswith("verdict=fail")
 
@@ -57,7 +57,7 @@ def test_outputs_and_netcdf_round_trip(calibrated_case, tmp_path):
 
     post, trains, theta = calibrated_case
     diag = diagnose(post, data=(trains, theta), n_samples=200, check=3, progress=False)
-    assert 0 <= diag.figures["predictive"]["class_match"] <= 1 and "predictive" in diag.verdicts
+    assert 0 <= diag.figures.predictive.class_match <= 1 and "predictive" in diag.verdicts
     write_diagnostics(diag, tmp_path / "diag", post.config)
     out = tmp_path / "diag"
     assert sorted(p.name for p in out.iterdir()) == ["diagnostics.json", "diagnostics.nc", "figures", "report.html"]

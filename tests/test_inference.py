@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dicsbi
-from dicsbi.errors import InputError
+from dicsbi.errors import DicsbiError, InputError
 from dicsbi.posterior.artifact import PosteriorError, load_posterior
 from dicsbi.posterior.inputs import as_trains
 
@@ -28,10 +28,10 @@ def test_tiny_training_end_to_end(tiny_posteriors, some_trains, rep):
     post, report = tiny_posteriors[rep]
     trains, _ = some_trains
     assert report.epochs == 4 and np.isfinite(report.best_val_loss) and report.n_train > 100
-    assert post.config["training_data"]["excluded_silent"] == report.excluded_silent
+    assert post.config.training_data["excluded_silent"] == report.excluded_silent
     s = post.sample(trains, 300, seed=1)
     assert s.shape == (6, 300, 2)
-    (a, b), (c, d) = post.config["box"]
+    (a, b), (c, d) = post.config.box
     assert (s[..., 0] > a).all() and (s[..., 0] < b).all() and (s[..., 1] > c).all() and (s[..., 1] < d).all()
     np.testing.assert_array_equal(s, post.sample(trains, 300, seed=1))  # seeded
     lp = post.log_prob(s.transpose(1, 0, 2), trains)
@@ -46,7 +46,7 @@ def test_density_integrates_to_one_over_the_box(tiny_posteriors, some_trains):
     """The flow lives on logit(box): its density in (g_s, g_u) integrates to 1 on the box (no leakage)."""
     post, _ = tiny_posteriors["summary"]
     trains, _ = some_trains
-    (a, b), (c, d) = post.config["box"]
+    (a, b), (c, d) = post.config.box
     # midpoint rule on a fine grid; the density is smooth inside and vanishes at the edges
     n = 400
     gs = a + (np.arange(n) + 0.5) * (b - a) / n
@@ -125,7 +125,7 @@ def test_cli_train_writes_a_loadable_posterior(tiny_set, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 epochs" in r.stderr and "training / " in r.stderr
     post = load_posterior(out, model="stg")
-    assert post.config["train_config"]["max_epochs"] == 2
+    assert post.config.train_config["max_epochs"] == 2
     r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "train", "--data", str(tmp_path / "none"), "--out",
                         str(tmp_path / "p2")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a dicsbi data set" in r.stderr and not (tmp_path / "p2").exists()
@@ -167,8 +167,8 @@ def test_training_resumes_from_an_earlier_posterior(tiny_set, tiny_posteriors):
     first, _ = tiny_posteriors["summary"]
     cfg = TrainConfig(**{**FAST, "max_epochs": 2})
     more, rep = train_posterior(tiny_set, cfg, progress=False, resume_from=first)
-    assert more.config["training"]["epochs"] == first.config["training"]["epochs"] + rep.epochs
-    assert rep.best_val_loss <= first.config["training"]["best_val_loss"] + 0.5  # starts from trained weights
+    assert more.config.training["epochs"] == first.config.training["epochs"] + rep.epochs
+    assert rep.best_val_loss <= first.config.training["best_val_loss"] + 0.5  # starts from trained weights
     with pytest.raises(DicsbiError, match="cannot resume: the earlier posterior differs in hidden_features"):
         train_posterior(tiny_set, TrainConfig(**{**FAST, "hidden_features": 8}), progress=False, resume_from=first)
 
@@ -224,10 +224,11 @@ def test_other_flows_keep_sbi_s_path(some_trains):
 
     from dicsbi.posterior._flow import FusedNSF, UnsupportedFlow
     from dicsbi.posterior.artifact import DICPosterior, _build_estimator
+    from dicsbi.posterior.config import PosteriorConfig
 
-    cfg = json.loads((Path(dicsbi.__file__).parent / "pretrained" / "stg" / "posterior.json").read_text())
-    cfg = {**cfg, "flow": "maf", "hidden_features": 8, "num_transforms": 2}
-    net = _build_estimator(cfg, torch.randn(50, 2), torch.randn(50, *cfg["input_shape"]))
+    shipped = json.loads((Path(dicsbi.__file__).parent / "pretrained" / "stg" / "posterior.json").read_text())
+    cfg = PosteriorConfig.from_json(shipped).replace(flow="maf", hidden_features=8, num_transforms=2)
+    net = _build_estimator(cfg, torch.randn(50, 2), torch.randn(50, *cfg.input_shape))
     with pytest.raises(UnsupportedFlow):
         FusedNSF(net.net)
     post = DICPosterior(net, cfg)
@@ -260,13 +261,46 @@ def test_training_on_clean_and_noisy_sets_together(tiny_set, tmp_path):
     np.testing.assert_array_equal(combine_datasets([both], 0.1)[1], is_val)  # a combined set splits the same
     post, report = train_posterior([tiny_set, tmp_path / "noisy"], TrainConfig(**{**FAST, "max_epochs": 1}),
                                    progress=False)
-    assert post.config["noise_std"] == [0.0, 5.0] and report.n_train + report.n_val == int(
+    assert post.config.noise_std == (0.0, 5.0) and report.n_train + report.n_val == int(
         ((both.status == 0) & (both.trains.counts >= 3)).sum())
-    assert post.config["training_data"]["fingerprint"] == both.manifest["fingerprint"]
-    post.config["simulator"] = {**post.config["simulator"], "duration_ms": 600.0}  # quick fresh simulations
+    assert post.config.fingerprint == both.manifest["fingerprint"]
+    # quick fresh simulations
+    post.config = post.config.replace(simulator={**post.config.simulator, "duration_ms": 600.0})
     trains, theta, source = fresh_test_set(post, 8, 3, progress=False)
     assert "std 0 (75%), std 5 (25%)" in source and len(trains) == theta.shape[0] <= 8
     other = DatasetConfig.from_dict({**cfg.__dict__, "duration_ms": 800.0, "n_targets": 2})
     simulate_dataset(other, tmp_path / "short", progress=False)
     with pytest.raises(DicsbiError, match="differs from the first in duration_ms"):
         combine_datasets([clean, load_dataset(tmp_path / "short")], 0.1)
+
+
+def test_posterior_config_is_frozen_typed_and_round_trips(tiny_posteriors):
+    import dataclasses
+    import json
+
+    from dicsbi.posterior.config import REPRESENTATIONS, PosteriorConfig
+    from dicsbi.posterior.embedding import REPRESENTATIONS as EMBEDDINGS
+
+    assert REPRESENTATIONS == EMBEDDINGS  # the Literal and the embeddings list the same representations
+    post, _ = tiny_posteriors["summary"]
+    cfg = post.config
+    assert isinstance(cfg, PosteriorConfig) and isinstance(cfg.box, tuple) and isinstance(cfg.noise_std, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model = "da"
+    again = PosteriorConfig.from_json(json.loads(json.dumps(cfg.to_json())))
+    assert again == cfg
+    old = {**cfg.to_json(), "noise_std": 5.0}  # files written before noise_std was always a list
+    assert PosteriorConfig.from_json(old).noise_std == (5.0,)
+    with pytest.raises(PosteriorError, match="noise_std must be levels >= 0"):
+        PosteriorConfig.from_json({**cfg.to_json(), "noise_std": [-1.0]})
+
+
+def test_train_config_is_frozen_and_refuses_unknown_choices():
+    import dataclasses
+
+    from dicsbi.posterior.training import TrainConfig
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().seed = 3
+    with pytest.raises(DicsbiError, match="flow must be one of"):
+        TrainConfig(flow="glow")

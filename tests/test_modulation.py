@@ -8,7 +8,14 @@ import pytest
 from scipy import integrate, stats
 
 from dicsbi.errors import DicsbiError, InputError
-from dicsbi.modulation import ModelMismatchError, enumerate_hypotheses, hypothesis_log_prior, modulate, parse_hypotheses
+from dicsbi.modulation import (
+    ComparisonOptions,
+    ModelMismatchError,
+    enumerate_hypotheses,
+    hypothesis_log_prior,
+    modulate,
+    parse_hypotheses,
+)
 from dicsbi.modulation.evidence import ConductanceForward, LinearForward, estimate_evidence
 from dicsbi.modulation.likelihood import GaussianLikelihood, GridLikelihood
 from dicsbi.report.page import CSS
@@ -178,7 +185,7 @@ def test_modulate_refuses_mismatched_ids_silent_recordings_and_other_models():
     with pytest.raises(InputError, match="missing_before.csv: no such file"):
         modulate("missing_before.csv", _trains(["n1"]), "stg")
     with pytest.raises(DicsbiError, match="typical_change"):
-        modulate(_trains(["n1"]), _trains(["n1"]), "stg", typical_change=1.0)
+        modulate(_trains(["n1"]), _trains(["n1"]), "stg", options=ComparisonOptions(typical_change=1.0))
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +388,8 @@ def test_dic_invisible_channels_are_flagged_and_equal_the_no_change_hypothesis()
     tr = simulate("da", np.vstack([g0, g1]), seed=0).trains
     b = SpikeTrains.from_list([tr[0]], 0.0, float(tr.t_stop_ms[0]), ids=["c"])
     a = SpikeTrains.from_list([tr[1]], 0.0, float(tr.t_stop_ms[1]), ids=["c"])
-    res = modulate(b, a, "da", hypotheses="ERG, NMDA, ERG+NMDA", n_members=30, n_particles=64, seed=1)
+    res = modulate(b, a, "da", hypotheses="ERG, NMDA, ERG+NMDA", n_members=30, seed=1,
+                   options=ComparisonOptions(n_particles=64))
     assert res.invisible_channels() == ["g_NMDA"]
     assert res.channel_sensitivity()["g_NMDA"] == 0.0 and res.channel_sensitivity()["g_ERG"] > 1.0
     le = dict(zip([h.label for h in res.hypotheses], res.log_evidence))

@@ -10,7 +10,7 @@ from dicsbi.compensation import generate_population, plausible_upper_bounds
 from dicsbi.dics import compute_dics
 from dicsbi.errors import DicsbiError
 from dicsbi.models import get_model
-from dicsbi.modulation import enumerate_hypotheses, hypothesis_log_prior, scoring
+from dicsbi.modulation import ComparisonOptions, enumerate_hypotheses, hypothesis_log_prior, scoring
 from dicsbi.modulation.compare import compare_population
 from dicsbi.modulation.cost_rule import order_by_cost, rank_by_cost_population
 from dicsbi.modulation.likelihood import GaussianLikelihood
@@ -130,8 +130,8 @@ def test_oracle_comparison_from_the_true_cells_puts_a_planted_pair_on_top():
     after[m.conductance_names.index("g_CaS")] *= np.exp(0.5)
     after[m.conductance_names.index("g_A")] *= np.exp(-0.4)
     d = compute_dics(m, after[None])[0, 1:]
-    res = compare_population(cell[None], GaussianLikelihood(d, 0.2**2 * np.eye(2)), "stg", n_pilot=32,
-                             n_particles=128, seed=1)
+    res = compare_population(cell[None], GaussianLikelihood(d, 0.2**2 * np.eye(2)), "stg", seed=1,
+                             options=ComparisonOptions(n_pilot=32, n_particles=128))
     labels = [res.hypotheses[i].label for i in res.order()[:3]]
     assert "CaS+A" in labels
     assert np.isfinite(res.log_evidence).all() and res.probability.sum() == pytest.approx(1.0)

@@ -35,7 +35,7 @@ def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_percent_flag_rat
         t = post.typicality
         assert t is not None and t.quantile == 0.99
         assert t.features.shape == (t.info["n_reference"], len(FEATURE_NAMES)) and t.info["n_calibration"] >= 1000
-        assert t.rivals == ({"stg": "da", "da": "stg"}[post.config["model"]],) and np.isfinite(t.rival_threshold)
+        assert t.rivals == ({"stg": "da", "da": "stg"}[post.config.model],) and np.isfinite(t.rival_threshold)
 
 
 def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):

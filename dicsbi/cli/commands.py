@@ -228,8 +228,8 @@ def infer(
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
     post = load_posterior(posterior or model, model=model).to(device)
     with OutputFolder(out) as stage:  # all or nothing: a killed run leaves only a temporary folder
-        n_rec, n_silent, flagged = run_to_folder(trains, stage, model, n_models, post, seed, check, progress,
-                                                 title=f"dicsbi infer {spikes.name}")
+        n_rec, n_silent, flagged = run_to_folder(trains, stage, model, n_models, post, seed, check,
+                                                 progress=progress, title=f"dicsbi infer {spikes.name}")
     err.print(f"{n_rec} recordings -> {n_models} {post.model} models each; {n_silent} silent (no posterior), "
               f"{len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ and report.html "
               f"to {out}", soft_wrap=True)

@@ -53,6 +53,7 @@ def modulate(
     from ..io.files import OutputFolder
     from ..io.readers import read_spike_trains
     from ..modulation import modulate as run
+    from ..modulation.options import ComparisonOptions
     from ..modulation.output import write_modulation
     from ..posterior.artifact import load_posterior
 
@@ -65,8 +66,9 @@ def modulate(
         _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
                           progress)
         return
-    result = run(b, a, model, hypotheses, max_size, _size_penalty(size_penalty), typical_change, cost, n_members,
-                 post, n_particles=n_particles, seed=seed, progress=progress)
+    options = ComparisonOptions(max_size=max_size, size_penalty=_size_penalty(size_penalty),
+                                typical_change=typical_change, cost=cost, n_particles=n_particles)
+    result = run(b, a, model, hypotheses, n_members, post, seed, options=options, progress=progress)
     with OutputFolder(out) as stage:
         write_modulation(result, stage, maps=maps)
     best = result.order()[0]

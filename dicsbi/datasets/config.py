@@ -31,6 +31,12 @@ class DatasetError(DicsbiError):
 
 
 # ------------------------------------------------------------------------------------------ configuration
+def _float_pair(values) -> tuple[float, float]:
+    """Return a (min, max) range as two floats."""
+    lo, hi = (float(x) for x in values)
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Everything that determines a data set's content.  ``None`` fields take the model's defaults.
@@ -58,7 +64,7 @@ class DatasetConfig:
     noise_max: float | None = None  # if set: each cell's noise level uniform on (0, noise_max], noise_std unused
 
     def resolved(self) -> DatasetConfig:
-        """A copy with every default filled in from the model (what the manifest stores), checked."""
+        """Return a checked copy with every default filled in from the model (what the manifest stores)."""
         model = get_model(self.model)
         box = model.dic_box
         if self.tier not in TIERS and not (self.tier == "custom" and self.dt_ms is not None):
@@ -69,8 +75,8 @@ class DatasetConfig:
         tier = model.tier_of(dt_ms)
         cfg = dataclasses.replace(
             self, model=model.name,
-            g_s_range=tuple(float(x) for x in (self.g_s_range or box[0])),
-            g_u_range=tuple(float(x) for x in (self.g_u_range or box[1])),
+            g_s_range=_float_pair(self.g_s_range or box[0]),
+            g_u_range=_float_pair(self.g_u_range or box[1]),
             duration_ms=float(self.duration_ms if self.duration_ms is not None else model.default_duration_ms),
             transient_ms=float(self.transient_ms if self.transient_ms is not None
                                else model.default_transient_ms),
@@ -94,6 +100,7 @@ class DatasetConfig:
             lo, hi = getattr(cfg, name)
             if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
                 problems.append(f"{name} must be finite with min < max (got {(lo, hi)})")
+        assert cfg.duration_ms is not None and cfg.transient_ms is not None and cfg.dt_ms is not None  # set above
         if not (cfg.duration_ms > 0 and cfg.transient_ms >= 0 and cfg.dt_ms > 0):
             problems.append("duration and dt must be > 0 and the transient >= 0")
         if not (np.isfinite(cfg.noise_std) and cfg.noise_std >= 0):
@@ -107,6 +114,7 @@ class DatasetConfig:
 
     @property
     def n_shards(self) -> int:
+        """Return the number of shards: ``n_targets`` over ``targets_per_shard``, rounded up."""
         return -(-self.n_targets // self.targets_per_shard)
 
     def to_dict(self) -> dict:
@@ -116,6 +124,7 @@ class DatasetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetConfig:
+        """Build a configuration from its :meth:`to_dict` mapping (ranges back to tuples)."""
         d = dict(d)
         for k in ("g_s_range", "g_u_range"):
             if d.get(k) is not None:
@@ -129,7 +138,7 @@ class DatasetConfig:
 
 
 def design_targets(config: DatasetConfig) -> np.ndarray:
-    """The ``[n_targets, 2]`` (g_s, g_u) targets of a configuration (deterministic in its seed)."""
+    """Return the ``[n_targets, 2]`` (g_s, g_u) targets of a configuration (deterministic in its seed)."""
     from scipy.stats import qmc
 
     cfg = config.resolved()
@@ -141,6 +150,7 @@ def design_targets(config: DatasetConfig) -> np.ndarray:
         u = qmc.Sobol(d=2, scramble=True, rng=rng).random_base2(m)[: cfg.n_targets]
     else:
         u = rng.uniform(size=(cfg.n_targets, 2))
+    assert cfg.g_s_range is not None and cfg.g_u_range is not None  # resolved() fills them
     lo = np.array([cfg.g_s_range[0], cfg.g_u_range[0]])
     hi = np.array([cfg.g_s_range[1], cfg.g_u_range[1]])
     return lo + u * (hi - lo)
@@ -153,16 +163,21 @@ def shard_targets(config: DatasetConfig, shard: int) -> np.ndarray:
 
 
 def population_seed(config: DatasetConfig, shard: int, j: int) -> int:
+    """Return the seed of the population of target ``j`` of shard ``shard`` (stream ``POPULATION``)."""
     return _seeds.int_seed63(config.seed, _seeds.POPULATION, shard, j)
 
 
 def noise_seed(config: DatasetConfig, shard: int) -> int:
+    """Return the noise seed of the simulations of shard ``shard`` (stream ``NOISE``)."""
     return _seeds.int_seed63(config.seed, _seeds.NOISE, shard)
 
 
 def cell_noise_levels(config: DatasetConfig, shard: int, n: int) -> np.ndarray:
-    """The noise level (uA/cm^2) of each of the ``n`` cells of shard ``shard``: ``noise_std`` for all, or with
-    ``noise_max`` one level per cell, uniform on (0, noise_max] (stream ``(4, shard)``)."""
+    """Return the noise level (uA/cm^2) of each of the ``n`` cells of shard ``shard``.
+
+    It is ``noise_std`` for all, or with ``noise_max`` one level per cell, uniform on (0, noise_max] (stream
+    ``(4, shard)``).
+    """
     cfg = config.resolved()
     if cfg.noise_max is None:
         return np.full(n, cfg.noise_std)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.files import atomic_write_bytes, package_versions
-from ..models import get_model
+from ..models import Model, get_model
 from ..progress import ProgressBar
 from ..spikes import FEATURE_NAMES, SpikeTrains
 from .config import (
@@ -32,24 +32,14 @@ from .storage import _SHARD_META_KEY, _read_shard_summary, read_manifest, shard_
 
 
 # ------------------------------------------------------------------------------------------ one shard
-def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = None,
-                  device: str = "cpu") -> tuple[bytes, dict]:
-    """Build shard ``shard``: populations, simulation, features.  Returns (Parquet bytes, summary).
+def _shard_populations(cfg: DatasetConfig, model: Model, shard: int) -> tuple[np.ndarray, list, list[int]]:
+    """Generate the populations of the shard's targets.
 
-    Pure in (configuration, shard): the same bytes for any CPU worker.  ``n_threads`` is numba's thread count
-    for the simulation (workers pass 1).  ``device="cuda"`` simulates on the GPU: equal to the CPU within the
-    simulator's validation tolerances, not bit for bit, so the summary records the device.
+    Returns the shard's target indices, ``(target index, population seed, population)`` for every reachable
+    target and the indices of the unreachable ones.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from ..compensation import UnreachableTargetError, generate_population
-    from ..simulate import simulate
-    from ..spikes import spike_features
 
-    t0 = time.perf_counter()
-    cfg = config.resolved()
-    model = get_model(cfg.model)
     targets = design_targets(cfg)
     idx = shard_targets(cfg, shard)
     pops, unreachable = [], []
@@ -62,6 +52,18 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
             unreachable.append(int(t))
             continue
         pops.append((int(t), seed, pop))
+    return idx, pops, unreachable
+
+
+def _simulate_shard(cfg: DatasetConfig, model: Model, shard: int, pops: list, n_threads: int | None,
+                    device: str) -> tuple[np.ndarray, SpikeTrains, np.ndarray, np.ndarray, int]:
+    """Simulate every cell of the shard's populations.
+
+    Returns the conductances, the spike trains, the simulation status, the cells' noise levels and the noise
+    seed.
+    """
+    from ..simulate import simulate
+
     n = len(pops) * cfg.cells_per_target
     g = (np.concatenate([p.conductances for _, _, p in pops]) if pops
          else np.empty((0, model.n_conductances)))
@@ -73,7 +75,15 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
         trains, status = res.trains, res.status
     else:
         trains, status = SpikeTrains.from_list([], 0.0, cfg.duration_ms), np.zeros(0, np.int8)
-    feats = spike_features(trains)
+    return g, trains, status, levels, nseed
+
+
+def _shard_columns(cfg: DatasetConfig, model: Model, pops: list, g: np.ndarray, trains: SpikeTrains,
+                   status: np.ndarray, feats: dict, levels: np.ndarray, nseed: int) -> dict:
+    """Build the shard table's columns (name to array), one row per cell."""
+    import pyarrow as pa
+
+    n = len(pops) * cfg.cells_per_target
     rep = np.repeat
     c = cfg.cells_per_target
     cols = {
@@ -99,6 +109,30 @@ def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = Non
     cols["noise_index"] = pa.array(np.arange(n, dtype=np.int32), pa.int32())
     if cfg.noise_max is not None:  # only then: shards of earlier configurations keep their schema
         cols["noise_std"] = levels.astype(float)
+    return cols
+
+
+def compute_shard(config: DatasetConfig, shard: int, n_threads: int | None = None,
+                  device: str = "cpu") -> tuple[bytes, dict]:
+    """Build shard ``shard`` (populations, simulation, features) and return its Parquet bytes and summary.
+
+    Pure in (configuration, shard): the same bytes for any CPU worker.  ``n_threads`` is numba's thread count
+    for the simulation (workers pass 1).  ``device="cuda"`` simulates on the GPU: equal to the CPU within the
+    simulator's validation tolerances, not bit for bit, so the summary records the device.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..spikes import spike_features
+
+    t0 = time.perf_counter()
+    cfg = config.resolved()
+    model = get_model(cfg.model)
+    idx, pops, unreachable = _shard_populations(cfg, model, shard)
+    n = len(pops) * cfg.cells_per_target
+    g, trains, status, levels, nseed = _simulate_shard(cfg, model, shard, pops, n_threads, device)
+    feats = spike_features(trains)
+    cols = _shard_columns(cfg, model, pops, g, trains, status, feats, levels, nseed)
     table = pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in cols.items()})
     summary = {"shard": int(shard), "fingerprint": cfg.fingerprint(), "rows": int(n),
                "targets": int(idx.size), "unreachable_targets": unreachable,
@@ -161,7 +195,7 @@ def _prepare_folder(out: Path, cfg: DatasetConfig) -> tuple[dict[int, dict], str
     for path in sorted(out.glob("shard-*.parquet")):
         summary = _read_shard_summary(path)
         k = summary.get("shard") if summary else None
-        if summary is None or summary.get("fingerprint") != fp or path != shard_path(out, k) \
+        if summary is None or summary.get("fingerprint") != fp or k is None or path != shard_path(out, k) \
                 or not 0 <= k < cfg.n_shards:
             path.unlink()  # truncated or foreign: recomputed below
             continue
@@ -183,6 +217,7 @@ class DatasetRun:
 
     @property
     def cells_per_s(self) -> float:
+        """Return the cells computed per second of compute (NaN without any time)."""
         return self.rows_computed / self.seconds if self.seconds > 0 else float("nan")
 
 
@@ -288,8 +323,10 @@ def _worker_init() -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: have the kernel kill this worker when its parent dies (even by SIGKILL), so an interrupted run
-    never leaves orphaned workers computing shards nobody will write.  A no-op elsewhere."""
+    """Have the kernel kill this worker when its parent dies (even by SIGKILL), on Linux; a no-op elsewhere.
+
+    So an interrupted run never leaves orphaned workers computing shards nobody will write.
+    """
     import ctypes
     import signal
     import sys

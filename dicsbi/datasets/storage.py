@@ -21,11 +21,12 @@ _SHARD_META_KEY = b"dicsbi_shard"
 
 # ------------------------------------------------------------------------------------------ folder state
 def shard_path(out: Path, shard: int) -> Path:
+    """Return the path of shard number ``shard`` in the data-set folder ``out``."""
     return Path(out) / f"shard-{shard:05d}.parquet"
 
 
 def _read_shard_summary(path: Path) -> dict | None:
-    """The summary stored in a shard's footer, or None if the file is truncated or not a shard."""
+    """Return the summary stored in a shard's footer, or None if the file is truncated or not a shard."""
     import pyarrow.parquet as pq
 
     try:
@@ -39,6 +40,11 @@ def _read_shard_summary(path: Path) -> dict | None:
 
 
 def read_manifest(out: str | os.PathLike) -> dict:
+    """Read and check the manifest of the data-set folder ``out``.
+
+    Raises :class:`DatasetError` when the folder has no manifest, the manifest is damaged, is not a dicsbi
+    data-set manifest or has another format version.
+    """
     path = Path(out) / MANIFEST
     try:
         doc = json.loads(path.read_text())
@@ -147,8 +153,10 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction
 
 
 def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
-    """Rows of ``ds`` in the validation split (:func:`split_targets`); a combined set is split part by part, so
-    combining again gives the same split."""
+    """Return the rows of ``ds`` in the validation split (:func:`split_targets`).
+
+    A combined set is split part by part, so combining again gives the same split.
+    """
     parts = ds.manifest.get("parts")
     if not parts:
         return np.isin(ds.target_index, split_targets(ds.manifest, val_fraction))
@@ -166,8 +174,9 @@ SHARED_FIELDS = ("model", "g_s_range", "g_u_range", "duration_ms", "transient_ms
 
 
 def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[TrainingSet, np.ndarray]:
-    """Several data sets of one model, box and simulation window as one, e.g. clean and noisy simulations for a
-    posterior that serves both kinds of recording.
+    """Combine several data sets of one model, box and simulation window into one.
+
+    E.g. clean and noisy simulations for a posterior that serves both kinds of recording.
 
     Returns the combined set and its validation mask: each part is split by its own targets
     (:func:`split_targets`), and target indices are offset so that the parts' targets stay distinct.  The

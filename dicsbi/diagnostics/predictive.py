@@ -1,5 +1,7 @@
-"""The posterior predictive check of a population: simulate some of its models and compare them with the recording
-(firing class, frequency, rate and ISI CV, van Rossum distance)."""
+"""The posterior predictive check of a population: simulate some of its models, compare them with the recording.
+
+The comparison covers firing class, frequency, rate and ISI CV, and the van Rossum distance.
+"""
 
 from __future__ import annotations
 

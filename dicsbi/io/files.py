@@ -12,7 +12,7 @@ def package_versions(packages=("dicsbi", "numpy", "scipy", "numba")) -> dict:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in packages:
         try:
             out[pkg] = version(pkg)
@@ -64,8 +64,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FolderLock:
-    """``out/.dicsbi.lock`` holding the process id, for as long as the ``with`` block runs: a second dicsbi run on
-    the same folder is refused while the first is alive; a stale lock left by a killed run is taken over."""
+    """``out/.dicsbi.lock`` holding the process id, for as long as the ``with`` block runs.
+
+    A second dicsbi run on the same folder is refused while the first is alive; a stale lock left by a killed
+    run is taken over.
+    """
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)

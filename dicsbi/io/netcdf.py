@@ -1,5 +1,6 @@
-"""The one place that builds ArviZ objects (arviz 0.23, the last line for Python 3.11; a move to ArviZ 1.x
-touches this file only).
+"""The one place that builds ArviZ objects.
+
+This uses arviz 0.23, the last line for Python 3.11; a move to ArviZ 1.x touches this file only.
 
 :func:`inference_data` turns an :class:`~dicsbi.pipeline.InferenceResult` into ``InferenceData``:
 
@@ -54,7 +55,7 @@ def inference_data(result, trains: SpikeTrains):
     mean_isi = np.array([np.diff(t).mean() if t.size > 1 else np.nan for t in obs])
     attrs = {"model": m.name, "seed": int(result.seed), "dicsbi_version": __version__,
              "vth_mV": float(result.vth_mV),
-             "posterior_training_fingerprint": result.posterior_config.get("training_data", {}).get("fingerprint", "")}
+             "posterior_training_fingerprint": getattr(result.posterior_config, "fingerprint", "")}
     c3 = {k: coords[k] for k in ("chain", "draw", "recording")}
     posterior = xr.Dataset({"g_s": (("chain", "draw", "recording"), samples[..., 0]),
                             "g_u": (("chain", "draw", "recording"), samples[..., 1])}, coords=c3, attrs=attrs)
@@ -127,6 +128,11 @@ class NetCDFAppender:
         return self
 
     def append(self, idata) -> None:
+        """Write one :func:`inference_data` chunk after the recordings already in the file.
+
+        The first chunk creates the file and its groups; every later chunk must have the same sizes along all
+        dimensions but ``recording`` (``ValueError`` otherwise).
+        """
         import h5netcdf
 
         groups = [g for g in GROUPS if g in idata.groups()]
@@ -180,8 +186,10 @@ def _storable(values: np.ndarray) -> np.ndarray:
 
 
 def pareto_k(log_weights: np.ndarray) -> np.ndarray:
-    """Pareto-smoothed importance sampling shape ``k`` of each row of ``log_weights[rows, draws]`` (ArviZ
-    ``psislw``): below 0.7 the importance-sampling estimate is reliable (Vehtari et al. 2024)."""
+    """Return the Pareto-smoothed importance sampling shape ``k`` of each row of ``log_weights[rows, draws]``.
+
+    Computed by ArviZ ``psislw``: below 0.7 the importance-sampling estimate is reliable (Vehtari et al. 2024).
+    """
     az = _arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # psislw warns for k > 0.7: the value itself is what we report
@@ -190,13 +198,16 @@ def pareto_k(log_weights: np.ndarray) -> np.ndarray:
 
 
 def from_netcdf(path):
+    """Read an ``InferenceData`` from the netCDF file ``path`` (``az.from_netcdf``)."""
     return _arviz().from_netcdf(str(path))
 
 
 def diagnostics_data(diag):
-    """``InferenceData`` of a :class:`~dicsbi.diagnostics.runner.Diagnostics`: posterior draws ``g_s``, ``g_u`` over
-    ``(chain, draw, simulation)``; the truths and firing classes in ``observed_data``; SBC ranks in
-    ``sample_stats`` (``rank_g_s``, ``rank_g_u`` over ``simulation``)."""
+    """Return the ``InferenceData`` of a :class:`~dicsbi.diagnostics.runner.Diagnostics`.
+
+    Posterior draws ``g_s``, ``g_u`` over ``(chain, draw, simulation)``; the truths and firing classes in
+    ``observed_data``; SBC ranks in ``sample_stats`` (``rank_g_s``, ``rank_g_u`` over ``simulation``).
+    """
     import xarray as xr
 
     from .. import __version__
@@ -221,8 +232,10 @@ def diagnostics_data(diag):
 
 
 def plot_rank_ecdf(ranks: np.ndarray, names):
-    """SBC rank ECDF minus the uniform CDF with simultaneous 95% bands (ArviZ ``plot_ecdf``), one panel per
-    parameter."""
+    """Plot the SBC rank ECDF minus the uniform CDF with simultaneous 95% bands, one panel per parameter.
+
+    The bands come from ArviZ ``plot_ecdf``.
+    """
     from scipy.stats import uniform
 
     from ..report.figures import pyplot
@@ -264,6 +277,29 @@ def modulation_data(result):
     m = get_model(result.model)
     hyps, neurons = result.hypotheses, result.neurons
     channels = list(m.conductance_names)
+    labels = [h.label for h in hyps]
+    ids = [n.id for n in neurons]
+    attrs = {"model": m.name, "seed": int(result.seed), "dicsbi_version": __version__, "vth_mV": float(result.vth_mV),
+             **{k: (str(v) if not isinstance(v, (int, float)) else v) for k, v in result.settings.items()}}
+    posterior = _modulation_posterior(hyps, neurons, channels, labels, ids, attrs)
+    prior = _modulation_prior(neurons, channels, ids, attrs)
+    stats = _modulation_stats(result, labels, ids, attrs)
+    observed = _modulation_observed(neurons, ids, attrs)
+    member = np.array([[c in h.channels for c in channels] for h in hyps])
+    constant = xr.Dataset({"modulated": (("hypothesis", "channel"), member),
+                           "dic_sensitivity": (("neuron", "channel"), np.stack([n.sensitivity for n in neurons])),
+                           "log_evidence_no_change": (("neuron",), np.array([n.log_evidence_null for n in neurons]))},
+                          coords={"hypothesis": labels, "channel": channels, "neuron": ids}, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.InferenceData(posterior=posterior, prior=prior, sample_stats=stats, observed_data=observed,
+                                constant_data=constant)
+
+
+def _modulation_posterior(hyps, neurons, channels: list[str], labels: list, ids: list, attrs: dict):
+    """Build the ``posterior`` group: each hypothesis's ``log_ratio`` draws and the modulated ``g_s``/``g_u``."""
+    import xarray as xr
+
     n_draw = min((len(n.log_ratio[h]) for n in neurons for h in range(len(hyps)) if len(n.log_ratio[h])),
                  default=0)
     lr = np.zeros((1, n_draw, len(hyps), len(neurons), len(channels)))
@@ -276,47 +312,53 @@ def modulation_data(result):
                 dics[0, :, h, i] = n.after_dics[h][:n_draw]
             elif n_draw:
                 lr[0, :, h, i, cols] = np.nan
-    labels = [h.label for h in hyps]
-    ids = [n.id for n in neurons]
-    n_mem = min(len(n.before) for n in neurons)
-    attrs = {"model": m.name, "seed": int(result.seed), "dicsbi_version": __version__, "vth_mV": float(result.vth_mV),
-             **{k: (str(v) if not isinstance(v, (int, float)) else v) for k, v in result.settings.items()}}
     dims = ("chain", "draw", "hypothesis", "neuron")
     coords = {"chain": [0], "draw": np.arange(n_draw), "hypothesis": labels, "neuron": ids, "channel": channels}
-    posterior = xr.Dataset({"log_ratio": ((*dims, "channel"), lr), "g_s": (dims, dics[..., 0]),
-                            "g_u": (dims, dics[..., 1])}, coords=coords, attrs=attrs)
+    return xr.Dataset({"log_ratio": ((*dims, "channel"), lr), "g_s": (dims, dics[..., 0]),
+                       "g_u": (dims, dics[..., 1])}, coords=coords, attrs=attrs)
+
+
+def _modulation_prior(neurons, channels: list[str], ids: list, attrs: dict):
+    """Build the ``prior`` group: the before-population's conductances (draw = member) and its ``g_s``/``g_u``."""
+    import xarray as xr
+
+    n_mem = min(len(n.before) for n in neurons)
     before = np.stack([n.before[:n_mem] for n in neurons], axis=1)[None]
     bd = np.stack([n.before_dics[:n_mem] for n in neurons], axis=1)[None]
     pc = {"chain": [0], "draw": np.arange(n_mem), "neuron": ids, "channel": channels}
-    prior = xr.Dataset({"conductance": (("chain", "draw", "neuron", "channel"), before),
-                        "g_s": (("chain", "draw", "neuron"), bd[..., 1]),
-                        "g_u": (("chain", "draw", "neuron"), bd[..., 2])}, coords=pc, attrs=attrs)
+    return xr.Dataset({"conductance": (("chain", "draw", "neuron", "channel"), before),
+                       "g_s": (("chain", "draw", "neuron"), bd[..., 1]),
+                       "g_u": (("chain", "draw", "neuron"), bd[..., 2])}, coords=pc, attrs=attrs)
+
+
+def _modulation_stats(result, labels: list, ids: list, attrs: dict):
+    """Build the ``sample_stats`` group: per hypothesis and per (hypothesis, neuron) evidence and its checks."""
+    import xarray as xr
+
+    neurons = result.neurons
     hc = {"hypothesis": labels, "neuron": ids}
-    stats = xr.Dataset({"log_evidence": (("hypothesis",), result.log_evidence), "se": (("hypothesis",), result.se),
-                        "se_population": (("hypothesis",), result.se_population),
-                        "probability": (("hypothesis",), result.probability),
-                        "log_prior": (("hypothesis",), result.log_prior),
-                        "log_bayes_factor": (("hypothesis",), result.log_bayes_factor),
-                        "log_bayes_factor_vs_no_change": (("hypothesis",), result.log_bayes_factor_vs_no_change),
-                        "log_evidence_neuron": (("hypothesis", "neuron"),
-                                                np.stack([n.log_evidence for n in neurons], 1)),
-                        "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1)),
-                        "pareto_k": (("hypothesis", "neuron"), np.stack([n.pareto_k for n in neurons], 1))},
-                       coords=hc, attrs=attrs)
+    return xr.Dataset({"log_evidence": (("hypothesis",), result.log_evidence), "se": (("hypothesis",), result.se),
+                       "se_population": (("hypothesis",), result.se_population),
+                       "probability": (("hypothesis",), result.probability),
+                       "log_prior": (("hypothesis",), result.log_prior),
+                       "log_bayes_factor": (("hypothesis",), result.log_bayes_factor),
+                       "log_bayes_factor_vs_no_change": (("hypothesis",), result.log_bayes_factor_vs_no_change),
+                       "log_evidence_neuron": (("hypothesis", "neuron"),
+                                               np.stack([n.log_evidence for n in neurons], 1)),
+                       "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1)),
+                       "pareto_k": (("hypothesis", "neuron"), np.stack([n.pareto_k for n in neurons], 1))},
+                      coords=hc, attrs=attrs)
+
+
+def _modulation_observed(neurons, ids: list, attrs: dict):
+    """Build the ``observed_data`` group: firing class and rate before and after, the after posterior's mean."""
+    import xarray as xr
+
     nc = {"neuron": ids}
-    observed = xr.Dataset({"firing_class_before": (("neuron",), np.array([n.class_before for n in neurons])),
-                           "firing_class_after": (("neuron",), np.array([n.class_after for n in neurons])),
-                           "rate_before_hz": (("neuron",), np.array([n.rate_before for n in neurons])),
-                           "rate_after_hz": (("neuron",), np.array([n.rate_after for n in neurons])),
-                           "after_g_s_mean": (("neuron",), np.array([n.after_samples[:, 0].mean() for n in neurons])),
-                           "after_g_u_mean": (("neuron",), np.array([n.after_samples[:, 1].mean() for n in neurons]))},
-                          coords=nc, attrs=attrs)
-    member = np.array([[c in h.channels for c in channels] for h in hyps])
-    constant = xr.Dataset({"modulated": (("hypothesis", "channel"), member),
-                           "dic_sensitivity": (("neuron", "channel"), np.stack([n.sensitivity for n in neurons])),
-                           "log_evidence_no_change": (("neuron",), np.array([n.log_evidence_null for n in neurons]))},
-                          coords={"hypothesis": labels, "channel": channels, "neuron": ids}, attrs=attrs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return az.InferenceData(posterior=posterior, prior=prior, sample_stats=stats, observed_data=observed,
-                                constant_data=constant)
+    return xr.Dataset({"firing_class_before": (("neuron",), np.array([n.class_before for n in neurons])),
+                       "firing_class_after": (("neuron",), np.array([n.class_after for n in neurons])),
+                       "rate_before_hz": (("neuron",), np.array([n.rate_before for n in neurons])),
+                       "rate_after_hz": (("neuron",), np.array([n.rate_after for n in neurons])),
+                       "after_g_s_mean": (("neuron",), np.array([n.after_samples[:, 0].mean() for n in neurons])),
+                       "after_g_u_mean": (("neuron",), np.array([n.after_samples[:, 1].mean() for n in neurons]))},
+                      coords=nc, attrs=attrs)

@@ -1,5 +1,8 @@
-"""Reading user files: conductance tables (CSV) and spike times (Spike2Pop CSV, long CSV, NWB, Neo), each problem
-one :class:`~dicsbi.errors.InputError` naming the file, the row and the field (see :mod:`dicsbi.io`)."""
+"""Reading user files: conductance tables (CSV) and spike times (Spike2Pop CSV, long CSV, NWB, Neo).
+
+Each problem is one :class:`~dicsbi.errors.InputError` naming the file, the row and the field (see
+:mod:`dicsbi.io`).
+"""
 
 from __future__ import annotations
 
@@ -92,6 +95,7 @@ TIME_UNITS_MS = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "us": 1e-3}
 
 
 _TIME_COLUMNS = ("spike_time", "spike_times", "time", "t")
+_ReadTrains = tuple[list[str], list[np.ndarray | InputError], list[str]]  # ids, times or the problem, where
 
 
 def _unit_factor(unit: str, path: Path, where: str) -> float:
@@ -171,7 +175,8 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
     return SpikeTrains.from_list(kept, float(t_start_ms), stops, ids=kept_ids), skipped
 
 
-def _read_spike_csv(path: Path, unit: str | None):
+def _csv_rows(path: Path) -> list[list[str]]:
+    """Read the CSV's non-blank rows; refuse a file that is not UTF-8 text, not a CSV or empty."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -184,6 +189,12 @@ def _read_spike_csv(path: Path, unit: str | None):
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise InputError(f"{path}: empty file; expected a header (ID,spiking_times or id,spike_time) and rows")
+    return rows
+
+
+def _read_spike_csv(path: Path, unit: str | None) -> _ReadTrains:
+    """Read a Spike2Pop CSV (one row per recording) or a long CSV (one row per spike)."""
+    rows = _csv_rows(path)
     header = [_split_unit(h) for h in rows[0]]
     names = [h[0].lower() for h in header]
     try:
@@ -193,26 +204,39 @@ def _read_spike_csv(path: Path, unit: str | None):
     if "spiking_times" in names:
         col = names.index("spiking_times")
         factor = _unit_factor(unit or header[col][1] or "ms", path, "spiking_times unit")
-        ids, arrays, wheres = [], [], []
-        for r, row in enumerate(rows[1:], start=2):
-            where = f"row {r}, column spiking_times"
-            ident = row[id_col].strip() if id_col < len(row) else ""
-            ids.append(ident or f"row{r}")
-            wheres.append(where if ident else f"row {r}")
-            if not ident:
-                arrays.append(InputError(f"{path}: row {r}: empty ID"))
-                continue
-            cell = row[col].strip() if col < len(row) else ""
-            arrays.append(_parse_list(cell, path, where, factor))
-        if not ids:
-            raise InputError(f"{path}: no rows after the header")
-        return ids, arrays, wheres
+        return _read_spike2pop_rows(path, rows, id_col, col, factor)
     time_cols = [n for n in _TIME_COLUMNS if n in names]
     if not time_cols:
         raise InputError(f"{path}: row 1: no spike-time column; expected 'spiking_times' (Spike2Pop) or one of "
                          f"{', '.join(_TIME_COLUMNS)} (one row per spike)")
     col = names.index(time_cols[0])
     factor = _unit_factor(unit or header[col][1] or "ms", path, f"{time_cols[0]} unit")
+    return _read_long_rows(path, rows, id_col, col, time_cols[0], factor)
+
+
+def _read_spike2pop_rows(path: Path, rows: list[list[str]], id_col: int, col: int, factor: float) -> _ReadTrains:
+    """Read the rows of a Spike2Pop CSV: an ID and a bracketed list of times per row."""
+    ids: list[str] = []
+    arrays: list[np.ndarray | InputError] = []
+    wheres: list[str] = []
+    for r, row in enumerate(rows[1:], start=2):
+        where = f"row {r}, column spiking_times"
+        ident = row[id_col].strip() if id_col < len(row) else ""
+        ids.append(ident or f"row{r}")
+        wheres.append(where if ident else f"row {r}")
+        if not ident:
+            arrays.append(InputError(f"{path}: row {r}: empty ID"))
+            continue
+        cell = row[col].strip() if col < len(row) else ""
+        arrays.append(_parse_list(cell, path, where, factor))
+    if not ids:
+        raise InputError(f"{path}: no rows after the header")
+    return ids, arrays, wheres
+
+
+def _read_long_rows(path: Path, rows: list[list[str]], id_col: int, col: int, col_name: str,
+                    factor: float) -> _ReadTrains:
+    """Read the rows of a long CSV: an ID and one spike time per row, grouped by ID in order of appearance."""
     order: list[str] = []
     values: dict[str, list] = {}
     first_row: dict[str, int] = {}
@@ -229,11 +253,11 @@ def _read_spike_csv(path: Path, unit: str | None):
         try:
             values[ident].append(float(cell) * factor)
         except ValueError:
-            errors.setdefault(ident, InputError(f"{path}: row {r}, column {time_cols[0]}: {cell!r} is not a "
+            errors.setdefault(ident, InputError(f"{path}: row {r}, column {col_name}: {cell!r} is not a "
                                                 "number"))
     if not order:
         raise InputError(f"{path}: no rows after the header")
-    arrays = [errors.get(i, np.array(values[i])) for i in order]
+    arrays: list[np.ndarray | InputError] = [errors[i] if i in errors else np.array(values[i]) for i in order]
     return order, arrays, [f"ID {i!r} (rows from {first_row[i]})" for i in order]
 
 
@@ -310,7 +334,10 @@ def from_neo(obj, source: str = "neo input") -> SpikeTrains:
     trains = _neo_trains(obj)
     if not trains:
         raise InputError(f"{source}: no spike trains")
-    arrays, starts, stops, ids = [], [], [], []
+    arrays: list[np.ndarray] = []
+    starts: list[float] = []
+    stops: list[float] = []
+    ids: list[str] = []
     for k, st in enumerate(trains):
         ident = _neo_ident(st, k)
         where = f"spike train {k + 1} ({ident!r})"

@@ -36,8 +36,11 @@ def write_spike2pop_csv(path: str | os.PathLike, trains: SpikeTrains) -> Path:
 
 def format_population_csv(model: str | Model, conductances: np.ndarray, dics: np.ndarray | None = None,
                           ids=None, vth_mV=None, extra: dict | None = None) -> str:
-    """CSV text of a conductance table: ``ID``, one column per conductance with units, then DICs if given,
-    then the ``extra`` columns (name -> one value per row)."""
+    """Return the CSV text of a conductance table.
+
+    Columns: ``ID``, one column per conductance with units, then DICs if given, then the ``extra`` columns
+    (name -> one value per row).
+    """
     model = get_model(model)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -91,8 +94,11 @@ def _body(table: str, drop_header: bool) -> str:
 
 # ---------------------------------------------------------------------------- outputs
 def populations_table(result: InferenceResult) -> str:
-    """``populations.csv``: one row per model (Spike2Pop-like conductance columns with units, DICs, V_th,
-    the recording, the posterior sample it was solved for and the re-solved pair)."""
+    """Return ``populations.csv``: one row per model.
+
+    Columns: Spike2Pop-like conductance columns with units, DICs, V_th, the recording, the posterior sample it
+    was solved for and the re-solved pair.
+    """
     from .tables import format_population_csv
 
     m = get_model(result.model)
@@ -113,11 +119,14 @@ def populations_table(result: InferenceResult) -> str:
 
 
 def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
-    """``summary.csv``: per recording, firing class, posterior mean and 90% interval of g_s and g_u, the number
-    of models and replaced samples, the predictive-check scores (empty when not run or silent), the noise
-    posterior (probability of a clean recording, median and 90% interval in uA/cm^2; empty without one), and the
-    typicality score with its out-of-world flag (:mod:`dicsbi.posterior.typicality`; 1 = unlike the training world) and
-    ``like_model``, the other shipped model the recording looks like (empty when none)."""
+    """Return ``summary.csv``: one row per recording.
+
+    Columns: firing class, posterior mean and 90% interval of g_s and g_u, the number of models and replaced
+    samples, the predictive-check scores (empty when not run or silent), the noise posterior (probability of a
+    clean recording, median and 90% interval in uA/cm^2; empty without one), and the typicality score with its
+    out-of-world flag (:mod:`dicsbi.posterior.typicality`; 1 = unlike the training world) and ``like_model``,
+    the other shipped model the recording looks like (empty when none).
+    """
     from ..spikes import CLASS_NAMES
     from .tables import format_table_csv
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import ConductanceError
 
-ArrayFn = Callable[[np.ndarray], np.ndarray]
+FloatOrArray = float | np.ndarray
+ArrayFn = Callable[[FloatOrArray], FloatOrArray]  # works on floats and arrays alike
 TIERS = ("exact", "fast")  # named integration steps, see Model.tier_dt_ms and docs/simulator.md
 
 
@@ -202,15 +203,18 @@ class Model:
 
     @property
     def n_conductances(self) -> int:
+        """Number of maximal conductances (one per channel)."""
         return len(self.channels)
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """State names in state-vector order: ``"V"``, the gates, then ``"Ca"`` when the model has calcium."""
         names = ("V",) + tuple(g.name for g in self.gates)
         return names + (("Ca",) if self.calcium is not None else ())
 
     @property
     def n_states(self) -> int:
+        """Length of the state vector."""
         return len(self.state_names)
 
     @property
@@ -221,10 +225,12 @@ class Model:
 
     @property
     def lower_bounds(self) -> np.ndarray:
+        """Lower ends of :attr:`bounds` in conductance order (mS/cm^2)."""
         return np.array([self.bounds[n][0] for n in self.conductance_names])
 
     @property
     def upper_bounds(self) -> np.ndarray:
+        """Upper ends of :attr:`bounds` in conductance order (mS/cm^2)."""
         return np.array([self.bounds[n][1] for n in self.conductance_names])
 
     @property
@@ -270,8 +276,12 @@ class Model:
                 continue
             j = self.gate_index(gate.coupled_to)
             partner = self.gates[j]
+            assert gate.coupling is not None, f"gate {gate.name!r} is coupled but has no coupling"
             k_i = gate.coupling(V)
-            k_j = partner.coupling(V) if partner.coupled_to == gate.name else 0.0
+            k_j: FloatOrArray = 0.0
+            if partner.coupled_to == gate.name:
+                assert partner.coupling is not None, f"gate {partner.name!r} is coupled but has no coupling"
+                k_j = partner.coupling(V)
             # x_i = a_i + k_i x_j and x_j = a_j + k_j x_i, with a_* the uncoupled drives computed above.
             a_i, a_j = gate.inf(V), partner.inf(V)
             out[..., i] = (a_i + k_i * a_j) / (1.0 - k_i * k_j)
@@ -283,7 +293,7 @@ class Model:
         return np.stack([np.broadcast_to(g.tau(V), V.shape) for g in self.gates], axis=-1)
 
     def initial_state(self) -> np.ndarray:
-        """Initial state vector (V0, gates at steady state at V0 unless overridden, Ca0)."""
+        """Return the initial state vector (V0, gates at steady state at V0 unless overridden, Ca0)."""
         y = np.empty(self.n_states)
         y[0] = self.v0_mV
         y[1 : 1 + len(self.gates)] = self.steady_state(np.array(self.v0_mV))
@@ -335,8 +345,10 @@ class Model:
         for i, gate in enumerate(self.gates):
             drive = float(gate.inf(V))
             if gate.calcium_dependent:
+                assert self.calcium is not None, f"gate {gate.name!r} needs a calcium pool"
                 drive *= ca / (ca + self.calcium.half_activation_uM)
             if gate.coupled_to is not None:
+                assert gate.coupling is not None, f"gate {gate.name!r} is coupled but has no coupling"
                 drive += float(gate.coupling(V)) * s[index[gate.coupled_to]]
             dy[1 + i] = (drive - s[1 + i]) / float(gate.tau(V))
         if self.calcium is not None:

@@ -47,8 +47,10 @@ def _tau_h_na(V):
 
 
 def erg_rates(V):
-    """ERG transition rates (1/ms): ``a0`` closed->open, ``b0`` open->closed, ``ai`` open->inactivated,
-    ``bi`` inactivated->open."""
+    """Return the ERG transition rates (1/ms).
+
+    ``a0`` closed->open, ``b0`` open->closed, ``ai`` open->inactivated, ``bi`` inactivated->open.
+    """
     return (0.0036 * np.exp(0.0759 * V), 1.2523e-5 * np.exp(-0.0671 * V),
             0.1 * np.exp(0.1189 * V), 0.003 * np.exp(-0.0733 * V))
 

@@ -27,7 +27,7 @@ from ..spikes import MIN_SPIKES, SpikeTrains, firing_class, first_train_problem
 from .evidence import ConductanceForward, estimate_evidence
 from .hypotheses import Hypothesis, hypothesis_log_prior, resolve_hypotheses
 from .likelihood import GridLikelihood
-from .model import COST_PRIORS, cost_scale
+from .options import ComparisonOptions
 
 N_DRAWS = 400          # resampled posterior draws of the change kept per hypothesis and neuron
 FLAT_PROBABILITY = 0.5  # below this, the best hypothesis is reported as not identified
@@ -283,62 +283,57 @@ def _prepare(before, after, m, post, n_members: int, seed: int, progress: bool):
     return pre, before_trains, after_trains
 
 
-def modulate(before, after, model: str = "stg", hypotheses=None, max_size: int = 3,
-             size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
-             n_members: int = 200, posterior=None, n_pilot: int = 64, n_particles: int = 256,
-             seed: int = 0, progress: bool = False) -> ModulationResult:
+def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int = 200, posterior=None,
+             seed: int = 0, *, options: ComparisonOptions = ComparisonOptions(),
+             progress: bool = False) -> ModulationResult:
     """Compare hypotheses of which channels a modulator changed (see the module docstring).
 
-    ``before``/``after``: spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID),
-    or for ``before`` an :class:`~dicsbi.pipeline.InferenceResult` already computed.  ``hypotheses``: None
-    (every subset of 1..``max_size`` modulable channels), a string ``"CaS+A, H"`` or a list of name tuples.
-    ``typical_change``: the factor by which a modulated conductance is expected to move (sets the Laplace scale,
-    :func:`~dicsbi.modulation.model.cost_scale`).
+    Parameters
+    ----------
+    before, after
+        Spike trains of the same neurons (``SpikeTrains``, files, or lists; matched by ID), or for ``before``
+        an :class:`~dicsbi.pipeline.InferenceResult` already computed.
+    model
+        The registered model's name.
+    hypotheses
+        None (every subset of 1..``options.max_size`` modulable channels), a string ``"CaS+A, H"`` or a list
+        of name tuples.
+    n_members
+        Before-population members per neuron.
+    posterior
+        A :class:`~dicsbi.posterior.DICPosterior` or a path (default: the shipped one for ``model``).
+    seed
+        Everything is reproducible by it (see the module docstring).
+    options
+        The comparison's settings (cost prior, typical change, importance samples).
+    progress
+        Show a progress bar.
     """
     from ..pipeline import _resolve_posterior
-
-    m = get_model(model)
-    if cost not in COST_PRIORS:
-        raise DicsbiError(f"cost must be one of {COST_PRIORS}, got {cost!r}")
-    try:
-        scale = cost_scale(float(typical_change))
-    except (TypeError, ValueError) as exc:
-        raise DicsbiError(str(exc)) from None
-    if n_members < 2 or n_pilot < 2 or n_particles < 2:
-        raise DicsbiError("n_members, n_pilot and n_particles must each be at least 2")
-    post = _resolve_posterior(posterior, m)
-    hyps = resolve_hypotheses(m, hypotheses, max_size)
-    pre, before_trains, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
-    by_size = _by_size(hyps)
-    cls_after = firing_class(after_trains)
-    rate_after = _rate_hz(after_trains)
-    cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
-    rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
     from ..progress import ProgressBar
 
-    log_prior = hypothesis_log_prior(hyps, size_penalty)
+    m = get_model(model)
+    if n_members < 2:
+        raise DicsbiError("n_members must be at least 2")
+    post = _resolve_posterior(posterior, m)
+    hyps = resolve_hypotheses(m, hypotheses, options.max_size)
+    pre, before_trains, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
+    cmp = _Comparison.create(m, post.vth_mV, hyps, options)
+    cls_after, rate_after = firing_class(after_trains), _rate_hz(after_trains)
+    cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
+    rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
     neurons = []
     with ProgressBar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
         for i, rec in enumerate(pre.recordings):
             ss = _seeds.stream(seed, _seeds.MODULATION + i)
-            s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(by_size)))
+            s_like, *s_size = (int(x) for x in ss.generate_state(1 + len(cmp.by_size)))
             like = GridLikelihood.from_posterior(post, after_trains.select([i]), seed=s_like)
-            nm = _neuron(m, post.vth_mV, rec, like, hyps, log_prior, by_size, s_size, scale, cost, n_pilot,
-                         n_particles, bar)
+            nm = cmp.neuron(rec, like, s_size, bar)
             nm.class_before, nm.class_after = int(cls_before[i]), int(cls_after[i])
             nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
             neurons.append(nm)
-    settings = _settings(typical_change, scale, cost, size_penalty, n_members, n_pilot, n_particles, max_size,
-                         post.config.get("training_data", {}).get("fingerprint", ""))
-    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, log_prior, neurons, settings)
-
-
-def _settings(typical_change, scale, cost, size_penalty, n_members, n_pilot, n_particles, max_size,
-              fingerprint) -> dict:
-    """``ModulationResult.settings``: what the comparison ran with."""
-    return {"typical_change": float(typical_change), "cost_scale": scale, "cost": cost,
-            "size_penalty": size_penalty, "n_members": n_members, "n_pilot": n_pilot,
-            "n_particles": n_particles, "max_size": max_size, "posterior_fingerprint": fingerprint}
+    settings = options.settings(n_members, post.config.fingerprint)
+    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, cmp.log_prior, neurons, settings)
 
 
 def _by_size(hyps) -> dict[int, list[int]]:
@@ -348,10 +343,9 @@ def _by_size(hyps) -> dict[int, list[int]]:
     return by_size
 
 
-def compare_population(members, likelihood, model: str = "stg", hypotheses=None, max_size: int = 3,
-                       size_penalty: float | str = 1.0, typical_change: float = 1.5, cost: str = "laplace",
-                       n_pilot: int = 64, n_particles: int = 256, vth_mV: float | None = None, samples=None,
-                       seed: int = 0, id: str = "neuron") -> ModulationResult:
+def compare_population(members, likelihood, model: str = "stg", hypotheses=None, *,
+                       options: ComparisonOptions = ComparisonOptions(), vth_mV: float | None = None,
+                       samples=None, seed: int = 0, id: str = "neuron") -> ModulationResult:
     """The comparison for one neuron from a given before-population and after likelihood.
 
     What :func:`modulate` does after inferring the population and tabulating the after posterior, for callers
@@ -365,20 +359,16 @@ def compare_population(members, likelihood, model: str = "stg", hypotheses=None,
     from ..progress import ProgressBar
 
     m = get_model(model)
-    scale = cost_scale(float(typical_change))
-    hyps = resolve_hypotheses(m, hypotheses, max_size)
+    hyps = resolve_hypotheses(m, hypotheses, options.max_size)
     members = m.check_conductances(np.atleast_2d(members))
     vth = float(m.vth_mV if vth_mV is None else vth_mV)
     dics = compute_dics(m, members, vth)
     rec = _Members(str(id), members, dics, dics[:, 1:] if samples is None else np.asarray(samples, float))
-    log_prior = hypothesis_log_prior(hyps, size_penalty)
-    by_size = _by_size(hyps)
-    seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(len(by_size))]
+    cmp = _Comparison.create(m, vth, hyps, options)
+    seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(len(cmp.by_size))]
     with ProgressBar(False, len(hyps), "hypotheses") as bar:
-        nm = _neuron(m, vth, rec, likelihood, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
-                     bar)
-    settings = _settings(typical_change, scale, cost, size_penalty, len(members), n_pilot, n_particles, max_size, "")
-    return ModulationResult(m.name, vth, int(seed), hyps, log_prior, [nm], settings)
+        nm = cmp.neuron(rec, likelihood, seeds, bar)
+    return ModulationResult(m.name, vth, int(seed), hyps, cmp.log_prior, [nm], options.settings(len(members), ""))
 
 
 @dataclass
@@ -391,47 +381,74 @@ class _Members:
     samples: np.ndarray
 
 
-def _neuron(m, vth, rec, like, hyps, log_prior, by_size, seeds, scale, cost, n_pilot, n_particles,
-            bar) -> NeuronModulation:
-    H = len(hyps)
-    out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
-                           np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
-                           [None] * H, [None] * H, [None] * H)
-    out.after_samples = like.samples
-    lw_by_h: list = [None] * H
-    d0 = rec.dics[:, 1:]
-    ll0 = like(d0)
+@dataclass(frozen=True)
+class _Comparison:
+    """What every neuron of one comparison shares: model, V_th, hypotheses, their prior and the settings."""
+
+    m: object
+    vth: float
+    hyps: list
+    log_prior: np.ndarray
+    by_size: dict
+    options: ComparisonOptions
+
+    @classmethod
+    def create(cls, m, vth: float, hyps, options: ComparisonOptions) -> _Comparison:
+        """The comparison of ``hyps`` (their prior from ``options.size_penalty``)."""
+        return cls(m, float(vth), hyps, hypothesis_log_prior(hyps, options.size_penalty), _by_size(hyps), options)
+
+    def neuron(self, rec, like, seeds, bar) -> NeuronModulation:
+        """Every hypothesis's evidence and change posterior for one neuron (one seed per subset size)."""
+        m, vth, hyps, H = self.m, self.vth, self.hyps, len(self.hyps)
+        out = NeuronModulation(rec.id, rec.conductances, rec.dics, rec.samples, np.empty((0, 2)),
+                               np.full(H, -np.inf), np.full(H, np.inf), np.full(H, np.inf), np.zeros(H),
+                               [None] * H, [None] * H, [None] * H)
+        out.after_samples = like.samples
+        _null_evidence(out, like(rec.dics[:, 1:]))
+        out.sensitivity = _sensitivity(m, rec, vth)
+        lw_by_h: list = [None] * H
+        for (_, idx), sd in zip(sorted(self.by_size.items()), seeds, strict=True):
+            index = np.array([[m.conductance_names.index(c) for c in hyps[i].channels] for i in idx])
+            fw = ConductanceForward(m, rec.conductances, index, vth)
+            opt = self.options
+            ev = estimate_evidence(fw, like, like.mean, like.cov, opt.scale, opt.cost, opt.n_pilot, opt.n_particles,
+                                   seed=sd)
+            rng = np.random.default_rng(sd)
+            for j, i in enumerate(idx):
+                out.log_evidence[i], out.se[i] = ev.log_z[j], ev.se[j]
+                out.se_population[i], out.ess[i] = ev.se_population[j], ev.ess[j]
+                lw = ev.log_w[j].ravel()
+                if np.isfinite(ev.log_z[j]):
+                    p = np.exp(lw - lw.max())
+                    pick = rng.choice(lw.size, N_DRAWS, p=p / p.sum())
+                else:
+                    pick = np.zeros(0, dtype=np.int64)
+                k, s = np.unravel_index(pick, ev.log_w[j].shape)
+                out.member[i] = k
+                out.log_ratio[i] = ev.theta[j][k, s]
+                out.after_dics[i] = fw.dics(j, k, ev.theta[j][k, s])
+            for j, i in enumerate(idx):
+                lw_by_h[i] = ev.log_w[j]
+            bar.advance(len(idx))
+        out.pareto_k = np.full(H, np.nan)
+        for i in np.argsort(-(out.log_evidence + self.log_prior))[:PARETO_TOP]:
+            out.pareto_k[i] = _pareto_k(lw_by_h[i])
+        return out
+
+
+def _null_evidence(out: NeuronModulation, ll0: np.ndarray) -> None:
+    """The evidence of 'nothing changed': the after likelihood averaged over the before-population."""
     top = np.max(ll0)
     if np.isfinite(top):
         w0 = np.exp(ll0 - top)
         out.log_evidence_null = float(np.log(w0.mean()) + top)
         out.se_null = float(w0.std(ddof=1) / np.sqrt(len(w0)) / w0.mean()) if len(w0) > 1 else np.inf
+
+
+def _sensitivity(m, rec, vth: float) -> np.ndarray:
+    """Each channel's median |d(g_s, g_u) / d ln g| over the members (central differences)."""
+    d0 = rec.dics[:, 1:]
     fw_all = ConductanceForward(m, rec.conductances, np.arange(m.n_conductances)[:, None], vth)
     step = 1e-3  # central differences of (g_s, g_u) in each channel's log-ratio
     moved = fw_all(np.stack([np.full((m.n_conductances, len(d0), 1), h) for h in (-step, step)], axis=2))
-    out.sensitivity = np.median(np.linalg.norm(moved[:, :, 1] - moved[:, :, 0], axis=-1), axis=1) / (2 * step)
-    for (_, idx), sd in zip(sorted(by_size.items()), seeds, strict=True):
-        index = np.array([[m.conductance_names.index(c) for c in hyps[i].channels] for i in idx])
-        fw = ConductanceForward(m, rec.conductances, index, vth)
-        ev = estimate_evidence(fw, like, like.mean, like.cov, scale, cost, n_pilot, n_particles, seed=sd)
-        rng = np.random.default_rng(sd)
-        for j, i in enumerate(idx):
-            out.log_evidence[i], out.se[i] = ev.log_z[j], ev.se[j]
-            out.se_population[i], out.ess[i] = ev.se_population[j], ev.ess[j]
-            lw = ev.log_w[j].ravel()
-            if np.isfinite(ev.log_z[j]):
-                p = np.exp(lw - lw.max())
-                pick = rng.choice(lw.size, N_DRAWS, p=p / p.sum())
-            else:
-                pick = np.zeros(0, dtype=np.int64)
-            k, s = np.unravel_index(pick, ev.log_w[j].shape)
-            out.member[i] = k
-            out.log_ratio[i] = ev.theta[j][k, s]
-            out.after_dics[i] = fw.dics(j, k, ev.theta[j][k, s])
-        for j, i in enumerate(idx):
-            lw_by_h[i] = ev.log_w[j]
-        bar.advance(len(idx))
-    out.pareto_k = np.full(H, np.nan)
-    for i in np.argsort(-(out.log_evidence + log_prior))[:PARETO_TOP]:
-        out.pareto_k[i] = _pareto_k(lw_by_h[i])
-    return out
+    return np.median(np.linalg.norm(moved[:, :, 1] - moved[:, :, 0], axis=-1), axis=1) / (2 * step)

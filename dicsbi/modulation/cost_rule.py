@@ -1,5 +1,7 @@
-"""The published rule as a baseline: the subset that moves the before-population onto the after recording's
-DICs at the smallest conductance-change cost.
+"""The published rule as a baseline.
+
+The baseline is the subset that moves the before-population onto the after recording's DICs at the smallest
+conductance-change cost.
 
 The published tool moves a population to a DIC target by re-solving a chosen subset (Fyon's rule; Brandoit's
 reachability, reference sections 3.1-3.2) and picks subsets by where they reach.  As a comparison of
@@ -51,8 +53,11 @@ COSTS = ("laplace", "gaussian")
 
 @dataclass
 class CostRanking:
-    """Per hypothesis: the median cost over members (``inf``: fewer than half reach), the share of members that
-    reach, and per member the cheapest change (``log_ratio[h][k]``, NaN where member ``k`` does not reach)."""
+    """The cost rule's ranking of the hypotheses for one before-population and one target.
+
+    Per hypothesis: the median cost over members (``inf``: fewer than half reach), the share of members that
+    reach, and per member the cheapest change (``log_ratio[h][k]``, NaN where member ``k`` does not reach).
+    """
 
     model: str
     hypotheses: list[Hypothesis]
@@ -88,8 +93,10 @@ class CostRanking:
 
 
 def order_by_cost(cost, fraction, subsets) -> np.ndarray:
-    """Hypotheses best first: distinct explanations before redundant ones, then the cheapest median cost, the
-    larger share of members reaching, fewer channels.
+    """Return the hypotheses' indices best first.
+
+    Distinct explanations come before redundant ones, then the cheapest median cost, the larger share of members
+    reaching, fewer channels.
 
     A hypothesis is *redundant* when one of its proper subsets has the same median cost (to 1e-6): its cheapest
     change leaves the extra channel alone (a triple whose best change is a sub-pair's solution), so it is the
@@ -124,8 +131,11 @@ def _norm(theta: np.ndarray, cost: str) -> np.ndarray:
 
 
 def _pair_solutions(m, members, target, pair_cols, scaled=None, vth=None):
-    """Log-ratios ``[M, 2]`` of the pair solving ``members`` (optionally with another channel pre-scaled) onto
-    ``target``; NaN where invalid (negative, out of range, not converged)."""
+    """Return the log-ratios ``[M, 2]`` of the pair solving ``members`` onto ``target``.
+
+    ``scaled`` optionally gives the members with another channel pre-scaled (the pair is solved from them, the
+    log-ratios are relative to ``members``).  NaN where invalid (negative, out of range, not converged).
+    """
     cells = members if scaled is None else scaled
     comp = compensate(m, cells, {"g_s": np.full(len(cells), target[0]), "g_u": np.full(len(cells), target[1])},
                       [m.conductance_names[c] for c in pair_cols], vth)
@@ -157,7 +167,7 @@ def _singles(m, members, target, cols, tol, cost, vth) -> dict[int, np.ndarray]:
 def rank_by_cost_population(members, target, model: str = "stg", hypotheses=None, max_size: int = 3,
                             tolerance: float = TOLERANCE, cost: str = "laplace",
                             vth_mV: float | None = None) -> CostRanking:
-    """The cost rule for one population ``members[N, n_g]`` and one target ``(g_s, g_u)`` (module docstring)."""
+    """Apply the cost rule to one population ``members[N, n_g]`` and one target ``(g_s, g_u)`` (module docstring)."""
     m = get_model(model)
     if cost not in COSTS:
         raise DicsbiError(f"cost must be one of {COSTS}, got {cost!r}")
@@ -222,7 +232,7 @@ def rank_by_cost_population(members, target, model: str = "stg", hypotheses=None
 def rank_by_cost(before, after, model: str = "stg", hypotheses=None, max_size: int = 3,
                  tolerance: float = TOLERANCE, cost: str = "laplace", n_members: int = 200, posterior=None,
                  seed: int = 0, progress: bool = False) -> list[tuple[str, CostRanking]]:
-    """The cost rule for every neuron of a before/after pair of recordings (inputs as :func:`modulate`).
+    """Apply the cost rule to every neuron of a before/after pair of recordings (inputs as :func:`modulate`).
 
     The before-population is :func:`dicsbi.pipeline.infer`'s (same ``seed``, so the same members as
     :func:`modulate` uses); the target is the mean of the after recording's DIC posterior (4000 draws, seed

@@ -53,6 +53,18 @@ class ConductanceForward:
         self.high = np.log(upper[self.index][:, None, :] / g)
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
+        """Return the modulated members' (g_s, g_u) at V_th.
+
+        Parameters
+        ----------
+        theta : array, shape (H, N, S, s)
+            Log-ratios of hypothesis ``h``'s channels ``index[h]`` for every member and particle.
+
+        Returns
+        -------
+        array, shape (H, N, S, 2)
+            g_s and g_u in units of g_leak.
+        """
         theta = np.asarray(theta, dtype=float)                       # [H, N, S, s]
         H, N, S, s = theta.shape
         out = np.empty((H, N, S, 2))
@@ -90,13 +102,17 @@ class LinearForward:
         self.high = np.full(shape, np.inf) if high is None else np.broadcast_to(high, shape).astype(float)
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
+        """Return ``d0[n] + B[h] theta[h, n, s]``, shape ``[H, N, S, 2]``, for log-ratios ``theta[H, N, S, s]``."""
         return self.d0[None, :, None, :] + np.einsum("hij,hnsj->hnsi", self.B, np.asarray(theta, dtype=float))
 
 
 @dataclass
 class Evidence:
-    """Per hypothesis (of one size): ``log_z``, its errors, the effective sample size, and the second stage's
-    draws ``theta[H, N, S, s]`` with their log weights ``log_w[H, N, S]`` (the posterior of the change)."""
+    """The evidence of the hypotheses of one size, as :func:`estimate_evidence` estimates it.
+
+    Per hypothesis (of one size): ``log_z``, its errors, the effective sample size, and the second stage's
+    draws ``theta[H, N, S, s]`` with their log weights ``log_w[H, N, S]`` (the posterior of the change).
+    """
 
     log_z: np.ndarray
     se: np.ndarray
@@ -203,15 +219,18 @@ def estimate_evidence(forward, log_likelihood, mean, cov, scale: float, kind: st
         main = Context(prior(n_particles), loglik, None)
         main.proposal = DefensiveMixture(main.prior, _t_proposal(loc, scale_mat, n_particles), alpha)
         theta, lw = log_weights(main)
-    theta, lw = theta.numpy(), lw.numpy()
-    return Evidence(*_summarise(lw), theta=theta, log_w=lw)
+    theta_np, lw_np = theta.numpy(), lw.numpy()
+    return Evidence(*_summarise(lw_np), theta=theta_np, log_w=lw_np)
 
 
 @contextmanager
 def one_torch_thread():
-    """Run torch on one thread: a torch op split over threads can round differently in the last bit (vectorised
-    and scalar paths meet at other places), so results would depend on the thread count (1e-11 nats, but outputs
-    must be byte-identical for any ``--threads``)."""
+    """Run torch on one thread inside the ``with`` block.
+
+    A torch op split over threads can round differently in the last bit (vectorised and scalar paths meet at
+    other places), so results would depend on the thread count (1e-11 nats, but outputs must be byte-identical
+    for any ``--threads``).
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -220,8 +239,8 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
-def _summarise(lw: np.ndarray):
-    """log Z per hypothesis, its IS and population standard errors, and the ESS, from ``lw[H, N, S]``."""
+def _summarise(lw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return log Z per hypothesis, its IS and population standard errors, and the ESS, from ``lw[H, N, S]``."""
     H, N, S = lw.shape
     top = np.max(lw.reshape(H, -1), axis=1)
     top = np.where(np.isfinite(top), top, 0.0)

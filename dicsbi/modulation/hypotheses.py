@@ -33,10 +33,12 @@ class Hypothesis:
 
     @property
     def label(self) -> str:
+        """Channel names without the ``g_`` prefix joined by ``+`` (``"CaS+A"``)."""
         return "+".join(c[2:] for c in self.channels)
 
     @property
     def size(self) -> int:
+        """Number of modulated channels."""
         return len(self.channels)
 
     def __str__(self) -> str:
@@ -44,8 +46,10 @@ class Hypothesis:
 
 
 def modulable_channels(model: str | Model) -> tuple[str, ...]:
-    """The conductances a hypothesis may name (every channel but the leak)."""
-    return tuple(get_model(model).seed_spec.candidate_pairs_from)
+    """Return the conductances a hypothesis may name (every channel but the leak)."""
+    spec = get_model(model).seed_spec
+    assert spec is not None, "hypotheses need a model with a seed population spec"
+    return tuple(spec.candidate_pairs_from)
 
 
 def _hypothesis(model: Model, names) -> Hypothesis:
@@ -102,8 +106,11 @@ def hypothesis_log_prior(hypotheses: list[Hypothesis], size_penalty: float | str
 
 
 def resolve_hypotheses(model: str | Model, hypotheses=None, max_size: int = MAX_SIZE) -> list[Hypothesis]:
-    """``hypotheses`` as a list: None gives every subset of 1..``max_size`` modulable channels; a list of
-    :class:`Hypothesis` is kept; a string ``"CaS+A, H"`` or a list of name tuples is parsed."""
+    """Return ``hypotheses`` as a list of :class:`Hypothesis`.
+
+    None gives every subset of 1..``max_size`` modulable channels; a list of :class:`Hypothesis` is kept; a
+    string ``"CaS+A, H"`` or a list of name tuples is parsed.
+    """
     if hypotheses is None:
         return enumerate_hypotheses(model, max_size)
     if all(isinstance(h, Hypothesis) for h in hypotheses):

@@ -26,8 +26,11 @@ from ..errors import DicsbiError
 
 @dataclass
 class _Grid:
-    """Log density on a regular grid in coordinates ``u = (d - centre) @ rotation`` (identity: the plain axes),
-    interpolated bilinearly; ``valid`` marks nodes inside the box (cells touching another node are not used)."""
+    """Log density on a regular grid in coordinates ``u = (d - centre) @ rotation``, interpolated bilinearly.
+
+    The identity rotation gives the plain axes; ``valid`` marks nodes inside the box (cells touching another
+    node are not used).
+    """
 
     lo: np.ndarray      # [2] first node (u coordinates)
     step: np.ndarray    # [2]
@@ -78,8 +81,10 @@ class GridLikelihood:
     @classmethod
     def from_posterior(cls, posterior, train, n_coarse: int = 161, n_fine: int = 241, n_samples: int = 4000,
                        seed: int = 0) -> GridLikelihood:
-        """Tabulate ``posterior``'s density for one spike ``train`` (an array of spike times or a one-train
-        :class:`~dicsbi.spikes.SpikeTrains`)."""
+        """Tabulate ``posterior``'s density for one spike ``train``.
+
+        ``train`` is an array of spike times or a one-train :class:`~dicsbi.spikes.SpikeTrains`.
+        """
         from .evidence import one_torch_thread
 
         with one_torch_thread():  # identical tables for any thread count (see one_torch_thread)
@@ -89,10 +94,10 @@ class GridLikelihood:
     def _tabulate(cls, posterior, train, n_coarse, n_fine, n_samples, seed) -> GridLikelihood:
         from ..spikes import SpikeTrains
 
-        one = train if isinstance(train, SpikeTrains) else SpikeTrains.from_list([np.asarray(train, float)])
+        one = train if isinstance(train, SpikeTrains) else SpikeTrains.from_list([train])
         if len(one) != 1:
             raise DicsbiError(f"GridLikelihood needs one spike train, got {len(one)}")
-        box = np.array(posterior.config["box"], dtype=float)  # [[gs_lo, gs_hi], [gu_lo, gu_hi]]
+        box = np.array(posterior.config.box, dtype=float)  # [[gs_lo, gs_hi], [gu_lo, gu_hi]]
         samples = posterior.sample(one, n_samples, seed=seed)[0]
         inset = 1e-4 * (box[:, 1] - box[:, 0])  # the flow's density is finite only in the open box
 
@@ -122,6 +127,7 @@ class GridLikelihood:
         return cls(box, coarse, fine, samples, int(one.counts[0]))
 
     def __call__(self, d) -> np.ndarray:
+        """Return ``log q(d | x) + log area(box)`` at points ``d[..., 2]`` (g_s, g_u); -inf outside the box."""
         d = np.asarray(d, dtype=float)
         inside = np.all((d >= self.box[:, 0]) & (d <= self.box[:, 1]), axis=-1)
         out = np.where(self.fine.contains(d), self.fine(d), self.coarse(d)) + self.log_area
@@ -129,8 +135,11 @@ class GridLikelihood:
 
 
 class GaussianLikelihood:
-    """``log N(d; mean, cov)``: the closed-form stand-in for :class:`GridLikelihood` in tests of the estimator,
-    and the benchmark's oracle that knows the after cell's DICs (a narrow Gaussian at them)."""
+    """``log N(d; mean, cov)``, a closed-form likelihood over (g_s, g_u).
+
+    It is the stand-in for :class:`GridLikelihood` in tests of the estimator, and the benchmark's oracle that
+    knows the after cell's DICs (a narrow Gaussian at them).
+    """
 
     def __init__(self, mean, cov, n_samples: int = 4000, seed: int = 0):
         self.mean, self.cov = np.asarray(mean, dtype=float), np.asarray(cov, dtype=float)
@@ -140,5 +149,6 @@ class GaussianLikelihood:
         self.samples = np.random.default_rng(seed).multivariate_normal(self.mean, self.cov, n_samples)
 
     def __call__(self, d) -> np.ndarray:
+        """Return ``log N(d; mean, cov)`` at points ``d[..., 2]`` (g_s, g_u)."""
         r = np.asarray(d, dtype=float) - self.mean
         return self._norm - 0.5 * np.einsum("...i,ij,...j->...", r, self._prec, r)

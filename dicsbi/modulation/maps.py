@@ -1,5 +1,7 @@
-"""Reachability maps coloured by cost: which (g_s, g_u) targets a subset of channels can reach from a
-before-population without aberrant conductances, and how large a change that takes.
+"""Reachability maps coloured by cost.
+
+A map shows which (g_s, g_u) targets a subset of channels can reach from a before-population without aberrant
+conductances, and how large a change that takes.
 
 For every target of a (g_s, g_u) grid and every member of the population, the cheapest change of the subset's
 channels that puts the member's DICs exactly on the target is found, with the cost of the modulation model
@@ -44,10 +46,12 @@ class CostMap:
 
     @property
     def label(self) -> str:
+        """Channel names without the ``g_`` prefix joined by ``+`` (``"CaS+A"``)."""
         return "+".join(c[2:] for c in self.channels)
 
 
 def default_grid(model: Model, step: float = 1.0):
+    """Return the ``(g_s, g_u)`` grid axes covering the model's DIC box in steps of ``step`` (ends included)."""
     (s0, s1), (u0, u1) = model.dic_box
     return np.arange(s0, s1 + step / 2, step), np.arange(u0, u1 + step / 2, step)
 
@@ -63,8 +67,11 @@ def _median_over_reaching(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def cost_map(model: str | Model, channels, members: np.ndarray, g_s=None, g_u=None, max_members: int = 100,
              sweep: float = 3.0, n_sweep: int = 13, seed: int = 0, vth_mV=None) -> CostMap:
-    """Cost map of the subset ``channels`` (1 to 3 names) from ``members`` ``[N, n_g]`` (at most
-    ``max_members`` of them, drawn with ``seed``); grid default: the model's DIC box in steps of 1."""
+    """Compute the cost map of the subset ``channels`` (1 to 3 names) from ``members`` ``[N, n_g]``.
+
+    At most ``max_members`` of the members are used, drawn with ``seed``; grid default: the model's DIC box in
+    steps of 1.
+    """
     m = get_model(model)
     cols = sorted({conductance_index(m, c) for c in channels})
     if not 1 <= len(cols) <= 3:
@@ -153,8 +160,10 @@ def _single(m, col, members, g_s, g_u, sweep, vth_mV, n: int = 1201) -> np.ndarr
 
 
 def plot_cost_map(cmap: CostMap, before=None, after=None, ax=None, title: str | None = None):
-    """Unreachable targets red, reachable ones coloured by the median cost; ``before``/``after``: (g_s, g_u)
-    posterior samples drawn on top (white and black points)."""
+    """Plot a cost map: unreachable targets red, reachable ones coloured by the median cost.
+
+    ``before``/``after``: (g_s, g_u) posterior samples drawn on top (white and black points).
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 

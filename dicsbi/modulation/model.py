@@ -20,6 +20,7 @@ Pyro trace evaluates them all at once (:func:`log_weights`).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import pyro
 import pyro.distributions as dist
@@ -56,11 +57,13 @@ class Truncated(TorchDistribution):
         super().__init__(batch_shape=shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        """Return the truncated distribution expanded to ``batch_shape`` (the CDFs at the bounds are reused)."""
         batch_shape = torch.Size(batch_shape)
         return Truncated(self.base.expand(batch_shape), self.low.expand(batch_shape), self.high.expand(batch_shape),
                          _cached=(self._c_low, self._c_high, self._log_mass))
 
     def sample(self, sample_shape=()):
+        """Draw by inverting the base CDF at uniform points between the CDFs at ``low`` and ``high``."""
         shape = self._extended_shape(torch.Size(sample_shape))
         u = torch.rand(shape, dtype=self._c_low.dtype, device=self._c_low.device)
         tiny = torch.finfo(u.dtype).tiny
@@ -68,13 +71,14 @@ class Truncated(TorchDistribution):
         return torch.minimum(torch.maximum(self.base.icdf(p), self.low), self.high)
 
     def log_prob(self, value):
+        """Return the base log density minus the log mass inside ``[low, high]``; -inf outside."""
         inside = (value >= self.low) & (value <= self.high)
         lp = self.base.log_prob(value) - self._log_mass
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
 
 def cost_prior(kind: str, scale: float, low: torch.Tensor, high: torch.Tensor):
-    """The truncated cost prior over log-ratios, event shape ``[s]`` (``low``/``high``: ``[..., s]``)."""
+    """Return the truncated cost prior over log-ratios, event shape ``[s]`` (``low``/``high``: ``[..., s]``)."""
     zero = torch.zeros((), dtype=low.dtype)
     if kind == "laplace":
         base = dist.Laplace(zero, zero + scale)
@@ -86,8 +90,10 @@ def cost_prior(kind: str, scale: float, low: torch.Tensor, high: torch.Tensor):
 
 
 class DefensiveMixture(TorchDistribution):
-    """``alpha * prior + (1 - alpha) * proposal`` (both with event shape ``[s]``): the prior component bounds the
-    importance weights by ``L_max / alpha`` whatever the proposal misses."""
+    """``alpha * prior + (1 - alpha) * proposal``, both with event shape ``[s]``.
+
+    The prior component bounds the importance weights by ``L_max / alpha`` whatever the proposal misses.
+    """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
@@ -100,21 +106,27 @@ class DefensiveMixture(TorchDistribution):
         super().__init__(batch_shape=shape, event_shape=prior.event_shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        """Return the mixture with both components expanded to ``batch_shape``."""
         return DefensiveMixture(self.prior.expand(batch_shape), self.proposal.expand(batch_shape), self.alpha)
 
     def sample(self, sample_shape=()):
+        """Draw from the prior with probability ``alpha``, else from the proposal (per draw)."""
         a, b = self.prior.sample(sample_shape), self.proposal.sample(sample_shape)
         pick = torch.rand(a.shape[:-1], dtype=a.dtype) < self.alpha
         return torch.where(pick[..., None], a, b)
 
     def log_prob(self, value):
+        """Return ``log(alpha p_prior(value) + (1 - alpha) p_proposal(value))``."""
         return torch.logaddexp(math.log(self.alpha) + self.prior.log_prob(value),
                                math.log1p(-self.alpha) + self.proposal.log_prob(value))
 
 
 class Context:
-    """What the model and the guide of one hypothesis size need: the cost prior (batch ``[H, N, S]``), the
-    log-likelihood of log-ratios (a callable on ``[H, N, S, s]`` tensors), and the proposal."""
+    """What the model and the guide of one hypothesis size need.
+
+    These are the cost prior (batch ``[H, N, S]``), the log-likelihood of log-ratios (a callable on
+    ``[H, N, S, s]`` tensors), and the proposal.
+    """
 
     def __init__(self, prior, log_likelihood, proposal=None):
         self.prior, self.log_likelihood, self.proposal = prior, log_likelihood, proposal
@@ -128,7 +140,7 @@ def _plates(shape):
 
 
 def modulation_model(ctx: Context):
-    """theta ~ cost prior (per hypothesis, cell and particle); the after recording as a factor on d(g')."""
+    """Pyro model: theta ~ cost prior (per hypothesis, cell and particle); the after recording as a factor on d(g')."""
     h, n, s = _plates(ctx.shape)
     with h, n, s:
         theta = pyro.sample("log_ratio", ctx.prior)
@@ -136,29 +148,35 @@ def modulation_model(ctx: Context):
 
 
 def proposal_guide(ctx: Context):
+    """Pyro guide: draw the log-ratios from ``ctx.proposal`` (per hypothesis, cell and particle)."""
     h, n, s = _plates(ctx.shape)
     with h, n, s:
         pyro.sample("log_ratio", ctx.proposal)
 
 
 def log_weights(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance draws from the guide and their unnormalised log weights
-    ``log p(theta | m, g) + log L(theta) - log r(theta)``, both unreduced over the plates: ``theta``
-    ``[H, N, S, s]``, weights ``[H, N, S]``."""
+    """Return importance draws from the guide and their unnormalised log weights.
+
+    The log weights are ``log p(theta | m, g) + log L(theta) - log r(theta)``, both unreduced over the plates:
+    ``theta`` ``[H, N, S, s]``, weights ``[H, N, S]``.
+    """
     guide_trace = poutine.trace(proposal_guide).get_trace(ctx)
     model_trace = poutine.trace(poutine.replay(modulation_model, trace=guide_trace)).get_trace(ctx)
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     lw = (model_trace.nodes["log_ratio"]["log_prob"] + model_trace.nodes["after"]["log_prob"]
           - guide_trace.nodes["log_ratio"]["log_prob"])
-    return guide_trace.nodes["log_ratio"]["value"], lw
+    return cast(torch.Tensor, guide_trace.nodes["log_ratio"]["value"]), lw
 
 
 def change_prior(log_prior, index, high, scale: float, kind: str = "laplace", seed: int = 0):
-    """One draw of the modulation model's prior for a before cell: which subset changed (the hypothesis prior
-    ``log_prior``) and by how much (the truncated cost prior).  ``index[h]``: the conductance columns of hypothesis
-    ``h``; ``high``: per conductance, the largest plausible log-ratio ``ln(upper / g)``.  Returns
-    ``(h, theta)``; the same ``seed`` gives the same draw (torch's global stream is left untouched)."""
+    """Draw once from the modulation model's prior for a before cell.
+
+    The draw says which subset changed (the hypothesis prior ``log_prior``) and by how much (the truncated cost
+    prior).  ``index[h]``: the conductance columns of hypothesis ``h``; ``high``: per conductance, the largest
+    plausible log-ratio ``ln(upper / g)``.  Returns ``(h, theta)``; the same ``seed`` gives the same draw
+    (torch's global stream is left untouched).
+    """
     high_t = torch.as_tensor(high, dtype=torch.float64)
 
     def program():
@@ -168,5 +186,6 @@ def change_prior(log_prior, index, high, scale: float, kind: str = "laplace", se
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        h, theta = poutine.trace(program).get_trace().nodes["_RETURN"]["value"]
+        returned = poutine.trace(program).get_trace().nodes["_RETURN"]["value"]
+        h, theta = cast(tuple[torch.Tensor, torch.Tensor], returned)
     return int(h), theta.numpy().astype(float)

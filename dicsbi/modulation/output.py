@@ -37,6 +37,12 @@ def _describe(changes: dict[str, np.ndarray]) -> str:
 
 
 def hypotheses_table(result) -> str:
+    """Return ``hypotheses.csv``: one row per hypothesis, most probable first.
+
+    The columns hold its probability, log evidence with standard errors, log Bayes factors against the best
+    and against no change, log prior, the smallest ESS and largest Pareto k over neurons, the median change
+    factor of each channel and the changes' medians with 90% intervals.
+    """
     order = result.order()
     chans = modulable_channels(result.model)
     prob, le, bf = result.probability, result.log_evidence, result.log_bayes_factor
@@ -51,7 +57,7 @@ def hypotheses_table(result) -> str:
             "log_prior": [result.log_prior[i] for i in order],
             "ess_min": [ess[i] for i in order],
             "pareto_k_max": [pk[i] for i in order]}
-    med = {c: [] for c in chans}
+    med: dict[str, list[float]] = {c: [] for c in chans}
     text = []
     for i in order:
         ch = result.changes(i)
@@ -82,6 +88,11 @@ def _mixture_draws(result, channel: str) -> np.ndarray:
 
 
 def channels_table(result) -> str:
+    """Return ``channels.csv``: per channel, most probable first, the probability that it was targeted.
+
+    With it: its DIC sensitivity, whether it is invisible to the DICs, and the median and 90% interval of its
+    change factor given that it was targeted (hypotheses weighted by probability).
+    """
     p = result.channel_probability()
     chans = sorted(p, key=lambda c: -p[c])
     meds, lo, hi = [], [], []
@@ -100,8 +111,9 @@ def channels_table(result) -> str:
 
 
 def changes_table(result) -> str:
-    rows = {k: [] for k in ("neuron", "hypothesis", "probability", "channel", "factor_median", "factor_q05",
-                            "factor_q95", "log_ratio_median")}
+    """Return one row per (hypothesis, neuron, channel): the change factor's median and 90% interval."""
+    rows: dict[str, list] = {k: [] for k in ("neuron", "hypothesis", "probability", "channel", "factor_median",
+                                             "factor_q05", "factor_q95", "log_ratio_median")}
     prob = result.probability
     for i in result.order():
         h = result.hypotheses[i]
@@ -124,6 +136,7 @@ def changes_table(result) -> str:
 
 
 def hypothesis_bars(result, top: int = 15):
+    """Plot the posterior probability of the ``top`` hypotheses as bars, each with its log Bayes factor."""
     plt = pyplot()
     order = result.order()[:top]
     prob = result.probability
@@ -143,6 +156,7 @@ def hypothesis_bars(result, top: int = 15):
 
 
 def channel_bars(result):
+    """Plot the marginal probability that each channel was modulated, with what the prior alone gives it."""
     plt = pyplot()
     p = result.channel_probability()
     chans = list(p)
@@ -161,8 +175,10 @@ def channel_bars(result):
 
 
 def populations_figure(result, h: int, neuron: int = 0):
-    """Before (grey) and after (colour) populations under hypothesis ``h``: the modulated channels' conductances
-    (log axes) and the DIC plane with the after posterior."""
+    """Plot the before (grey) and after (colour) populations under hypothesis ``h``.
+
+    The panels show the modulated channels' conductances (log axes) and the DIC plane with the after posterior.
+    """
     plt = pyplot()
     m = get_model(result.model)
     n = result.neurons[neuron]
@@ -268,10 +284,13 @@ def _report_html(result, imgs: str) -> str:
 
 # ------------------------------------------------------------------------------------ the cost rule
 def cost_hypotheses_table(rankings) -> str:
-    """One row per (neuron, hypothesis), best first: rank, median cost, share of members reaching, median
-    cheapest change factors."""
-    cols = {k: [] for k in ("neuron", "rank", "hypothesis", "n_channels", "median_cost", "fraction_reaching",
-                            "target_g_s", "target_g_u", "median_change_factors")}
+    """Return the cost rule's hypotheses table: one row per (neuron, hypothesis), best first.
+
+    The columns hold the rank, the median cost, the share of members reaching and the median cheapest change
+    factors.
+    """
+    cols: dict[str, list] = {k: [] for k in ("neuron", "rank", "hypothesis", "n_channels", "median_cost",
+                                             "fraction_reaching", "target_g_s", "target_g_u", "median_change_factors")}
     for nid, r in rankings:
         for k, i in enumerate(r.order(), 1):
             ch = r.median_change(i)
@@ -289,8 +308,8 @@ def cost_hypotheses_table(rankings) -> str:
 
 
 def cost_channels_table(rankings) -> str:
-    """Per neuron and channel: the best rank and the cheapest median cost of a hypothesis naming it."""
-    cols = {k: [] for k in ("neuron", "channel", "best_rank", "cheapest_median_cost")}
+    """Return, per neuron and channel, the best rank and the cheapest median cost of a hypothesis naming it."""
+    cols: dict[str, list] = {k: [] for k in ("neuron", "channel", "best_rank", "cheapest_median_cost")}
     for nid, r in rankings:
         rank = r.rank()
         for c in modulable_channels(r.model):
@@ -305,6 +324,7 @@ def cost_channels_table(rankings) -> str:
 
 
 def cost_bars(nid: str, ranking, top: int = 15):
+    """Plot the median cost of neuron ``nid``'s ``top`` cheapest hypotheses, each with its share reaching."""
     plt = pyplot()
     order = ranking.order()[:top]
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
@@ -323,8 +343,11 @@ def cost_bars(nid: str, ranking, top: int = 15):
 
 def write_cost_ranking(rankings, members: dict, out, maps: bool = True, max_map_members: int = 60,
                        seed: int = 0) -> Path:
-    """``hypotheses.csv``, ``channels.csv``, ``figures/`` and ``report.html`` of :func:`~dicsbi.modulation.
-    cost_rule.rank_by_cost` (``members``: neuron id -> before-population, for the reachability maps)."""
+    """Write the outputs of :func:`~dicsbi.modulation.cost_rule.rank_by_cost` into ``out`` and return it.
+
+    They are ``hypotheses.csv``, ``channels.csv``, ``figures/`` and ``report.html``; ``members`` maps a neuron
+    id to its before-population, for the reachability maps.
+    """
     out = Path(out)
     atomic_write_text(out / "hypotheses.csv", cost_hypotheses_table(rankings))
     atomic_write_text(out / "channels.csv", cost_channels_table(rankings))

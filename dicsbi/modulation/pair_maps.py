@@ -64,13 +64,17 @@ def reachability(model: str | Model, pair, g_s=None, g_u=None, n_seeds: int = 20
             med = np.nanmedian(np.where(ok, rel, np.nan), axis=1)
         change[start : start + len(t)] = med
     shape = (len(g_u), len(g_s))
-    return ReachabilityMap(model.name, tuple(model.conductance_names[c] for c in cols), g_s, g_u,
+    c0, c1 = cols
+    return ReachabilityMap(model.name, (model.conductance_names[c0], model.conductance_names[c1]), g_s, g_u,
                            fraction.reshape(shape), change.reshape(shape), m, seed)
 
 
 def plot_reachability(rmap: ReachabilityMap, ax=None, min_fraction: float = 0.0):
-    """Map in the style of the COSYNE abstract's Figure 1: unreachable targets red, reachable ones coloured by
-    the median relative change of the re-solved pair (log scale), the seed target marked."""
+    """Plot a reachability map in the style of the COSYNE abstract's Figure 1.
+
+    Unreachable targets are red, reachable ones coloured by the median relative change of the re-solved pair
+    (log scale), the seed target marked.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap, LogNorm
 
@@ -84,6 +88,7 @@ def plot_reachability(rmap: ReachabilityMap, ax=None, min_fraction: float = 0.0)
     norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=max(finite.max(), 1e-2)) if finite.size else None
     im = ax.imshow(shown, origin="lower", extent=extent, cmap="viridis", norm=norm, aspect="auto")
     model = get_model(rmap.model)
+    assert model.seed_spec is not None, f"model {model.name!r} has no seed population spec"
     seed_target = model.seed_spec.dic_targets
     ax.plot(seed_target[1], seed_target[2], marker="*", color="white", markeredgecolor="black", ms=12)
     ax.set_xlabel("g_s (units of g_leak)")

@@ -1,5 +1,6 @@
-"""Synthetic before/after recordings with a known answer: the benchmark of "which channels did the modulator
-change?".
+"""Synthetic before/after recordings with a known answer.
+
+They are the benchmark of "which channels did the modulator change?".
 
 Three sets, scored separately:
 
@@ -82,8 +83,11 @@ class Scenario:
 
 
 def main_frequency(trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
-    """Firing class and main frequency (Hz) of every train: the spiking frequency of a tonic train, the burst
-    frequency of a bursting one (its spiking frequency when fewer than two complete bursts are left)."""
+    """Return the firing class and main frequency (Hz) of every train.
+
+    The main frequency is the spiking frequency of a tonic train, the burst frequency of a bursting one (its
+    spiking frequency when fewer than two complete bursts are left).
+    """
     f = spike_features(trains)
     cls = f["firing_class"].astype(int)
     burst = np.where(np.isfinite(f["f_inter_hz"]), f["f_inter_hz"], f["f_spiking_hz"])
@@ -121,7 +125,7 @@ def _draw_change(m, cell: np.ndarray, hyps, log_prior, scale: float, seed: int):
 
 
 def draw_prior_scenario(model: str, seed: int, drift: bool = False) -> Scenario:
-    """A scenario of the ``prior`` (or, with ``drift``, the ``drift``) set: see the module docstring."""
+    """Draw a scenario of the ``prior`` (or, with ``drift``, the ``drift``) set: see the module docstring."""
     m = get_model(model)
     hyps = enumerate_hypotheses(m)
     log_prior = hypothesis_log_prior(hyps)
@@ -193,9 +197,12 @@ def _bio_target(model: str, kind: str, rng) -> tuple[float, float]:
 
 
 def _bio_after(m, kind: str, cell, target, rng) -> np.ndarray | None:
-    """The modulated cell of a bio kind (None when a re-solve has no valid solution).  In DA, g_NMDA x2.5-5 leaves
-    (g_s, g_u) at V_th unchanged to 0.01 (a DIC blind spot by construction), and Kd moves only g_s and ERG only
-    g_u, so the (ERG, Kd) re-solve moves both targets (at fixed g_u it would leave ERG alone)."""
+    """Return the modulated cell of a bio kind (None when a re-solve has no valid solution).
+
+    In DA, g_NMDA x2.5-5 leaves (g_s, g_u) at V_th unchanged to 0.01 (a DIC blind spot by construction), and Kd
+    moves only g_s and ERG only g_u, so the (ERG, Kd) re-solve moves both targets (at fixed g_u it would leave
+    ERG alone).
+    """
     gs, gu = target
     u = rng.uniform
     fixed = {"da_lp": lambda: {"g_A": u(0.6, 0.8), "g_H": u(1.2, 1.5)},
@@ -221,7 +228,7 @@ def _bio_after(m, kind: str, cell, target, rng) -> np.ndarray | None:
 
 
 def draw_bio_scenario(model: str, kind: str, seed: int) -> Scenario:
-    """A scenario of the ``bio`` set (module docstring)."""
+    """Draw a scenario of the ``bio`` set (module docstring)."""
     m = get_model(model)
     if kind not in BIO_KINDS.get(m.name, ()):
         raise DicsbiError(f"unknown bio scenario kind {kind!r} for model {m.name!r}; "
@@ -258,7 +265,7 @@ def draw_bio_scenario(model: str, kind: str, seed: int) -> Scenario:
 
 
 def scenario_seed(base_seed: int, set_name: str, i: int) -> int:
-    """The seed of scenario ``i`` of a set: an independent stream per (set, index)."""
+    """Return the seed of scenario ``i`` of a set: an independent stream per (set, index)."""
     return _seeds.int_seed(base_seed, SETS.index(set_name), i)
 
 

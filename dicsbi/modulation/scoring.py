@@ -26,8 +26,10 @@ N_BOOT = 1000
 
 
 def swaps(model: str, truth: frozenset) -> set[frozenset]:
-    """Subsets equal to ``truth`` (channel labels) up to swapping channels for their near-collinear partners
-    (``truth`` included)."""
+    """Return the subsets equal to ``truth`` (channel labels) up to near-collinear swaps (``truth`` included).
+
+    A swap replaces a channel by its near-collinear partner.
+    """
     out = {truth}
     for a, b in COLLINEAR.get(model, []):
         for s in list(out):
@@ -38,10 +40,13 @@ def swaps(model: str, truth: frozenset) -> set[frozenset]:
 
 
 def score_rows(model: str, rows: list[dict], labels: list[str], method: str) -> dict[str, np.ndarray]:
-    """Per-scenario figures of one method: rank of the truth, top-1/top-3 hits, the top call's confidence, and
-    (pairs of) channel scores for the AUC."""
+    """Return the per-scenario figures of one method.
+
+    These are the rank of the truth, top-1/top-3 hits, the top call's confidence, and (pairs of) channel scores
+    for the AUC.
+    """
     subsets = [frozenset(lab.split("+")) for lab in labels]
-    out = {k: [] for k in ("rank", "top1", "top3", "top3_swaps", "p_top", "auc")}
+    out: dict[str, list[float]] = {k: [] for k in ("rank", "top1", "top3", "top3_swaps", "p_top", "auc")}
     probabilistic = method_is_probabilistic(rows, method)
     for r in rows:
         rec = r["methods"][method]
@@ -77,13 +82,17 @@ def score_rows(model: str, rows: list[dict], labels: list[str], method: str) -> 
 
 
 def ece(p: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> float:
-    """Expected calibration error with equal-mass bins: sum over bins of |mean p - mean y| weighted by size."""
+    """Return the expected calibration error with equal-mass bins.
+
+    The error is the sum over bins of |mean p - mean y| weighted by size.
+    """
     order = np.argsort(p, kind="stable")
     bins = np.array_split(order, min(n_bins, len(p)))
     return float(sum(len(b) * abs(p[b].mean() - y[b].mean()) for b in bins if len(b)) / len(p))
 
 
 def reliability(p: np.ndarray, y: np.ndarray, n_bins: int = N_BINS):
+    """Return the reliability curve: mean confidence ``p`` and mean outcome ``y`` per equal-mass bin (as in ECE)."""
     order = np.argsort(p, kind="stable")
     bins = [b for b in np.array_split(order, min(n_bins, len(p))) if len(b)]
     return np.array([p[b].mean() for b in bins]), np.array([y[b].mean() for b in bins])
@@ -123,8 +132,11 @@ def ece_interval(p: np.ndarray, y: np.ndarray, boot: np.ndarray) -> tuple[float,
 
 
 def calibrated_ece(p: np.ndarray, n_sim: int = 200, seed: int = 0) -> float:
-    """The ECE a perfectly calibrated method with the same confidences shows on average (outcomes drawn as
-    ``Bernoulli(p)``): the floor an observed ECE is to be read against at this number of scenarios."""
+    """Return the ECE a perfectly calibrated method with the same confidences shows on average.
+
+    Outcomes are drawn as ``Bernoulli(p)``: the result is the floor an observed ECE is to be read against at this
+    number of scenarios.
+    """
     rng = np.random.default_rng(seed)
     return float(np.mean([ece(p, (rng.random(len(p)) < p).astype(float)) for _ in range(n_sim)]))
 

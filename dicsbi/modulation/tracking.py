@@ -180,7 +180,7 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
     model : str
         Model name.
     window_ms, step_ms : float, optional
-        Window length and step (ms).  Default: the posterior's training window (``config["window_ms"]``,
+        Window length and step (ms).  Default: the posterior's training window (``config.window_ms``,
         else :data:`DEFAULT_WINDOW_MS`) and half a window.
     n_models : int
         Population size per window.
@@ -199,7 +199,7 @@ def track(trains: SpikeTrains, model: str = "stg", window_ms: float | None = Non
 
         trains = as_trains(trains)
     post = _resolve_posterior(posterior, m)
-    trained_ms = post.config.get("window_ms") if hasattr(post, "config") else None
+    trained_ms = post.config.window_ms if hasattr(post, "config") else None
     window_ms = float(window_ms if window_ms is not None else trained_ms or DEFAULT_WINDOW_MS)
     step_ms = float(step_ms if step_ms is not None else window_ms / 2)
     windowed, table = sliding_windows(trains, window_ms, step_ms)

@@ -38,7 +38,7 @@ class UnsupportedFlow(Exception):
 
 
 def _copy(t):
-    """A snapshot of a parameter (later training of the source network does not reach the fused copy)."""
+    """Return a snapshot of a parameter (later training of the source network does not reach the fused copy)."""
     return t.detach().clone()
 
 
@@ -88,8 +88,10 @@ class _Coupling:
         return F.linear(h, self.w_f, self.b_f)
 
     def spline(self, x, p, inverse: bool):
-        """The rational-quadratic spline with linear tails on ``x`` [...], parameters ``p`` [..., 3K - 1]:
-        outputs and log |det| (forward direction's sign convention as nflows)."""
+        """Apply the rational-quadratic spline with linear tails on ``x`` [...], parameters ``p`` [..., 3K - 1].
+
+        Returns the outputs and log |det| (forward direction's sign convention as nflows).
+        """
         torch = self.torch
         xs = np.ascontiguousarray(x.detach().numpy().reshape(-1))
         ps = np.ascontiguousarray(p.detach().numpy().reshape(-1, p.shape[-1]))
@@ -102,8 +104,10 @@ class _Coupling:
 
 @njit(cache=True, inline="always")
 def _knots(p, i, start, k, scale, minimum, tail, c, ic):
-    """Knot positions c[0..k] in [-tail, tail] from unnormalised bin sizes p[start:start + k] (softmax of
-    p * scale, each bin at least ``minimum`` of the interval)."""
+    """Knot positions c[0..k] in [-tail, tail] from unnormalised bin sizes p[start:start + k].
+
+    The bin sizes are the softmax of p * scale, each bin at least ``minimum`` of the interval.
+    """
     m = p[i, start] * scale
     for j in range(1, k):
         m = max(m, p[i, start + j] * scale)
@@ -130,7 +134,8 @@ def _rq_spline(x, p, inverse, tail, scale, min_w, min_h, min_d, d_pad, work, out
     """Rows of nflows' unconstrained rational-quadratic spline (linear tails), in float64 per row.
 
     x [N], p [N, 3K - 1] (widths, heights, K - 1 inner derivatives, unnormalised), work [2, N, K + 1];
-    writes out [N] and lad [N] (log |dy/dx| of the forward map; its negative when ``inverse``)."""
+    writes out [N] and lad [N] (log |dy/dx| of the forward map; its negative when ``inverse``).
+    """
     k = (p.shape[1] + 1) // 3
     for i in prange(x.shape[0]):
         xi = x[i]
@@ -223,8 +228,11 @@ class FusedNSF:
         return out, lad
 
     def sample(self, n: int, condition):
-        """``n`` samples per condition row, ``[n, B, 2]``, from the same standard-normal draws as nflows
-        (``torch.randn(B * n, 2)``, train-major), so a torch seed gives the same samples as sbi's path."""
+        """Draw ``n`` samples per condition row, ``[n, B, 2]``.
+
+        They come from the same standard-normal draws as nflows (``torch.randn(B * n, 2)``, train-major), so a
+        torch seed gives the same samples as sbi's path.
+        """
         torch = self.torch
         terms = self._terms(condition)
         n_b = condition.shape[0]
@@ -241,7 +249,7 @@ class FusedNSF:
         return x
 
     def log_prob(self, u, condition):
-        """log q(u | condition) for ``u`` [..., B, 2] (B condition rows, broadcast over the leading axes)."""
+        """Return log q(u | condition) for ``u`` [..., B, 2] (B condition rows, broadcast over the leading axes)."""
         torch = self.torch
         terms = self._terms(condition)
         x, total = u, torch.zeros(u.shape[:-1], dtype=u.dtype, device=u.device)

@@ -1,5 +1,7 @@
-"""The posterior artifact and :class:`DICPosterior`: sampling, densities, the noise posterior, safe save and load
-(``weights.pt`` + ``posterior.json``; see :mod:`dicsbi.posterior`)."""
+"""The posterior artifact and :class:`DICPosterior`: sampling, densities, the noise posterior, safe save and load.
+
+The artifact is ``weights.pt`` + ``posterior.json`` (see :mod:`dicsbi.posterior`).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +11,20 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from ..errors import DicsbiError, InputError
 from ..models import get_model
 from ..spikes import SpikeTrains
-from .embedding import REPRESENTATIONS, build_encoder, represent
+from .config import PosteriorConfig, PosteriorError
+from .embedding import build_encoder, represent
 from .inputs import _is_single, as_trains, first_window
 
-ARTIFACT_FORMAT = "dicsbi-posterior"
-
-
-ARTIFACT_VERSION = 1
-
+if TYPE_CHECKING:
+    from .noise_level import NoiseLevelModel
+    from .typicality import Typicality
 
 WEIGHTS = "weights.pt"
 
@@ -37,10 +39,6 @@ PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"  # dicsbi/pretrained
 warnings.filterwarnings("ignore", message="torch.triangular_solve is deprecated", category=UserWarning)
 
 
-class PosteriorError(DicsbiError):
-    """A posterior artifact that cannot be used (missing, corrupted, other model, other format)."""
-
-
 # ---------------------------------------------------------------------------- the posterior
 class DICPosterior:
     """p(g_s, g_u | spike train) at the model's V_th, amortised over trains.
@@ -49,26 +47,29 @@ class DICPosterior:
     (anything :func:`as_trains` accepts) and are vectorised over them.
     """
 
-    def __init__(self, estimator, config: dict):
+    def __init__(self, estimator, config: PosteriorConfig):
         self.estimator = estimator.eval()
         self.device = "cpu"
         self.config = config
-        self.model = config["model"]
-        self.vth_mV = config["vth_mV"]
-        self.representation = config["representation"]
-        lo, hi = np.array(config["box"], dtype=float).T
+        self.model = config.model
+        self.vth_mV = config.vth_mV
+        self.representation = config.representation
+        lo, hi = np.array(config.box, dtype=float).T
         self._lo, self._hi = lo, hi
         self._fused_cache = None
-        self.typicality = None   # a dicsbi.posterior.typicality.Typicality when the artifact ships one
-        self.noise_level = None  # a dicsbi.posterior.noise_level.NoiseLevelModel when trained on several noise levels
+        self.typicality: Typicality | None = None  # when the artifact ships one
+        self.noise_level: NoiseLevelModel | None = None  # when trained on several noise levels
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
-                f"box={self.config['box']}, V_th={self.vth_mV} mV)")
+                f"box={[list(b) for b in self.config.box]}, V_th={self.vth_mV} mV)")
 
     def to(self, device: str) -> DICPosterior:
-        """Run the network on ``device`` (``"cuda"``: worth it for large batches; samples come back as numpy
-        either way, and differ from the CPU's in the last bits, so a seed reproduces a result per device)."""
+        """Run the network on ``device`` (``"cuda"``: worth it for large batches).
+
+        Samples come back as numpy either way, and differ from the CPU's in the last bits, so a seed reproduces
+        a result per device.
+        """
         import torch
 
         try:
@@ -80,8 +81,10 @@ class DICPosterior:
         return self
 
     def _fused(self):
-        """The flow's fused CPU evaluator (:mod:`dicsbi.posterior._flow`), or None (another device or flow structure:
-        sbi's own code is used then)."""
+        """Return the flow's fused CPU evaluator (:mod:`dicsbi.posterior._flow`), or None.
+
+        None on another device or flow structure: sbi's own code is used then.
+        """
         if self._fused_cache is None:
             from ._flow import FusedNSF, UnsupportedFlow
 
@@ -115,14 +118,20 @@ class DICPosterior:
         return lo + (hi - lo) * torch.sigmoid(u)
 
     def features(self, trains) -> np.ndarray:
-        """The network input of ``trains`` (checked).  With the length-aware representation a train longer than
-        the training window is read over its first window: the network never saw longer trains (trained on
-        lengths from ``length_min_ms`` to the window it was calibrated on all of them; past the window it was
-        overconfident, docs/posterior.md), and less data keeps the posterior calibrated."""
+        """Return the network input of ``trains`` (checked).
+
+        With the length-aware representation a train longer than the training window is read over its first
+        window: the network never saw longer trains (trained on lengths from ``length_min_ms`` to the window it
+        was calibrated on all of them; past the window it was overconfident, docs/posterior.md), and less data
+        keeps the posterior calibrated.
+        """
         trains = as_trains(trains)
         if self.representation == "summary_length":
-            trains = first_window(trains, float(self.config["window_ms"]))
-        return represent(trains, self.representation, self.config.get("sequence_stats"))
+            window_ms = self.config.window_ms
+            assert window_ms is not None, "a length-aware posterior records its training window"
+            trains = first_window(trains, float(window_ms))
+        # represent() only reads the stats: the config's read-only mapping serves as its dict
+        return represent(trains, self.representation, cast("dict | None", self.config.sequence_stats))
 
     def _condition(self, trains):
         import torch
@@ -130,8 +139,11 @@ class DICPosterior:
         return torch.as_tensor(self.features(trains)).to(self.device)
 
     def sample(self, trains, n: int, seed: int | None = 0) -> np.ndarray:
-        """``n`` posterior samples of (g_s, g_u) per train: shape ``[n_trains, n, 2]`` (``[n, 2]`` for one
-        train given as a plain array).  Reproducible by ``seed`` (``None``: torch's global state)."""
+        """Draw ``n`` posterior samples of (g_s, g_u) per train: shape ``[n_trains, n, 2]``.
+
+        The shape is ``[n, 2]`` for one train given as a plain array.  Reproducible by ``seed`` (``None``:
+        torch's global state).
+        """
         import torch
 
         single = not isinstance(trains, SpikeTrains) and _is_single(trains)
@@ -150,10 +162,12 @@ class DICPosterior:
         return theta[0] if single else theta
 
     def sample_noise(self, trains, theta, seed: int = 0) -> np.ndarray:
-        """One noise level (uA/cm^2) per DIC sample from p(sigma | g_s, g_u, train): ``theta`` is
-        ``[n_trains, n, 2]`` (or ``[n, 2]`` for one train), the result ``[n_trains, n]`` (or ``[n]``); zeros are
-        the point mass (a clean recording).  Together with :meth:`sample` these are joint posterior samples.
-        Raises if the posterior has no noise model (trained on one noise level)."""
+        """Draw one noise level (uA/cm^2) per DIC sample from p(sigma | g_s, g_u, train).
+
+        ``theta`` is ``[n_trains, n, 2]`` (or ``[n, 2]`` for one train), the result ``[n_trains, n]`` (or
+        ``[n]``); zeros are the point mass (a clean recording).  Together with :meth:`sample` these are joint
+        posterior samples.  Raises if the posterior has no noise model (trained on one noise level).
+        """
         import torch
 
         if self.noise_level is None:
@@ -171,9 +185,11 @@ class DICPosterior:
         return sig[0] if single else sig
 
     def log_prob(self, theta, trains) -> np.ndarray:
-        """log p(theta | train).  ``theta`` broadcasts to ``[..., n_trains, 2]``; the result has shape
-        ``[..., n_trains]`` (the train axis dropped for one train given as a plain array).  Outside the box
-        the density is 0 (log = -inf)."""
+        """Return the log posterior density log p(theta | train).
+
+        ``theta`` broadcasts to ``[..., n_trains, 2]``; the result has shape ``[..., n_trains]`` (the train axis
+        dropped for one train given as a plain array).  Outside the box the density is 0 (log = -inf).
+        """
         import torch
 
         single = not isinstance(trains, SpikeTrains) and _is_single(trains)
@@ -185,10 +201,10 @@ class DICPosterior:
         lead = th.shape[:-2] if th.ndim >= 2 and th.shape[-2] == n_trains else th.shape[:-1]
         th = np.broadcast_to(th if th.ndim >= 2 and th.shape[-2] == n_trains else th[..., None, :],
                              (*lead, n_trains, 2)).reshape(-1, n_trains, 2)
-        th = torch.as_tensor(np.array(th))  # a writable copy
-        inside = ((th >= torch.as_tensor(self._lo, dtype=th.dtype)) &
-                  (th <= torch.as_tensor(self._hi, dtype=th.dtype))).all(-1)
-        u, log_jac = self._to_u(th)
+        tt = torch.as_tensor(np.array(th))  # a writable copy
+        inside = ((tt >= torch.as_tensor(self._lo, dtype=tt.dtype)) &
+                  (tt <= torch.as_tensor(self._hi, dtype=tt.dtype))).all(-1)
+        u, log_jac = self._to_u(tt)
         with torch.no_grad():
             lp = self._flow_log_prob(u.to(self.device), x).cpu() + log_jac
         lp = torch.where(inside, lp, torch.full_like(lp, -math.inf)).numpy().astype(float)
@@ -196,10 +212,13 @@ class DICPosterior:
         return lp[..., 0] if single else lp
 
     def _flow_log_prob(self, u, x, max_rows: int = 65536):
-        """log q(u | x) for ``u`` of shape [S, B, 2]: the condition is embedded once per train and the flow is
-        evaluated in chunks of ``max_rows`` rows.  (sbi's ``log_prob`` repeats each condition S times before the
-        embedding, which for the sequence CNN costs S embeddings per train and ran a 24 GB machine out of memory
-        at 500 samples x 500 trains.)  Same numbers as sbi's path (a test compares them)."""
+        """Return the flow's log density log q(u | x) for ``u`` of shape [S, B, 2].
+
+        The condition is embedded once per train and the flow is evaluated in chunks of ``max_rows`` rows.
+        (sbi's ``log_prob`` repeats each condition S times before the embedding, which for the sequence CNN
+        costs S embeddings per train and ran a 24 GB machine out of memory at 500 samples x 500 trains.)  Same
+        numbers as sbi's path (a test compares them).
+        """
         import torch
 
         fused = self._fused()
@@ -222,8 +241,10 @@ class DICPosterior:
         return out
 
     def map(self, trains, n: int = 2000, seed: int = 0) -> np.ndarray:
-        """Maximum a posteriori (g_s, g_u) per train ``[n_trains, 2]``: the best of ``n`` samples, refined by
-        gradient ascent on log p in the unbounded space."""
+        """Return the maximum a posteriori (g_s, g_u) per train, ``[n_trains, 2]``.
+
+        It is the best of ``n`` samples, refined by gradient ascent on log p in the unbounded space.
+        """
         import torch
 
         x = self._condition(trains)
@@ -242,7 +263,7 @@ class DICPosterior:
         return self._to_theta(u.detach()).numpy().astype(float)
 
     def _u_log_jac_theta(self, u):
-        """log |dtheta/du|^-1 written in u: log q(u|x) - log|dtheta/du| = log p(theta|x)."""
+        """Return log |dtheta/du|^-1 written in u: log q(u|x) - log|dtheta/du| = log p(theta|x)."""
         import torch
 
         lo, hi = (torch.as_tensor(a, dtype=u.dtype) for a in (self._lo, self._hi))
@@ -250,9 +271,11 @@ class DICPosterior:
         return -(torch.log(hi - lo) + torch.log(s) + torch.log1p(-s)).sum(-1)
 
     def class_probabilities(self, trains, n: int = 500, seed: int = 0) -> np.ndarray:
-        """``[n_trains, 3]`` probabilities that a cell at a posterior (g_s, g_u) is silent, spiking or bursting,
-        from the class frequencies of the training set on a grid over the box."""
-        grid = np.asarray(self.config["class_map"]["frequencies"], dtype=float)  # [nx, ny, 3]
+        """Return ``[n_trains, 3]`` probabilities that a cell at a posterior (g_s, g_u) is silent, spiking or bursting.
+
+        They come from the class frequencies of the training set on a grid over the box.
+        """
+        grid = np.asarray((self.config.class_map or {})["frequencies"], dtype=float)  # [nx, ny, 3]
         nx, ny = grid.shape[:2]
         theta = self.sample(as_trains(trains), n, seed)
         if theta.ndim == 2:
@@ -277,10 +300,10 @@ class DICPosterior:
             os.replace(tmp, folder / WEIGHTS)
         finally:
             tmp.unlink(missing_ok=True)
-        cfg = {**self.config, "weights_sha256": digest}
+        cfg = self.config.replace(weights_sha256=digest)
         if self.noise_level is not None:
-            cfg["noise_level"] = self.noise_level.save(folder)
-        atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=1) + "\n")
+            cfg = cfg.replace(noise_level=self.noise_level.save(folder))
+        atomic_write_text(folder / CONFIG, json.dumps(cfg.to_json(), indent=1) + "\n")
         self.config = cfg
         if self.typicality is not None:
             self.typicality.save(folder)
@@ -288,66 +311,27 @@ class DICPosterior:
 
 
 # ---------------------------------------------------------------------------- building the estimator
-def _build_estimator(config: dict, theta_u, x):
-    """sbi's flow with our embedding; z-scoring statistics come from (theta_u, x)."""
+def _build_estimator(config: PosteriorConfig, theta_u, x):
+    """Build sbi's flow with our embedding; z-scoring statistics come from (theta_u, x)."""
     import torch
     from sbi.neural_nets import posterior_nn
     from torch import nn
 
-    rep = config["representation"]
-    embedding = build_encoder(config["embedding_dim"]) if rep == "sequence" else nn.Identity()
-    builder = posterior_nn(config["flow"], z_score_theta="independent",
+    rep = config.representation
+    embedding = build_encoder(config.embedding_dim) if rep == "sequence" else nn.Identity()
+    builder = posterior_nn(config.flow, z_score_theta="independent",
                            z_score_x="independent" if rep.startswith("summary") else "none",
-                           hidden_features=config["hidden_features"], num_transforms=config["num_transforms"],
-                           num_bins=config["num_bins"], embedding_net=embedding)
+                           hidden_features=config.hidden_features, num_transforms=config.num_transforms,
+                           num_bins=config.num_bins, embedding_net=embedding)
     return builder(torch.as_tensor(theta_u, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))
 
 
 # ---------------------------------------------------------------------------- loading
-CONFIG_KEYS = {"format", "format_version", "model", "vth_mV", "box", "representation", "input_shape",
-               "sequence_stats", "flow", "hidden_features", "num_transforms", "num_bins", "embedding_dim",
-               "window_ms", "noise_std", "simulator", "training_data", "train_config", "class_map", "versions",
-               "training", "weights_sha256", "noise_level"}
-
-
-FLOWS = ("nsf", "maf", "mdn")
-
-
-def _validate_config(config: dict, path: Path) -> None:
-    """Refuse a configuration with unknown keys or fields of the wrong kind before anything is built from it."""
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise PosteriorError(f"{path}: unexpected field(s) {', '.join(map(repr, unknown))}; this file was not "
-                             "written by dicsbi (or by a newer version) and is refused")
-    problems = []
-    try:
-        get_model(config.get("model", ""))
-    except DicsbiError:
-        problems.append(f"unknown model {config.get('model')!r}")
-    box = config.get("box")
-    if not (isinstance(box, list) and len(box) == 2 and all(
-            isinstance(b, list) and len(b) == 2 and all(isinstance(v, (int, float)) for v in b) and b[0] < b[1]
-            for b in box)):
-        problems.append(f"box must be [[g_s lo, hi], [g_u lo, hi]], got {box!r}")
-    if config.get("representation") not in REPRESENTATIONS:
-        problems.append(f"representation must be one of {REPRESENTATIONS}, got {config.get('representation')!r}")
-    if config.get("flow") not in FLOWS:
-        problems.append(f"flow must be one of {FLOWS}, got {config.get('flow')!r}")
-    for key, hi in (("hidden_features", 4096), ("num_transforms", 64), ("num_bins", 256), ("embedding_dim", 4096)):
-        v = config.get(key)
-        if not (isinstance(v, int) and 0 < v <= hi):
-            problems.append(f"{key} must be an integer in 1..{hi}, got {v!r}")
-    if not isinstance(config.get("vth_mV"), (int, float)):
-        problems.append(f"vth_mV must be a number, got {config.get('vth_mV')!r}")
-    if not isinstance(config.get("weights_sha256"), str):
-        problems.append("weights_sha256 is missing")
-    if problems:
-        raise PosteriorError(f"{path}: invalid posterior configuration: {'; '.join(problems)}")
-
-
 def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPosterior:
-    """Load a posterior: a shipped one by model name (``"stg"``, ``"da"``) or a folder written by
-    :meth:`DICPosterior.save`.  ``model`` makes loading refuse an artifact made for another model."""
+    """Load a posterior: a shipped one by model name (``"stg"``, ``"da"``) or a folder of :meth:`DICPosterior.save`.
+
+    ``model`` makes loading refuse an artifact made for another model.
+    """
     import torch
 
     folder = Path(source)
@@ -364,20 +348,15 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
         raise PosteriorError(f"{folder}: not a dicsbi posterior (no {CONFIG})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PosteriorError(f"{folder / CONFIG}: damaged posterior configuration ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != ARTIFACT_FORMAT:
-        raise PosteriorError(f"{folder / CONFIG}: not a dicsbi posterior configuration")
-    if config.get("format_version") != ARTIFACT_VERSION:
-        raise PosteriorError(f"{folder / CONFIG}: format version {config.get('format_version')}, this dicsbi "
-                             f"reads {ARTIFACT_VERSION}")
-    _validate_config(config, folder / CONFIG)
-    if model is not None and config.get("model") != get_model(model).name:
-        raise PosteriorError(f"{folder} holds a posterior for model {config.get('model')!r}, not {model!r}")
+    config = PosteriorConfig.from_json(config, str(folder / CONFIG))
+    if model is not None and config.model != get_model(model).name:
+        raise PosteriorError(f"{folder} holds a posterior for model {config.model!r}, not {model!r}")
     wpath = folder / WEIGHTS
     try:
         raw = wpath.read_bytes()
     except FileNotFoundError:
         raise PosteriorError(f"{folder}: weights file {WEIGHTS} is missing") from None
-    if hashlib.sha256(raw).hexdigest() != config.get("weights_sha256"):
+    if hashlib.sha256(raw).hexdigest() != config.weights_sha256:
         raise PosteriorError(f"{wpath}: checksum mismatch (the file is corrupted, truncated or not the one "
                              f"{CONFIG} was written with)")
     import io
@@ -386,10 +365,10 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:
         raise PosteriorError(f"{wpath}: unreadable weights ({e})") from None
-    shape = tuple(config["input_shape"])
+    shape = config.input_shape
     g = torch.Generator().manual_seed(0)
     x = torch.randn((64, *shape), generator=g)
-    if config["representation"] == "sequence":
+    if config.representation == "sequence":
         x[..., 2] = 1.0
     net = _build_estimator(config, torch.randn((64, 2), generator=g), x)
     try:
@@ -400,8 +379,8 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
 
     post = DICPosterior(net, config)
     post.typicality = Typicality.load(folder)
-    if "noise_level" in config:
+    if config.noise_level is not None:
         from .noise_level import NoiseLevelModel
 
-        post.noise_level = NoiseLevelModel.load(folder, config["noise_level"], PosteriorError)
+        post.noise_level = NoiseLevelModel.load(folder, dict(config.noise_level), PosteriorError)
     return post

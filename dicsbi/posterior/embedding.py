@@ -51,8 +51,11 @@ REPRESENTATIONS = ("summary", "summary_length", "sequence")
 @njit(cache=True)
 def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms, p_drop, min_keep, window_above,
                     window_min_fraction, out_times, out_offsets):
-    """Deterministic given the random draws: ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2],
-    ``clean`` per train (copied unchanged)."""
+    """Perturb the trains (the numba kernel of :func:`augment`), deterministic given the random draws.
+
+    The draws are ``normal``/``uniform`` per spike, ``window_u`` [n_trains, 2], ``clean`` per train (copied
+    unchanged).
+    """
     pos = 0
     out_offsets[0] = 0
     for i in range(offsets.size - 1):
@@ -84,9 +87,12 @@ def _augment_kernel(times, offsets, normal, uniform, window_u, clean, jitter_ms,
 
 def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0.05, min_keep: int = 5,
             window_above: int = 10, p_clean: float = 0.0, window_min_fraction: float = 0.5) -> SpikeTrains:
-    """A randomly perturbed copy of ``trains`` (see the module docstring); reproducible by ``seed`` (an int,
-    a ``SeedSequence`` or a ``Generator``).  Each train is left unchanged with probability ``p_clean``; the
-    random window keeps between ``floor(window_min_fraction * n)`` (at least 3) and ``n - 1`` spikes."""
+    """Return a randomly perturbed copy of ``trains`` (see the module docstring).
+
+    Reproducible by ``seed`` (an int, a ``SeedSequence`` or a ``Generator``).  Each train is left unchanged with
+    probability ``p_clean``; the random window keeps between ``floor(window_min_fraction * n)`` (at least 3) and
+    ``n - 1`` spikes.
+    """
     if not 0.0 < window_min_fraction < 1.0:
         raise ValueError(f"window_min_fraction must be in (0, 1), got {window_min_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -103,10 +109,12 @@ def augment(trains: SpikeTrains, seed, jitter_ms: float = 2.0, p_drop: float = 0
 
 
 def random_windows(trains: SpikeTrains, seed, min_ms: float, p_cut: float = 0.5) -> SpikeTrains:
-    """Each train, with probability ``p_cut``, cut to a random contiguous time window of a duration uniform in
-    ``[min_ms, its window]`` (placed uniformly; the new window starts at 0).  Applied to every training train,
-    clean or augmented, so that a length-aware posterior sees every recording length for every kind of train;
-    a cut keeping fewer than 3 spikes leaves the train whole."""
+    """Cut each train, with probability ``p_cut``, to a random contiguous time window.
+
+    The window's duration is uniform in ``[min_ms, its window]`` (placed uniformly; the new window starts at 0).
+    Applied to every training train, clean or augmented, so that a length-aware posterior sees every recording
+    length for every kind of train; a cut keeping fewer than 3 spikes leaves the train whole.
+    """
     rng = np.random.default_rng(seed)
     n = len(trains)
     cut = rng.random(n) < p_cut
@@ -130,7 +138,7 @@ def random_windows(trains: SpikeTrains, seed, min_ms: float, p_cut: float = 0.5)
 
 # ---------------------------------------------------------------------------- sequence representation
 def _log_isis(trains: SpikeTrains, max_isis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Padded ``[n, max_isis]`` log-ISIs (first ``max_isis`` intervals) and their counts, vectorised."""
+    """Return padded ``[n, max_isis]`` log-ISIs (first ``max_isis`` intervals) and their counts, vectorised."""
     counts = np.minimum(np.maximum(trains.counts - 1, 0), max_isis)
     n = len(trains)
     col = np.arange(max_isis)
@@ -177,18 +185,20 @@ def sequence_array(trains: SpikeTrains, stats: dict, max_isis: int = MAX_ISIS) -
 
 
 def represent(trains: SpikeTrains, representation: str, stats: dict | None = None) -> np.ndarray:
-    """The network input for ``trains``: ``[n, N_SUMMARY]`` or ``[n, MAX_ISIS, 3]`` (float32)."""
+    """Return the network input for ``trains``: ``[n, N_SUMMARY]`` or ``[n, MAX_ISIS, 3]`` (float32)."""
     if representation == "summary":
         return summary_statistics(trains).astype(np.float32)
     if representation == "summary_length":
         n_isi = np.maximum(trains.counts - 1, 1).astype(float)
         return np.concatenate([summary_statistics(trains), np.log(n_isi)[:, None]], axis=1).astype(np.float32)
     if representation == "sequence":
+        assert stats is not None, "the sequence representation needs the standardisation stats"
         return sequence_array(trains, stats)
     raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
 
 
 def input_shape(representation: str) -> tuple[int, ...]:
+    """Return the shape of one network input of ``representation`` (any other name: the sequence shape)."""
     return {"summary": (N_SUMMARY,), "summary_length": (N_SUMMARY + 1,)}.get(representation, (MAX_ISIS, 3))
 
 

@@ -1,5 +1,8 @@
-"""What the posterior accepts as spike trains (:func:`as_trains`, one train or many, checked) and how a train longer
-than the training window is read (:func:`first_window`)."""
+"""What the posterior accepts as spike trains, and how it reads a train longer than the training window.
+
+:func:`as_trains` accepts one train or many, checked; :func:`first_window` reads a long train over its first
+window.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from ..spikes import MIN_SPIKES, SpikeTrains, first_train_problem
 
 # ---------------------------------------------------------------------------- input checking
 def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
-    """Accept a :class:`SpikeTrains`, one array of spike times, a list of arrays or Neo spike trains (a
-    ``neo.SpikeTrain``, a list of them, a ``Segment`` or a ``Block``; see :func:`dicsbi.io.from_neo`); check
-    every train.
+    """Accept spike trains in any of the forms below, check every train and return them as :class:`SpikeTrains`.
+
+    The forms: a :class:`SpikeTrains`, one array of spike times, a list of arrays or Neo spike trains (a
+    ``neo.SpikeTrain``, a list of them, a ``Segment`` or a ``Block``; see :func:`dicsbi.io.from_neo`).
 
     A train must be finite, non-negative, strictly increasing and hold at least 3 spikes; the error names the
     train (its id) and what is wrong.
@@ -45,8 +49,11 @@ def as_trains(trains, name: str = "spike trains") -> SpikeTrains:
 
 
 def first_window(trains: SpikeTrains, window_ms: float) -> SpikeTrains:
-    """Each train whose spikes span more than ``window_ms`` cut to the ``window_ms`` from its first spike (not
-    from ``t_start``: files of absolute times may start long after 0); others as given."""
+    """Cut each train whose spikes span more than ``window_ms`` to the ``window_ms`` from its first spike.
+
+    The cut starts at the first spike, not at ``t_start``: files of absolute times may start long after 0.
+    Other trains are returned as given.
+    """
     t, off, has = trains.times_ms, trains.offsets, trains.counts > 0
     if not has.any():
         return trains

@@ -48,8 +48,11 @@ def _net(n_in: int, hidden: int, components: int):
 
 
 class NoiseLevelModel:
-    """p(sigma | theta, x).  ``config``: max, p_zero (the prior's point mass), hidden, components, the input's
-    z-scoring (x_mean, x_std) and the DIC box."""
+    """The conditional noise-level model p(sigma | theta, x) (see the module docstring).
+
+    ``config``: max, p_zero (the prior's point mass), hidden, components, the input's z-scoring (x_mean, x_std)
+    and the DIC box.
+    """
 
     def __init__(self, net, config: dict):
         import torch
@@ -65,7 +68,7 @@ class NoiseLevelModel:
     @classmethod
     def create(cls, x, box, noise_max: float, p_zero: float, hidden: int = 64, components: int = 8,
                seed: int = 0) -> NoiseLevelModel:
-        """A fresh model z-scoring the network input like ``x`` (a tensor of training inputs)."""
+        """Create a fresh model z-scoring the network input like ``x`` (a tensor of training inputs)."""
         import torch
 
         torch.manual_seed(seed)
@@ -78,7 +81,7 @@ class NoiseLevelModel:
 
     # -- the distribution
     def _params(self, x, theta):
-        """logit pi, log w, mu, log s for rows of (x [R, D], theta [R, 2])."""
+        """Return logit pi, log w, mu, log s for rows of (x [R, D], theta [R, 2])."""
         import torch
 
         h = torch.cat([(x.reshape(x.shape[0], -1) - self._mean) / self._std, (theta - self._lo) / self._span], -1)
@@ -88,7 +91,7 @@ class NoiseLevelModel:
         return out[:, 0], logw, out[:, 1 + k:1 + 2 * k], out[:, 1 + 2 * k:].clamp(-7.0, 3.0)
 
     def log_prob(self, sigma, x, theta):
-        """log P(sigma = 0) for zeros, log density (per uA/cm^2) for sigma in (0, max]; rows of tensors."""
+        """Return log P(sigma = 0) for zeros, log density (per uA/cm^2) for sigma in (0, max]; rows of tensors."""
         import torch
         import torch.nn.functional as F
 
@@ -101,6 +104,7 @@ class NoiseLevelModel:
         return torch.where(zero, F.logsigmoid(logit_pi), F.logsigmoid(-logit_pi) + dens)
 
     def loss(self, sigma, x, theta):
+        """Return the training loss: the mean negative :meth:`log_prob` over the rows (tensors)."""
         return -self.log_prob(sigma, x, theta).mean()
 
     def sample(self, x, theta, generator=None) -> np.ndarray:
@@ -118,6 +122,7 @@ class NoiseLevelModel:
         return torch.where(zero, torch.zeros_like(sigma), sigma).numpy().astype(float)
 
     def prob_zero(self, x, theta) -> np.ndarray:
+        """Return P(sigma = 0 | theta, x), the probability of a clean recording, per row of (x, theta) (tensors)."""
         import torch
 
         with torch.no_grad():
@@ -162,8 +167,11 @@ class NoiseLevelModel:
 
 
 def randomised_pit(samples: np.ndarray, truth: np.ndarray, seed: int = 0) -> np.ndarray:
-    """PIT of each truth under its posterior samples ``[n_trains, n]`` of a variable with a point mass at 0: the
-    share of samples below the truth, plus a uniform share of the samples equal to it (ties, i.e. zeros)."""
+    """Return the randomised PIT of each truth under its posterior samples ``[n_trains, n]``.
+
+    For a variable with a point mass at 0, the PIT is the share of samples below the truth, plus a uniform share
+    of the samples equal to it (ties, i.e. zeros).
+    """
     rng = np.random.default_rng(seed)
     below = (samples < truth[:, None]).mean(1)
     ties = (samples == truth[:, None]).mean(1)

@@ -1,11 +1,15 @@
-"""Training a DIC posterior on a dicsbi training set: :class:`TrainConfig`, :func:`train_posterior` and its loop (see
-:mod:`dicsbi.posterior`)."""
+"""Training a DIC posterior on a dicsbi training set: :class:`TrainConfig`, :func:`train_posterior` and its loop.
+
+See :mod:`dicsbi.posterior`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,16 +19,20 @@ from ..io.files import package_versions
 from ..models import get_model
 from ..progress import ProgressBar
 from ..spikes import MIN_SPIKES
-from .artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION, DICPosterior, _build_estimator
-from .embedding import REPRESENTATIONS, augment, input_shape, random_windows, represent, sequence_stats
+from .artifact import DICPosterior, _build_estimator
+from .config import FLOWS, REPRESENTATIONS, Flow, PosteriorConfig, Representation
+from .embedding import augment, input_shape, random_windows, represent, sequence_stats
+
+if TYPE_CHECKING:
+    from ..datasets.storage import TrainingSet
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Settings of :func:`train_posterior` (all recorded in the artifact)."""
 
-    representation: str = "summary"
-    flow: str = "nsf"
+    representation: Representation = "summary"
+    flow: Flow = "nsf"
     hidden_features: int = 64
     num_transforms: int = 5
     num_bins: int = 10
@@ -46,17 +54,24 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"
 
+    def __post_init__(self):
+        if self.representation not in REPRESENTATIONS:
+            raise DicsbiError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
+        if self.flow not in FLOWS:
+            raise DicsbiError(f"flow must be one of {FLOWS}, got {self.flow!r}")
 
-def _noise_levels(noise_std):
-    """A data set's noise std (uA/cm^2), or the sorted distinct levels of combined sets (one level: a float)."""
-    levels = sorted({float(v) for v in np.atleast_1d(noise_std)})
-    return levels[0] if len(levels) == 1 else levels
+
+def _noise_levels(noise_std) -> tuple[float, ...]:
+    """Return the sorted distinct noise levels (uA/cm^2) of a data set (one) or of combined sets."""
+    return tuple(sorted({float(v) for v in np.atleast_1d(noise_std)}))
 
 
 def _noise_parts(manifest: dict) -> list[dict]:
-    """The training world's noise: per data set part its fixed level or ``noise_max`` and its share of the cells
-    (design sizes), so that :func:`dicsbi.diagnostics.runner.diagnose` can draw fresh test cells from the same
-    mixture."""
+    """Return the training world's noise: per data set part its fixed level or ``noise_max`` and its share of cells.
+
+    The shares are the parts' design sizes, so that :func:`dicsbi.diagnostics.runner.diagnose` can draw fresh
+    test cells from the same mixture.
+    """
     parts = [p["config"] for p in manifest.get("parts", [])] or [manifest["config"]]
     sizes = np.array([float(c["n_targets"]) * float(c["cells_per_target"]) for c in parts])
     return [{"noise_std": float(c["noise_std"]), "noise_max": c.get("noise_max"), "share": float(w)}
@@ -85,6 +100,8 @@ def _class_map(targets: np.ndarray, classes: np.ndarray, box, bins: int = 40) ->
 
 @dataclass
 class TrainingReport:
+    """What :func:`train_posterior` reports: epochs, best validation loss, time, train sizes, exclusions, history."""
+
     epochs: int
     best_val_loss: float
     seconds: float
@@ -98,9 +115,11 @@ class TrainingReport:
 def train_posterior(data, config: TrainConfig | None = None, progress: bool = True,
                     max_seconds: float | None = None,
                     resume_from: DICPosterior | None = None) -> tuple[DICPosterior, TrainingReport]:
-    """Train a :class:`DICPosterior` on a data set folder (or a loaded :class:`~dicsbi.datasets.TrainingSet`),
-    or on a list of them trained as one (:func:`~dicsbi.datasets.combine_datasets`: e.g. clean and noisy
-    simulations, so that one posterior serves both; ``noise_std`` in the artifact is then the list of levels).
+    """Train a :class:`DICPosterior` on a data set folder, a loaded training set, or a list of them trained as one.
+
+    ``data`` is a data set folder, a loaded :class:`~dicsbi.datasets.TrainingSet`, or a list of them trained
+    as one (:func:`~dicsbi.datasets.combine_datasets`: e.g. clean and noisy simulations, so that one posterior
+    serves both; ``noise_std`` in the artifact is then the list of levels).
 
     ``resume_from``: continue from a posterior trained on the same data with the same network settings (its
     weights and z-scoring are kept; epochs and seconds add up in the artifact), so a long training can run in
@@ -112,8 +131,6 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     import torch
 
     cfg = config or TrainConfig()
-    if cfg.representation not in REPRESENTATIONS:
-        raise DicsbiError(f"representation must be one of {REPRESENTATIONS}, got {cfg.representation!r}")
     ds, tr_idx, va_idx, excluded = _training_split(data, cfg)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -121,8 +138,8 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     rng = np.random.default_rng(cfg.seed)
     train_trains, val_trains = ds.trains.select(tr_idx), ds.trains.select(va_idx)
     stats = sequence_stats(train_trains) if cfg.representation == "sequence" else None
-    if resume_from is not None and resume_from.config.get("sequence_stats") is not None:
-        stats = resume_from.config["sequence_stats"]
+    if resume_from is not None and resume_from.config.sequence_stats is not None:
+        stats = dict(resume_from.config.sequence_stats)  # a plain copy: read only, as the stats it replaces
     meta = _artifact_meta(ds, cfg, tr_idx, va_idx, excluded, stats)
 
     def feats(trains, seed):
@@ -132,13 +149,13 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
             tr = random_windows(tr, _seeds.stream(seed, _seeds.WINDOWS), cfg.length_min_ms)
         return torch.as_tensor(represent(tr, cfg.representation, stats))
 
-    u_train, u_val = _to_u(ds.targets[tr_idx], meta["box"]), _to_u(ds.targets[va_idx], meta["box"])
+    u_train, u_val = _to_u(ds.targets[tr_idx], meta.box), _to_u(ds.targets[va_idx], meta.box)
     x_val = feats(val_trains, cfg.seed + 10**6)  # fixed augmented copy
     x0 = feats(train_trains, int(rng.integers(2**31)))
     net = _build_estimator(meta, u_train, x0)
     before = _resume(net, resume_from, meta, cfg)
     net = net.to(cfg.device)
-    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, meta["box"], resume_from)
+    noise = _noise_trainer(ds, cfg, tr_idx, va_idx, x0, x_val, meta.box, resume_from)
     t0 = time.perf_counter()
     epoch, best, history = _fit(net, noise, u_train, u_val, x_val, x0,
                                 lambda: feats(train_trains, int(rng.integers(2**31))), rng, cfg, progress,
@@ -146,18 +163,21 @@ def train_posterior(data, config: TrainConfig | None = None, progress: bool = Tr
     net = net.to("cpu")
     seconds = time.perf_counter() - t0
     report = TrainingReport(epoch, best, seconds, int(tr_idx.size), int(va_idx.size), *excluded, history)
-    meta["training"] = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
-                        "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
-    post = DICPosterior(net, meta)
+    training = {"epochs": int(before["epochs"]) + epoch, "best_val_loss": best,
+                "seconds": round(float(before["seconds"]) + seconds, 1), "seed": cfg.seed}
+    post = DICPosterior(net, meta.replace(training=training))
     if noise is not None:
         post.noise_level = noise.finish()
-        meta["training"]["noise_level_best_val_loss"] = noise.best
+        post.config = post.config.replace(training={**training, "noise_level_best_val_loss": noise.best})
     return post, report
 
 
-def _training_split(data, cfg: TrainConfig):
-    """The combined data set, the indices of its training and validation trains (non-silent, not diverged;
-    validation by held-out targets) and the excluded counts (silent, diverged)."""
+def _training_split(data, cfg: TrainConfig) -> tuple[TrainingSet, np.ndarray, np.ndarray, tuple[int, int]]:
+    """Return the combined data set, the indices of its training and validation trains and the excluded counts.
+
+    The trains used are non-silent and not diverged, validation is by held-out targets, and the excluded counts
+    are (silent, diverged).
+    """
     from ..datasets.storage import TrainingSet, combine_datasets, load_dataset
 
     parts = list(data) if isinstance(data, (list, tuple)) else [data]
@@ -172,30 +192,30 @@ def _training_split(data, cfg: TrainConfig):
     return ds, tr_idx, va_idx, (n_silent, n_diverged)
 
 
-def _artifact_meta(ds, cfg: TrainConfig, tr_idx, va_idx, excluded, stats) -> dict:
+def _artifact_meta(ds, cfg: TrainConfig, tr_idx, va_idx, excluded, stats) -> PosteriorConfig:
     """``posterior.json`` of a posterior trained on ``ds`` (everything but the training summary)."""
     dcfg = ds.manifest["config"]
-    box = [list(dcfg["g_s_range"]), list(dcfg["g_u_range"])]
-    return {
-        "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "model": get_model(ds.model).name,
-        "vth_mV": float(np.median(ds.vth_mV)), "box": box, "representation": cfg.representation,
-        "input_shape": list(input_shape(cfg.representation)), "sequence_stats": stats,
-        "flow": cfg.flow, "hidden_features": cfg.hidden_features, "num_transforms": cfg.num_transforms,
-        "num_bins": cfg.num_bins, "embedding_dim": cfg.embedding_dim,
-        "window_ms": float(dcfg["duration_ms"]), "noise_std": _noise_levels(dcfg["noise_std"]),
-        "simulator": {**{k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
-                      "noise_parts": _noise_parts(ds.manifest)},
-        "training_data": {"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
-                          "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
-                          "excluded_silent": excluded[0], "excluded_diverged": excluded[1]},
-        "train_config": {k: v for k, v in cfg.__dict__.items() if k not in ("threads", "device")},
-        "class_map": _class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
-        "versions": package_versions(("dicsbi", "sbi", "torch", "numpy")),
-    }
+    (gs_lo, gs_hi), (gu_lo, gu_hi) = (map(float, dcfg[k]) for k in ("g_s_range", "g_u_range"))
+    box = ((gs_lo, gs_hi), (gu_lo, gu_hi))
+    return PosteriorConfig(
+        model=get_model(ds.model).name, vth_mV=float(np.median(ds.vth_mV)), box=box,
+        representation=cfg.representation, input_shape=tuple(input_shape(cfg.representation)),
+        sequence_stats=stats, flow=cfg.flow, hidden_features=cfg.hidden_features,
+        num_transforms=cfg.num_transforms, num_bins=cfg.num_bins, embedding_dim=cfg.embedding_dim,
+        window_ms=float(dcfg["duration_ms"]), noise_std=_noise_levels(dcfg["noise_std"]),
+        simulator={**{k: dcfg.get(k) for k in ("duration_ms", "transient_ms", "dt_ms", "noise_std", "pair")},
+                   "noise_parts": _noise_parts(ds.manifest)},
+        training_data={"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
+                       "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
+                       "excluded_silent": excluded[0], "excluded_diverged": excluded[1]},
+        train_config={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "device")},
+        class_map=_class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
+        versions=package_versions(("dicsbi", "sbi", "torch", "numpy")),
+    )
 
 
 def _to_u(theta, box):
-    """The flow's unbounded coordinates of DICs in ``box`` (the artifact's own transform)."""
+    """Return the flow's unbounded coordinates of DICs in ``box`` (the artifact's own transform)."""
     import torch
 
     post = DICPosterior.__new__(DICPosterior)
@@ -203,27 +223,32 @@ def _to_u(theta, box):
     return post._to_u(torch.as_tensor(theta, dtype=torch.float32))[0]
 
 
-def _resume(net, resume_from: DICPosterior | None, meta: dict, cfg: TrainConfig) -> dict:
-    """Load the weights of ``resume_from`` into ``net`` after checking it was trained alike; returns the epochs
-    and seconds it had (zero without one)."""
+def _resume(net, resume_from: DICPosterior | None, meta: PosteriorConfig, cfg: TrainConfig) -> dict:
+    """Load the weights of ``resume_from`` into ``net`` after checking it was trained alike.
+
+    Returns the epochs and seconds it had (zero without one).
+    """
     if resume_from is None:
         return {"epochs": 0, "seconds": 0.0}
     keys = ("representation", "flow", "hidden_features", "num_transforms", "num_bins", "box") + (
         ("embedding_dim",) if cfg.representation == "sequence" else ())
-    differ = [k for k in keys if resume_from.config.get(k) != meta[k]]
-    if resume_from.config["training_data"]["fingerprint"] != meta["training_data"]["fingerprint"]:
+    differ = [k for k in keys if getattr(resume_from.config, k) != getattr(meta, k)]
+    if resume_from.config.fingerprint != meta.fingerprint:
         differ.append("training data")
     if differ:
         raise DicsbiError(f"cannot resume: the earlier posterior differs in {', '.join(differ)}")
     net.load_state_dict(resume_from.estimator.state_dict())
-    return resume_from.config.get("training", {"epochs": 0, "seconds": 0.0})
+    return dict(resume_from.config.training) or {"epochs": 0, "seconds": 0.0}
 
 
 def _fit(net, noise, u_train, u_val, x_val, x0, fresh_copy, rng, cfg: TrainConfig, progress: bool,
          max_seconds: float | None):
-    """The training loop: Adam with gradient clipping, a new augmented copy of the training trains each epoch
-    after the first (``fresh_copy()``), the learning rate halved on plateaus, early stopping on the validation
-    loss; the best weights are loaded into ``net``.  Returns (epochs run, best validation loss, history)."""
+    """Run the training loop and load the best weights into ``net``.
+
+    Adam with gradient clipping, a new augmented copy of the training trains each epoch after the first
+    (``fresh_copy()``), the learning rate halved on plateaus, early stopping on the validation loss.  Returns
+    (epochs run, best validation loss, history).
+    """
     import torch
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -281,8 +306,10 @@ def _validation_loss(net, u_val, x_val, device) -> float:
 
 
 class _NoiseTrainer:
-    """Trains p(noise level | DICs, train) next to the flow, on the flow's batches
-    (:mod:`dicsbi.posterior.noise_level`)."""
+    """Trains p(noise level | DICs, train) next to the flow, on the flow's batches.
+
+    See :mod:`dicsbi.posterior.noise_level`.
+    """
 
     def __init__(self, model, sigma_tr, theta_tr, sigma_va, theta_va, x_val, lr: float):
         import torch
@@ -291,7 +318,8 @@ class _NoiseTrainer:
         self.s_tr, self.th_tr = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_tr, theta_tr))
         self.s_va, self.th_va = (torch.as_tensor(a, dtype=torch.float32) for a in (sigma_va, theta_va))
         self.opt = torch.optim.Adam(model.net.parameters(), lr=lr)
-        self.best, self.best_state = math.inf, None
+        self.best: float = math.inf
+        self.best_state: dict | None = None
 
     def step(self, rows, x) -> None:
         self.model.net.train()
@@ -316,9 +344,11 @@ class _NoiseTrainer:
 
 
 def _noise_trainer(ds, cfg: TrainConfig, tr_idx, va_idx, x0, x_val, box, resume_from) -> _NoiseTrainer | None:
-    """The noise model's trainer when the training noise levels vary (and ``cfg.noise_model``), else None.
+    """Return the noise model's trainer when the training noise levels vary (and ``cfg.noise_model``), else None.
+
     The prior's top is the largest ``noise_max`` (or fixed level) of the data sets; its point mass the share of
-    clean training trains."""
+    clean training trains.
+    """
     from .noise_level import NoiseLevelModel
 
     sigma = ds.noise_std if ds.noise_std is not None else np.zeros(len(ds))

@@ -36,11 +36,12 @@ test sets, never the reference trains), so about 1 % of in-world recordings are 
 **Other shipped cell types.**  A density of one world cannot flag a train that lies in a region the world
 shares with another cell type: 24 % of the STG world fires periodically at 10-25 Hz and so does 2 % of the DA
 world, so at a 1 % in-world rate half the STG trains given to the DA posterior looked in-world.  A posterior
-therefore also carries a *rival-world classifier* (``rivals``): five small networks (:data:`RIVAL`; their class
-probabilities averaged, so the threshold's tail does not rest on the luck of one fit) on the same normal
-scores that tell its own training world from the training worlds of the other shipped models (balanced
-classes; the known alternatives a recording may really come from), each trained until 30 epochs bring no
-better held-out cross-entropy.  A train is flagged when its density is too low *or* the
+therefore also carries a *rival-world classifier* (``rivals``, :mod:`dicsbi.posterior.rival`): five small
+networks (:data:`~dicsbi.posterior.rival.RIVAL`; their class probabilities averaged, so the threshold's tail does
+not rest on the luck of one fit) on the same normal scores that tell its own training world from the training
+worlds of the other shipped models (balanced classes; the known alternatives a recording may really come from),
+each trained until 30 epochs bring no better held-out cross-entropy.  A train is flagged when its density is too
+low *or* the
 classifier calls it another model's (its probability of the own world too low); both thresholds sit at the
 same quantile of the held-out calibration trains, chosen so that their union flags ``1 - quantile`` of them
 (1 %).  ``like_model`` names the shipped model a train resembles more than its own.  This flag knows the shipped
@@ -63,12 +64,14 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 from numba import njit, prange
 
 from ..errors import DicsbiError
 from ..spikes import SpikeTrains, burst_starts
+from .rival import RIVAL, fit_rival, rival_net, union_quantile
 from .summary import SUMMARY_NAMES, summary_statistics
 
 ARRAYS = "typicality.npz"
@@ -79,8 +82,18 @@ VERSION = 5  # 5: times on a 0.5 ms grid; 4: + rival-world classifier; 3: flow d
 TIME_GRID_MS = 0.5  # spike times are read on this grid: timing below it (a solver step, a sampling rate) is no evidence
 ORDER_NAMES = ("cv_spikes_per_burst", "cv_burst_period", "single_spike_bursts", "spikes_per_burst_range")
 FEATURE_NAMES = tuple(SUMMARY_NAMES) + ORDER_NAMES
-FLOW = {"transforms": 3, "hidden": 128, "dequantisation": 0.1, "draws": 4}
-RIVAL = {"hidden": 128, "epochs": 400, "patience": 30, "batch": 512, "lr": 1e-3, "members": 5}
+
+
+class _FlowSettings(TypedDict):
+    """The flow's settings (:data:`FLOW`)."""
+
+    transforms: int
+    hidden: int
+    dequantisation: float
+    draws: int
+
+
+FLOW: _FlowSettings = {"transforms": 3, "hidden": 128, "dequantisation": 0.1, "draws": 4}
 PATIENCE = 10  # epochs without a better validation NLL before the flow's fit stops
 MEANING = ("this recording is unlike the spike trains the posterior was trained on (its typicality score is "
            "beyond the level that 1% of in-world recordings reach, or it looks like a recording of another "
@@ -121,14 +134,17 @@ def _order_kernel(times, offsets, out):
 
 
 def on_grid(trains: SpikeTrains, grid_ms: float = TIME_GRID_MS) -> SpikeTrains:
-    """The trains with every spike time rounded to the nearest multiple of ``grid_ms`` (windows unchanged)."""
+    """Return the trains with every spike time rounded to the nearest multiple of ``grid_ms`` (windows unchanged)."""
     return SpikeTrains(np.round(np.asarray(trains.times_ms, dtype=float) / grid_ms) * grid_ms, trains.offsets,
                        trains.t_start_ms, trains.t_stop_ms, trains.ids)
 
 
 def typicality_features(trains: SpikeTrains) -> np.ndarray:
-    """``[n_trains, 26]``: the summary statistics and the four burst-order statistics (:data:`FEATURE_NAMES`) of
-    the trains read on the :data:`TIME_GRID_MS` grid (:func:`on_grid`)."""
+    """Return the typicality features ``[n_trains, 26]`` of the trains.
+
+    They are the summary statistics and the four burst-order statistics (:data:`FEATURE_NAMES`) of the trains
+    read on the :data:`TIME_GRID_MS` grid (:func:`on_grid`).
+    """
     trains = on_grid(trains)
     order = np.empty((len(trains), len(ORDER_NAMES)))
     _order_kernel(np.ascontiguousarray(trains.times_ms, dtype=float), trains.offsets.astype(np.int64), order)
@@ -136,9 +152,12 @@ def typicality_features(trains: SpikeTrains) -> np.ndarray:
 
 
 def _ecdf_scores(f: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """Normal scores of ``f`` under each feature's empirical distribution (``sorted_ref``: the reference's sorted
-    columns): Phi^-1 of the mid-rank, ties shared; beyond the reference's range continued linearly in units of
-    the outer 1% of the reference, so a value far outside still counts as far."""
+    """Return the normal scores of ``f`` under each feature's empirical distribution.
+
+    ``sorted_ref`` holds the reference's sorted columns.  A score is Phi^-1 of the mid-rank, ties shared; beyond
+    the reference's range it is continued linearly in units of the outer 1% of the reference, so a value far
+    outside still counts as far.
+    """
     from scipy.special import ndtri
 
     n = sorted_ref.shape[0]
@@ -161,84 +180,12 @@ def _flow(n_features: int):
     return zuko.flows.NSF(n_features, 0, transforms=FLOW["transforms"], hidden_features=(FLOW["hidden"],) * 2)
 
 
-def _rival_member(n_features: int, n_rivals: int):
-    """Logits of (own world, rival 1, ...) from the normal scores."""
-    import torch
-
-    h = RIVAL["hidden"]
-    return torch.nn.Sequential(torch.nn.Linear(n_features, h), torch.nn.SiLU(), torch.nn.Linear(h, h),
-                               torch.nn.SiLU(), torch.nn.Linear(h, n_rivals + 1))
-
-
-def _rival_net(n_features: int, n_rivals: int):
-    """The rival-world classifier: ``RIVAL["members"]`` networks whose class probabilities are averaged."""
-    import torch
-
-    class Ensemble(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.members = torch.nn.ModuleList(_rival_member(n_features, n_rivals) for _ in range(RIVAL["members"]))
-
-        def forward(self, z):
-            return torch.stack([torch.softmax(m(z), dim=1) for m in self.members]).mean(0)
-
-    return Ensemble()
-
-
-def _fit_rival(z_own: np.ndarray, z_rivals: list[np.ndarray], gen):
-    """Train the rival-world classifier: each member on its own shuffles and initialisation (classes weighted to
-    balance; a tenth held out for early stopping, the same tenth for all).  Returns the ensemble, the members'
-    validation cross-entropies and their best epochs."""
-    import torch
-
-    x = torch.as_tensor(np.concatenate([z_own, *z_rivals]), dtype=torch.float32)
-    y = torch.as_tensor(np.concatenate([np.full(len(z), k) for k, z in enumerate([z_own, *z_rivals])]))
-    counts = torch.bincount(y).float()
-    loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts))
-    perm = torch.randperm(len(x), generator=gen)
-    n_val = max(len(x) // 10, 5)
-    (xv, yv), (xt, yt) = (x[perm[:n_val]], y[perm[:n_val]]), (x[perm[n_val:]], y[perm[n_val:]])
-    ens = _rival_net(x.shape[1], len(z_rivals))
-    losses, epochs = [], []
-    for net in ens.members:
-        opt = torch.optim.Adam(net.parameters(), lr=RIVAL["lr"])
-        best, state, best_epoch = np.inf, None, -1
-        for epoch in range(RIVAL["epochs"]):
-            net.train()
-            order = torch.randperm(len(xt), generator=gen)
-            for b in range(0, len(xt), RIVAL["batch"]):
-                i = order[b:b + RIVAL["batch"]]
-                loss = loss_fn(net(xt[i]), yt[i])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            net.eval()
-            with torch.no_grad():
-                vl = float(loss_fn(net(xv), yv))
-            if vl < best:
-                best, state, best_epoch = vl, {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch
-            elif epoch - best_epoch >= RIVAL["patience"]:
-                break
-        net.load_state_dict(state)
-        losses.append(best)
-        epochs.append(best_epoch)
-    return ens.eval(), losses, epochs
-
-
-def _union_quantile(a: np.ndarray, b: np.ndarray, rate: float) -> tuple[float, float]:
-    """Thresholds of two scores at one common quantile q of their own values, chosen by bisection so that
-    ``a > ta or b > tb`` holds for ``rate`` of the trains (as nearly as ties allow)."""
-    lo, hi = 1.0 - rate, 1.0
-    for _ in range(40):
-        q = 0.5 * (lo + hi)
-        ta, tb = np.quantile(a, q), np.quantile(b, q)
-        lo, hi = (q, hi) if ((a > ta) | (b > tb)).mean() > rate else (lo, q)
-    return float(np.quantile(a, hi)), float(np.quantile(b, hi))
-
-
 class Typicality:
-    """A fitted typicality score: the reference trains' features (for the normal scores), the flow, the threshold
-    of its score and, when fitted with rivals, the rival-world classifier with its threshold."""
+    """A fitted typicality score (see the module docstring).
+
+    It holds the reference trains' features (for the normal scores), the flow, the threshold of its score and,
+    when fitted with rivals, the rival-world classifier with its threshold.
+    """
 
     def __init__(self, features: np.ndarray, flow, threshold: float, quantile: float, info: dict | None = None,
                  rival=None, rivals: tuple[str, ...] = (), rival_threshold: float = np.inf):
@@ -257,9 +204,12 @@ class Typicality:
     def fit(cls, reference: SpikeTrains, calibration: SpikeTrains, quantile: float = QUANTILE,
             info: dict | None = None, epochs: int = 100, seed: int = 0, progress: bool = False,
             rivals: dict[str, SpikeTrains] | None = None) -> Typicality:
-        """Fit the density to ``reference`` (training trains; a tenth held out for early stopping) and, with
-        ``rivals`` (model name -> that model's training trains), the rival-world classifier; set the
-        threshold(s) so that ``1 - quantile`` of ``calibration`` (held-out in-world trains) is flagged."""
+        """Fit the density to ``reference`` and, with ``rivals``, the rival-world classifier; set the thresholds.
+
+        ``reference`` are training trains (a tenth held out for early stopping); ``rivals`` maps a model name to
+        that model's training trains.  The threshold(s) are set so that ``1 - quantile`` of ``calibration``
+        (held-out in-world trains) is flagged.
+        """
         import torch
 
         if not 0.5 < quantile < 1:
@@ -295,33 +245,33 @@ class Typicality:
             elif epoch - best_epoch >= PATIENCE:
                 break
         tmp.flow.load_state_dict(state)
-        extra = {"n_reference": int(len(reference)), "n_calibration": int(len(calibration)),
+        extra: dict[str, Any] = {"n_reference": int(len(reference)), "n_calibration": int(len(calibration)),
                  "epochs": int(epochs), "validation_nll": best, "best_epoch": best_epoch, "fit_seed": int(seed)}
         if not rivals:
             thr = float(np.quantile(tmp.score(calibration), quantile))
             return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra})
         names = tuple(sorted(rivals))
         z_rivals = [tmp._scores(typicality_features(rivals[k])) for k in names]
-        net, val_loss, rival_epoch = _fit_rival(x.numpy(), z_rivals, gen)
+        net, val_loss, rival_epoch = fit_rival(x.numpy(), z_rivals, gen)
         tmp.rival, tmp.rivals = net, names
         z_cal = tmp._z(calibration)
-        thr, rival_thr = _union_quantile(tmp._density(z_cal), tmp._not_own(tmp._rival_probs(z_cal)), 1.0 - quantile)
+        thr, rival_thr = union_quantile(tmp._density(z_cal), tmp._not_own(tmp._rival_probs(z_cal)), 1.0 - quantile)
         extra.update(rival_validation_loss=val_loss, rival_best_epoch=rival_epoch,
                      n_rival={k: int(len(rivals[k])) for k in names})
         return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra}, net, names, rival_thr)
 
     def _z(self, trains: SpikeTrains) -> np.ndarray:
-        """The trains' features as normal scores: computed once per call of the public methods."""
+        """Return the trains' features as normal scores: computed once per call of the public methods."""
         return self._scores(typicality_features(trains))
 
     def _density(self, z: np.ndarray) -> np.ndarray:
         import torch
 
-        z = torch.as_tensor(z, dtype=torch.float32)
+        zt = torch.as_tensor(z, dtype=torch.float32)
         gen = torch.Generator().manual_seed(0)
         eps, k = FLOW["dequantisation"], FLOW["draws"]
         with torch.no_grad():
-            lp = torch.stack([self.flow().log_prob(z + eps * torch.randn(z.shape, generator=gen)) for _ in range(k)])
+            lp = torch.stack([self.flow().log_prob(zt + eps * torch.randn(zt.shape, generator=gen)) for _ in range(k)])
             return -(torch.logsumexp(lp, 0) - np.log(k)).numpy().astype(float)
 
     def _rival_probs(self, z: np.ndarray) -> np.ndarray:
@@ -335,12 +285,14 @@ class Typicality:
 
     @staticmethod
     def _not_own(p: np.ndarray) -> np.ndarray:
-        """The rival score, ``-log P(own world)``, from the class probabilities."""
+        """Return the rival score, ``-log P(own world)``, from the class probabilities."""
         return -np.log(np.clip(p[:, 0], 1e-300, None))
 
     def assess(self, trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(score, flagged, like_model)`` of every train from one computation of its features (see
-        :meth:`score`, :meth:`flag`, :meth:`like_model`)."""
+        """Return ``(score, flagged, like_model)`` of every train from one computation of its features.
+
+        See :meth:`score`, :meth:`flag`, :meth:`like_model`.
+        """
         z = self._z(trains)
         score, p = self._density(z), self._rival_probs(z)
         rival = self._not_own(p)
@@ -359,8 +311,10 @@ class Typicality:
         return self._not_own(self._rival_probs(self._z(trains)))
 
     def like_model(self, trains: SpikeTrains) -> np.ndarray:
-        """For each train, the rival model the classifier calls it when the rival score is over its threshold,
-        else ``""``."""
+        """Return, for each train, the rival model the classifier calls it.
+
+        The entry is that model's name when the rival score is over its threshold, else ``""``.
+        """
         return self.assess(trains)[2]
 
     def flag(self, trains: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
@@ -368,6 +322,11 @@ class Typicality:
         return self.assess(trains)[:2]
 
     def save(self, folder: str | os.PathLike) -> Path:
+        """Write the typicality into ``folder`` (created if missing) and return the folder.
+
+        The reference features go to :data:`ARRAYS`, the flow's (and rival classifier's) weights to
+        :data:`WEIGHTS` and the settings, thresholds and the weights' SHA-256 to :data:`SETTINGS`.
+        """
         import torch
 
         from ..io.files import atomic_write_bytes, atomic_write_text
@@ -392,7 +351,7 @@ class Typicality:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Typicality | None:
-        """The typicality saved in ``folder``, or None when it has none."""
+        """Load the typicality saved in ``folder``, or return None when it has none."""
         import torch
 
         folder = Path(folder)
@@ -414,7 +373,7 @@ class Typicality:
             flow.load_state_dict(part["flow"])
             rivals, rival = tuple(s["rivals"]), None
             if rivals:
-                rival = _rival_net(features.shape[1], len(rivals))
+                rival = rival_net(features.shape[1], len(rivals))
                 rival.load_state_dict(part["rival"])
             return cls(features, flow, float(s["threshold"]), float(s["quantile"]), s["info"], rival, rivals,
                        float(s["rival_threshold"]) if rivals else np.inf)

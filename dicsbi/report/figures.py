@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..diagnostics.runner import DiagnosticFigures
+    from ..posterior.config import PosteriorConfig
 
 from ..models import get_model
 from ..spikes import CLASS_NAMES
@@ -11,16 +17,19 @@ CLASS_COLOURS = ("#bbbbbb", "#1f77b4", "#d62728")  # silent, spiking, bursting
 
 
 def pyplot():
-    """matplotlib's pyplot, imported on first use.  The user's backend is left as it is (a library that switched
-    it would stop a notebook's inline figures); a machine without a display falls back to Agg by itself.  Every
-    figure dicsbi draws is saved and closed by its caller."""
+    """Return matplotlib's pyplot, imported on first use.
+
+    The user's backend is left as it is (a library that switched it would stop a notebook's inline figures); a
+    machine without a display falls back to Agg by itself.  Every figure dicsbi draws is saved and closed by
+    its caller.
+    """
     import matplotlib.pyplot as plt
 
     return plt
 
 
 def raster(recording: np.ndarray, members: list[np.ndarray] | None, window_ms: float, title: str = ""):
-    """The recording (top, black) above simulated population members (grey)."""
+    """Plot the recording (top, black) above simulated population members (grey)."""
     plt = pyplot()
     members = members or []
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.25 * len(members)))
@@ -57,14 +66,14 @@ def isi_panels(recording: np.ndarray, title: str = ""):
     return fig
 
 
-def dic_posterior(samples: np.ndarray, config: dict, truth=None, title: str = ""):
+def dic_posterior(samples: np.ndarray, config: PosteriorConfig, truth=None, title: str = ""):
     """Posterior samples in the (g_s, g_u) plane over the firing-regime map learned from the training set."""
     plt = pyplot()
     from matplotlib.colors import ListedColormap
 
-    (a, b), (c, d) = config["box"]
+    (a, b), (c, d) = config.box
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    freq = np.asarray(config.get("class_map", {}).get("frequencies", []), dtype=float)
+    freq = np.asarray((config.class_map or {}).get("frequencies", []), dtype=float)
     if freq.size:
         regime = freq.argmax(-1).T
         ax.imshow(regime, origin="lower", extent=(a, b, c, d), aspect="auto", alpha=0.25,
@@ -101,18 +110,20 @@ def conductance_violins(model, conductances: np.ndarray, title: str = ""):
     return fig
 
 
-def coverage_curves(figures: dict, n: int):
-    """Expected coverage against credibility level: joint (HPD) and marginal (central), with a 95% binomial
-    band around the diagonal."""
+def coverage_curves(figures: DiagnosticFigures, n: int):
+    """Plot expected coverage against credibility level: joint (HPD) and marginal (central).
+
+    A 95% binomial band is drawn around the diagonal.
+    """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    levels = np.array([float(a) for a in figures["coverage_joint"]])
+    levels = np.array(list(figures.coverage_joint))
     ax.fill_between(levels, levels - 1.96 * np.sqrt(levels * (1 - levels) / n),
                     levels + 1.96 * np.sqrt(levels * (1 - levels) / n), color="0.85", label="95% band (calibrated)")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.plot(levels, list(figures["coverage_joint"].values()), "o-", ms=3, label="joint (HPD)")
-    for name, cov in figures["coverage_marginal"].items():
-        ax.plot([float(a) for a in cov], list(cov.values()), "s--", ms=2, label=f"{name} (central)")
+    ax.plot(levels, list(figures.coverage_joint.values()), "o-", ms=3, label="joint (HPD)")
+    for name, cov in figures.coverage_marginal.items():
+        ax.plot(list(cov), list(cov.values()), "s--", ms=2, label=f"{name} (central)")
     ax.set_xlabel("credibility level")
     ax.set_ylabel("expected coverage")
     ax.set_title("coverage")
@@ -122,6 +133,7 @@ def coverage_curves(figures: dict, n: int):
 
 
 def tarp_curve(curve: dict, atc: float):
+    """Plot TARP's expected coverage against credibility level, with the ATC in the title."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], "k:", lw=1)
@@ -134,7 +146,7 @@ def tarp_curve(curve: dict, atc: float):
 
 
 def recovery(theta: np.ndarray, mean: np.ndarray, classes: np.ndarray, names):
-    """Posterior mean against the truth per parameter, coloured by the firing class of the train."""
+    """Plot the posterior mean against the truth per parameter, coloured by the firing class of the train."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], names)):
@@ -151,10 +163,11 @@ def recovery(theta: np.ndarray, mean: np.ndarray, classes: np.ndarray, names):
     return fig
 
 
-def contraction(samples: np.ndarray, theta: np.ndarray, config: dict, names):
+def contraction(samples: np.ndarray, theta: np.ndarray, config: PosteriorConfig | None, names):
     """Posterior z-score against contraction (1 - posterior variance / prior variance) per test train."""
     plt = pyplot()
-    box = np.asarray(config.get("box", [[theta[:, k].min(), theta[:, k].max()] for k in range(theta.shape[1])]))
+    box = np.asarray(config.box if config is not None else
+                     [[theta[:, k].min(), theta[:, k].max()] for k in range(theta.shape[1])])
     prior_var = (box[:, 1] - box[:, 0]) ** 2 / 12
     mean, sd = samples.mean(1), samples.std(1)
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False)

@@ -38,7 +38,7 @@ def png_bytes(fig) -> bytes:
 
 
 def safe_filename(name: str) -> str:
-    """A recording id made safe as part of a file name (80 characters at most)."""
+    """Return a recording id made safe as part of a file name (80 characters at most)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "recording"
 
 
@@ -74,7 +74,7 @@ def save_figures(figs: Mapping[str, object], folder: str | Path, prefix: str = "
 
 
 def table(rows: Iterable[Iterable[object]], header: Iterable[str] | None = None, row_header: bool = False) -> str:
-    """An HTML table of ``rows`` (cells escaped); ``row_header`` makes each row's first cell a ``<th>``."""
+    """Return an HTML table of ``rows`` (cells escaped); ``row_header`` makes each row's first cell a ``<th>``."""
     head = "<tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in header) + "</tr>" if header else ""
     body = []
     for row in rows:
@@ -85,13 +85,13 @@ def table(rows: Iterable[Iterable[object]], header: Iterable[str] | None = None,
 
 
 def bullet_list(items: Iterable[str]) -> str:
-    """An HTML list of ``items`` (escaped); empty when there are none."""
+    """Return an HTML list of ``items`` (escaped); empty when there are none."""
     li = "".join(f"<li>{esc(str(i))}</li>" for i in items)
     return f"<ul>{li}</ul>" if li else ""
 
 
 def html_page(title: str, body: str, heading: str | None = None) -> str:
-    """The one page template: ``title`` in the tab, ``heading`` (default: the title) on top, then ``body``.
+    """Fill the one page template: ``title`` in the tab, ``heading`` (default: the title) on top, then ``body``.
 
     ``body`` is HTML (escape user text with :func:`esc`, build tables with :func:`table`).
     """
@@ -158,7 +158,7 @@ def _recording_section(result, rec, trains: SpikeTrains, k: int, firing: int, fi
 
 
 def _recording_rows(rec, firing: int, n_spikes: int) -> list[tuple[str, object]]:
-    """The rows of a recording's table: class, posterior intervals, noise, typicality, predictive check."""
+    """Return the rows of a recording's table: class, posterior intervals, noise, typicality, predictive check."""
     q = np.quantile(rec.samples, [0.05, 0.5, 0.95], axis=0)
     rows: list[tuple[str, object]] = [
         ("firing class", CLASS_NAMES[firing]), ("spikes", n_spikes),

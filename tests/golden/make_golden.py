@@ -41,8 +41,11 @@ def run_modulate(out: Path) -> Path:
 
     b, _ = read_spike_trains(ROOT / "examples" / "stg_before.csv")
     a, _ = read_spike_trains(ROOT / "examples" / "stg_after.csv")
+    from dicsbi.modulation.options import ComparisonOptions
+
     res = modulate(b, a, "stg", MODULATE["hypotheses"], n_members=MODULATE["n_members"],
-                   posterior=load_posterior("stg"), n_particles=MODULATE["n_particles"], seed=MODULATE["seed"])
+                   posterior=load_posterior("stg"), seed=MODULATE["seed"],
+                   options=ComparisonOptions(n_particles=MODULATE["n_particles"]))
     out.mkdir(parents=True, exist_ok=True)
     write_modulation(res, out, maps=False)
     return out
