@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
+    from .posterior.artifact import DICPosterior
     from .posterior.config import PosteriorConfig
 
 from . import _seeds
@@ -34,7 +35,7 @@ from .compensation import compensate, draw_seed_population
 from .diagnostics.predictive import predictive_check
 from .errors import DicsbiError
 from .io.tables import _body, populations_table, summary_table
-from .models import get_model
+from .models import Model, get_model
 from .pair_ranking import pair_ranking
 from .progress import ProgressBar
 from .spikes import MIN_SPIKES, SpikeTrains, firing_class
@@ -63,6 +64,8 @@ class RecordingPopulation:
 
 @dataclass
 class InferenceResult:
+    """What :func:`infer` returns: the populations of the recordings, the silent and the unreachable ones."""
+
     model: str
     vth_mV: float
     seed: int
@@ -195,15 +198,15 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
 class _Job:
     """One :func:`iter_infer` run: the model, the posterior, the seed and the settings every recording shares."""
 
-    m: object
-    post: object
+    m: Model
+    post: DICPosterior  # or anything with its sample / sample_noise / model / vth_mV / config
     seed: int
     n_models: int
     check: int
     options: PopulationOptions
 
     def chunk(self, trains: SpikeTrains, idx: np.ndarray, c: int, bar: ProgressBar) -> InferenceResult:
-        """The result of the recordings ``idx`` (chunk ``c``): one posterior call, then one population each."""
+        """Infer the recordings ``idx`` (chunk ``c``): one posterior call, then one population each."""
         m, post = self.m, self.post
         part = trains.select(idx)
         cls = firing_class(part)
@@ -255,7 +258,8 @@ class _Job:
         """
         m, vth, opt, n_models = self.m, self.post.vth_mV, self.options, self.n_models
         rng = _seeds.rng(self.seed, i)
-        ranked = list(pair_ranking(m, *np.median(samples, axis=0), vth))[: opt.max_pairs]
+        median = np.median(samples, axis=0)
+        ranked = list(pair_ranking(m, float(median[0]), float(median[1]), vth))[: opt.max_pairs]
         g, d, p, ok = _populate(m, samples, ranked, rng, vth, opt.max_rounds)
         for r in range(opt.extra_draws):
             if ok.sum() >= n_models:
@@ -302,8 +306,10 @@ MAX_FIGURES = 50
 
 
 class RunSummary(NamedTuple):
-    """What :func:`run_to_folder` did: recordings with a population, silent ones, and the IDs flagged as unlike
-    the training world (unpacks as ``n_rec, n_silent, flagged``)."""
+    """What :func:`run_to_folder` did: recordings with a population, silent ones, IDs flagged out of world.
+
+    Unpacks as ``n_rec, n_silent, flagged``.
+    """
 
     n_recordings: int
     n_silent: int
@@ -313,17 +319,23 @@ class RunSummary(NamedTuple):
 def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
                   *, options: PopulationOptions = PopulationOptions(), progress: bool = False,
                   title: str = "dicsbi inference") -> RunSummary:
-    """Run :func:`iter_infer` and write ``populations.csv``, ``summary.csv``, ``posterior.nc``, ``figures/`` and
-    ``report.html`` into ``folder`` chunk by chunk (tables and the netCDF file appended,
-    :class:`~dicsbi.io.netcdf.NetCDFAppender`), so memory stays bounded for any number of recordings.  ``folder``
-    should be a staging folder (:class:`dicsbi.io.OutputFolder`): files are complete only when this returns.
-    Returns (recordings with a population, silent recordings)."""
+    """Run :func:`iter_infer` and write its tables, ``posterior.nc``, ``figures/`` and ``report.html`` to ``folder``.
+
+    ``populations.csv``, ``summary.csv`` and ``posterior.nc`` are written chunk by chunk (tables and the netCDF
+    file appended, :class:`~dicsbi.io.netcdf.NetCDFAppender`), so memory stays bounded for any number of
+    recordings.  ``folder`` should be a staging folder (:class:`dicsbi.io.OutputFolder`): files are complete
+    only when this returns.  Returns a :class:`RunSummary`.
+    """
     from .io.netcdf import NetCDFAppender, inference_data
     from .report.page import write_figures_and_report
 
     folder = Path(folder)
-    shown, silent, unreachable, n_rec, flagged = [], [], [], 0, []
-    first = None
+    shown: list[RecordingPopulation] = []
+    silent: list[str] = []
+    unreachable: list[str] = []
+    flagged: list[str] = []
+    n_rec = 0
+    first: InferenceResult | None = None
     with open(folder / "populations.csv", "w", newline="") as pop, open(folder / "summary.csv", "w",
                                                                           newline="") as summ, \
             NetCDFAppender(folder / "posterior.nc") as nc:
@@ -340,6 +352,8 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
             unreachable.extend(part.unreachable)
             flagged.extend(r.id for r in part.recordings if r.out_of_world)
             n_rec += len(part.recordings)
+    if first is None:
+        raise DicsbiError("no spike trains to infer from")
     result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config,
                              unreachable)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)

@@ -1,9 +1,23 @@
-import warnings
+import csv
+import random
+import sys
 
 import numpy as np
 import pytest
 
-warnings.filterwarnings("ignore", category=DeprecationWarning, module="numba")
+
+@pytest.fixture(autouse=True)
+def _seeded_global_streams():
+    """Every test starts from the same global random state (Python, numpy and torch when loaded).
+
+    dicsbi itself never reads a global stream (every function takes a seed); this keeps a test that calls into
+    third-party code relying on one (sbi's classifier tests, torch initialisers) reproducible.
+    """
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - the legacy global stream is the one third-party code reads
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
 
 
 @pytest.fixture
@@ -53,3 +67,9 @@ def kill_while_writing(cmd: list[str], out, timeout_s: float = 180.0) -> set[str
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return {p.name for p in out.iterdir()}
+
+
+def read_csv(path, dict_rows: bool = True) -> list:
+    """The rows of a CSV file (dicts by header, or lists), the file closed again."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f)) if dict_rows else list(csv.reader(f))

@@ -120,7 +120,7 @@ def test_killed_run_resumes_to_the_identical_set(tmp_path, reference_set):
     args = [sys.executable, "-m", "dicsbi.cli", "simulate-dataset", "--out", str(out), "--no-progress",
             "--model", "stg", "--n-targets", "12", "--cells-per-target", "4", "--seed", "11",
             "--duration-ms", "400", "--transient-ms", "150", "--targets-per-shard", "2"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not shard_path(out, 0).exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)

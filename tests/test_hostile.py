@@ -31,6 +31,7 @@ def artifact(tiny_posteriors, tmp_path):
     return tiny_posteriors["summary"][0].save(tmp_path / "post")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch on the crafted payload
 def test_pickle_payload_in_the_weights_is_never_executed(artifact, tmp_path):
     marker = tmp_path / "pwned"
     state = {"x": torch.zeros(1), "evil": _Payload(marker)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import read_csv
 from scipy import integrate, stats
 
 from dicsbi.errors import DicsbiError, InputError
@@ -211,7 +212,6 @@ def two_neuron_files(tmp_path_factory):
 
 
 def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, tmp_path):
-    import csv
 
     from typer.testing import CliRunner
 
@@ -227,13 +227,13 @@ def test_modulate_cli_writes_every_output_for_paired_neurons(two_neuron_files, t
               "figures/hypotheses.png", "figures/channels.png"):
         assert (out / f).stat().st_size > 0, f
     assert len(list((out / "figures").glob("reachability_*.png"))) == 3
-    rows = list(csv.DictReader(open(out / "hypotheses.csv")))
+    rows = read_csv(out / "hypotheses.csv")
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
     p = np.array([float(r["probability"]) for r in rows])
     assert p.sum() == pytest.approx(1.0) and np.all(np.diff(p) <= 0)
     assert all(float(r["log_evidence_se"]) < 0.2 for r in rows if np.isfinite(float(r["log_evidence"])))
     assert float(rows[0]["pareto_k_max"]) < 0.7  # pooled importance weights of the best hypothesis: reliable
-    changes = list(csv.DictReader(open(out / "changes.csv")))
+    changes = read_csv(out / "changes.csv")
     assert {r["neuron"] for r in changes} == {"LP1", "LP2"}  # per-neuron changes, IDs matched across orders
     idata = from_netcdf(out / "modulation.nc")
     assert idata.posterior["log_ratio"].dims == ("chain", "draw", "hypothesis", "neuron", "channel")
@@ -320,7 +320,6 @@ def _modulate_cmd(files, out, *extra):
 
 @pytest.mark.slow  # two full CLI runs (~30 s); infer's equivalent runs in the default suite
 def test_modulate_method_cost_ranks_subsets_by_the_cheapest_change(two_neuron_files, tmp_path):
-    import csv
 
     from typer.testing import CliRunner
 
@@ -334,7 +333,7 @@ def test_modulate_method_cost_ranks_subsets_by_the_cheapest_change(two_neuron_fi
     assert "ranked by cost" in r.output
     for f in ("hypotheses.csv", "channels.csv", "report.html", "figures/costs_LP1.png", "figures/costs_LP2.png"):
         assert (out / f).stat().st_size > 0, f
-    rows = list(csv.DictReader(open(out / "hypotheses.csv")))
+    rows = read_csv(out / "hypotheses.csv")
     assert {r["neuron"] for r in rows} == {"LP1", "LP2"} and len(rows) == 10
     for nid in ("LP1", "LP2"):
         mine = [r for r in rows if r["neuron"] == nid]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import read_csv
 
 from dicsbi.compensation import plausible_upper_bounds
 from dicsbi.dics import compute_dics
@@ -77,7 +78,6 @@ def test_inference_data_round_trips_through_netcdf(tiny_posteriors, recordings, 
 
 
 def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_path):
-    import csv
     import subprocess
     import sys
 
@@ -97,10 +97,10 @@ def test_cli_infer_writes_tables_and_netcdf(tiny_posteriors, recordings, tmp_pat
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 8 and "Silent recordings" in page and "quiet" in page
     assert CSS in page  # the one page template
-    rows = list(csv.DictReader(open(out / "populations.csv")))
+    rows = read_csv(out / "populations.csv")
     assert len(rows) == 60 and {row["recording"] for row in rows} == {"tonic", "burst"}
     assert "g_Na [mS/cm^2]" in rows[0] and "g_s [g_leak]" in rows[0] and "posterior_sample" in rows[0]
-    summary = {row["recording"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    summary = {row["recording"]: row for row in read_csv(out / "summary.csv")}
     assert summary["quiet"]["firing_class"] == "silent" and summary["quiet"]["n_models"] == "0"
     assert summary["burst"]["check_n"] == "4" and 0 <= float(summary["burst"]["check_class_match"]) <= 1
     assert float(summary["burst"]["check_dt_ms"]) == 0.05  # the predictive check's step, in the table
@@ -240,7 +240,6 @@ def test_same_seed_gives_byte_identical_tables_across_runs_and_thread_counts(tin
 
 
 def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors, recordings, tmp_path, monkeypatch):
-    import csv
 
     import dicsbi.pipeline as pops
     from dicsbi.io.netcdf import from_netcdf
@@ -252,11 +251,11 @@ def test_streamed_output_in_chunks_matches_the_in_memory_result(tiny_posteriors,
     whole = infer(trains, "stg", 12, posterior=post, seed=3)
     n_rec, n_silent, _ = pops.run_to_folder(trains, tmp_path, "stg", 12, post, seed=3)
     assert (n_rec, n_silent) == (5, 2) and [r.id for r in whole.recordings] == ["r0", "r1", "r3", "r4", "r6"]
-    rows = list(csv.DictReader(open(tmp_path / "populations.csv")))
+    rows = read_csv(tmp_path / "populations.csv")
     assert len(rows) == 60 and [r["recording"] for r in rows[::12]] == ["r0", "r1", "r3", "r4", "r6"]
     got = np.array([[float(r["g_s [g_leak]"]), float(r["g_u [g_leak]"])] for r in rows])
     np.testing.assert_allclose(got, np.concatenate([r.dics[:, 1:] for r in whole.recordings]), rtol=1e-6, atol=1e-6)
-    summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    summary = read_csv(tmp_path / "summary.csv")
     assert [r["recording"] for r in summary] == [f"r{k}" for k in range(7)]
     idata = from_netcdf(tmp_path / "posterior.nc")
     assert list(idata.posterior["recording"].values) == ["r0", "r1", "r3", "r4", "r6"]

@@ -101,7 +101,7 @@ def test_spiketrains_container():
 ])
 def test_every_entry_point_refuses_a_bad_train_with_the_same_reason(tmp_path, bad, why):
     from dicsbi.io import read_spike_trains
-    from dicsbi.modulation.compare import _as_trains
+    from dicsbi.modulation.inputs import _as_trains
     from dicsbi.posterior.inputs import as_trains
     from dicsbi.spikes import first_train_problem, train_problem
 

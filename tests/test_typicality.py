@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import read_csv
 
 from dicsbi.compensation import generate_population
 from dicsbi.errors import DicsbiError
@@ -53,7 +54,6 @@ def test_trains_of_the_other_model_are_flagged_and_in_world_trains_are_not(stg):
 
 
 def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path):
-    import csv
 
     from dicsbi.io.netcdf import from_netcdf
     from dicsbi.pipeline import run_to_folder
@@ -63,7 +63,7 @@ def test_infer_marks_out_of_world_recordings_in_summary_and_netcdf(stg, tmp_path
     trains = SpikeTrains.from_list([own[0], poisson], 0.0, 3000.0, ids=["cell", "poisson"])
     n_rec, _, flagged = run_to_folder(trains, tmp_path, "stg", 10, stg, seed=0)
     assert n_rec == 2 and flagged == ["poisson"]
-    rows = {r["recording"]: r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    rows = {r["recording"]: r for r in read_csv(tmp_path / "summary.csv")}
     assert rows["poisson"]["out_of_world"] == "1" and rows["cell"]["out_of_world"] == "0"
     assert float(rows["poisson"]["typicality"]) > stg.typicality.threshold > float(rows["cell"]["typicality"])
     obs = from_netcdf(tmp_path / "posterior.nc").observed_data

@@ -1,6 +1,7 @@
 """A third model defined outside the package runs through the unchanged simulator."""
 
 import numpy as np
+from conftest import read_csv
 from scipy.special import exprel
 
 from dicsbi.models import Channel, Gate, Model
@@ -56,7 +57,6 @@ def test_user_defined_model_matches_reference():
 def test_a_registered_model_runs_through_every_command(tmp_path):
     """A third model, defined here (the STG equations with a 2 mV lower leak reversal), registered, then taken
     through simulate-dataset, train (tiny), infer and modulate on the command line."""
-    import csv
     import dataclasses
     import json
 
@@ -102,11 +102,11 @@ def test_a_registered_model_runs_through_every_command(tmp_path):
                                                                                 ids=["a", "b"]))
         common = ("--model", "stg_variant", "--posterior", tmp_path / "post", "--no-progress")
         run("infer", tmp_path / "before.csv", "--out", tmp_path / "res", "--n-models", 20, "--check", 2, *common)
-        rows = list(csv.DictReader(open(tmp_path / "res" / "summary.csv")))
+        rows = read_csv(tmp_path / "res" / "summary.csv")
         assert [r["recording"] for r in rows] == ["a", "b"] and all(int(r["n_models"]) == 20 for r in rows)
         run("modulate", tmp_path / "before.csv", tmp_path / "after.csv", "--out", tmp_path / "mod", "--hypotheses",
             "CaS, A", "--n-members", 10, "--n-particles", 32, "--no-maps", *common)
-        hyps = list(csv.DictReader(open(tmp_path / "mod" / "hypotheses.csv")))
+        hyps = read_csv(tmp_path / "mod" / "hypotheses.csv")
         assert {h["hypothesis"] for h in hyps} >= {"CaS", "A"}
     finally:
         MODELS.pop("stg_variant", None)

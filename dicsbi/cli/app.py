@@ -34,7 +34,8 @@ def _set_threads(threads: int | None) -> None:
         import numba
         import torch
 
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        top = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # numba.config sets it at import
+        numba.set_num_threads(max(1, min(int(threads), top)))
         torch.set_num_threads(int(threads))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import numpy as np
 import typer
@@ -186,9 +186,10 @@ def train(
 ) -> None:
     """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
     from ..posterior.artifact import load_posterior
+    from ..posterior.config import Representation
     from ..posterior.training import TrainConfig, train_posterior
 
-    cfg = TrainConfig(representation=representation, max_epochs=max_epochs, batch_size=batch_size,
+    cfg = TrainConfig(representation=cast(Representation, representation), max_epochs=max_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, threads=threads, device=device)
     post, rep = train_posterior(data if len(data) > 1 else data[0], cfg, progress=progress,
                                 max_seconds=None if max_minutes is None else 60 * max_minutes,

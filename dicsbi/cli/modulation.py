@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import numpy as np
 import typer
@@ -47,13 +47,15 @@ def modulate(
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Which channels did a modulator change?  Bayesian comparison of channel subsets from before/after spikes
-    (``--method cost``: the published rule's ranking by the cheapest conductance change)."""
+    """Which channels did a modulator change?  A Bayesian comparison of channel subsets.
+
+    From before/after spikes (``--method cost``: the published rule's ranking by the cheapest conductance change).
+    """
     _set_threads(threads)
     from ..io.files import OutputFolder
     from ..io.readers import read_spike_trains
     from ..modulation import modulate as run
-    from ..modulation.options import ComparisonOptions
+    from ..modulation.options import ComparisonOptions, CostPrior
     from ..modulation.output import write_modulation
     from ..posterior.artifact import load_posterior
 
@@ -67,7 +69,8 @@ def modulate(
                           progress)
         return
     options = ComparisonOptions(max_size=max_size, size_penalty=_size_penalty(size_penalty),
-                                typical_change=typical_change, cost=cost, n_particles=n_particles)
+                                typical_change=typical_change, cost=cast(CostPrior, cost),
+                                n_particles=n_particles)
     result = run(b, a, model, hypotheses, n_members, post, seed, options=options, progress=progress)
     with OutputFolder(out) as stage:
         write_modulation(result, stage, maps=maps)
@@ -83,11 +86,11 @@ def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n
                       progress) -> None:
     from ..io.files import OutputFolder
     from ..models import get_model
-    from ..modulation.compare import _prepare
     from ..modulation.cost_rule import rank_by_cost
+    from ..modulation.inputs import prepare_inputs
     from ..modulation.output import write_cost_ranking
 
-    pre, _, _ = _prepare(b, a, get_model(model), post, n_members, seed, progress)
+    pre, _, _ = prepare_inputs(b, a, get_model(model), post, n_members, seed, progress)
     rankings = rank_by_cost(pre, a, model, hypotheses, max_size, tolerance, cost, n_members, post, seed)
     with OutputFolder(out) as stage:
         write_cost_ranking(rankings, {r.id: r.conductances for r in pre.recordings}, stage, maps=maps, seed=seed)

@@ -9,9 +9,10 @@ baseline), :mod:`dicsbi.modulation.scenarios` and :mod:`dicsbi.modulation.scorin
 ``docs/modulation.md``.
 """
 
-from .compare import ModelMismatchError, ModulationResult, compare_population, match_recordings, modulate
+from .compare import ModulationResult, compare_population, modulate
 from .cost_rule import CostRanking, rank_by_cost, rank_by_cost_population
 from .hypotheses import Hypothesis, enumerate_hypotheses, hypothesis_log_prior, modulable_channels, parse_hypotheses
+from .inputs import ModelMismatchError, match_recordings
 from .maps import CostMap, cost_map, plot_cost_map
 from .options import ComparisonOptions
 from .scenarios import Scenario, draw_scenario

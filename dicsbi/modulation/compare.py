@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _seeds
-from ..errors import DicsbiError, InputError
-from ..models import get_model
-from ..spikes import MIN_SPIKES, SpikeTrains, firing_class, first_train_problem
+from ..errors import DicsbiError
+from ..models import Model, get_model
+from ..spikes import firing_class
 from .evidence import ConductanceForward, estimate_evidence
 from .hypotheses import Hypothesis, hypothesis_log_prior, resolve_hypotheses
+from .inputs import prepare_inputs, rate_hz
 from .likelihood import GridLikelihood
 from .options import ComparisonOptions
 
@@ -36,14 +37,13 @@ PARETO_K_MAX = 0.7      # above this, the evidence of a hypothesis is flagged as
 INVISIBLE = 0.02        # relative (g_s, g_u) sensitivity below which a channel is flagged as invisible
 
 
-class ModelMismatchError(DicsbiError):
-    """Before and after inputs (or a posterior) belong to different models."""
-
-
 @dataclass
 class NeuronModulation:
-    """One neuron: its before-population, the after posterior's summary and, per hypothesis, the evidence and
-    resampled draws of the change (``member[H][draw]`` indexes the population, ``log_ratio[H][draw, s]``)."""
+    """One neuron: its before-population, the after posterior's summary and the evidence of each hypothesis.
+
+    Per hypothesis it also holds resampled draws of the change (``member[H][draw]`` indexes the population,
+    ``log_ratio[H][draw, s]``).
+    """
 
     id: str
     before: np.ndarray            # [N, n_g] before-population
@@ -69,6 +69,8 @@ class NeuronModulation:
 
 @dataclass
 class ModulationResult:
+    """The comparison of every hypothesis over all neurons: evidences add, probabilities follow from the prior."""
+
     model: str
     vth_mV: float
     seed: int
@@ -79,14 +81,17 @@ class ModulationResult:
 
     @property
     def log_evidence(self) -> np.ndarray:
+        """Log evidence of each hypothesis, summed over the neurons."""
         return np.sum([n.log_evidence for n in self.neurons], axis=0)
 
     @property
     def se(self) -> np.ndarray:
+        """Monte Carlo standard error of each log evidence (neurons combined)."""
         return np.sqrt(np.sum([n.se**2 for n in self.neurons], axis=0))
 
     @property
     def se_population(self) -> np.ndarray:
+        """Standard error of each log evidence from the finite before-population (neurons combined)."""
         return np.sqrt(np.sum([n.se_population**2 for n in self.neurons], axis=0))
 
     @property
@@ -96,6 +101,7 @@ class ModulationResult:
 
     @property
     def log_bayes_factor_vs_no_change(self) -> np.ndarray:
+        """Log Bayes factor of each hypothesis against 'nothing changed in (g_s, g_u)'."""
         return self.log_evidence - self.log_evidence_null
 
     def channel_sensitivity(self) -> dict[str, float]:
@@ -114,6 +120,7 @@ class ModulationResult:
 
     @property
     def probability(self) -> np.ndarray:
+        """Posterior probability of each hypothesis (prior times evidence, normalised)."""
         lp = self.log_prior + self.log_evidence
         if not np.isfinite(lp).any():
             return np.zeros_like(lp)
@@ -122,14 +129,16 @@ class ModulationResult:
 
     @property
     def log_bayes_factor(self) -> np.ndarray:
-        """log Z_m - log Z_best (natural log; 0 for the best hypothesis)."""
+        """Log Bayes factor against the best hypothesis, log Z_m - log Z_best (natural log; 0 for the best)."""
         le = self.log_evidence
         return le - np.max(le)
 
     def order(self) -> np.ndarray:
+        """Hypothesis indices from the most to the least probable (ties keep their order)."""
         return np.argsort(-self.probability, kind="stable")
 
     def channel_probability(self) -> dict[str, float]:
+        """Each modulable channel's probability of being targeted: the total probability of the hypotheses naming it."""
         p = self.probability
         m = get_model(self.model)
         from .hypotheses import modulable_channels
@@ -144,6 +153,7 @@ class ModulationResult:
 
     @property
     def identified(self) -> bool:
+        """Whether the best hypothesis reaches :data:`FLAT_PROBABILITY`."""
         return bool(self.probability.max() >= FLAT_PROBABILITY)
 
     def warnings(self) -> list[str]:
@@ -164,7 +174,8 @@ class ModulationResult:
                        f"{INVISIBLE:.0%} of the most effective channel per unit log-ratio): a hypothesis naming such a "
                        "channel cannot be told apart from the same hypothesis without it, and one naming only such "
                        "channels means 'no change in DIC space'")
-        k = np.fmax.reduce([n.pareto_k for n in self.neurons], axis=0)  # NaN only where no neuron has one
+        # NaN only where no neuron has one
+        k = np.fmax.reduce([n.pareto_k for n in self.neurons if n.pareto_k is not None], axis=0)
         shaky = [self.hypotheses[i].label for i in self.order()[:3] if np.isfinite(k[i]) and k[i] > PARETO_K_MAX]
         if shaky:
             out.append(f"importance sampling is unreliable for {', '.join(shaky)} (Pareto k > {PARETO_K_MAX}); "
@@ -180,9 +191,11 @@ class ModulationResult:
 
 
 def _pareto_k(lw: np.ndarray) -> float:
-    """PSIS k of a hypothesis's importance weights ``lw[members, particles]``, pooled: the evidence is one
-    importance-sampling average over (member, particle) pairs drawn from the mixture of the members' proposals,
-    so the tail of the pooled weights is what decides its reliability."""
+    """PSIS k of a hypothesis's importance weights ``lw[members, particles]``, pooled.
+
+    The evidence is one importance-sampling average over (member, particle) pairs drawn from the mixture of the
+    members' proposals, so the tail of the pooled weights is what decides its reliability.
+    """
     from ..io.netcdf import pareto_k
 
     flat = lw.ravel()
@@ -198,89 +211,6 @@ def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
     cov = 0.5 * (np.cov(before.T) + np.cov(after.T)) + 1e-9 * np.eye(2)
     d = after.mean(0) - before.mean(0)
     return float(np.sqrt(d @ np.linalg.solve(cov, d)))
-
-
-def _as_trains(x, name: str) -> SpikeTrains:
-    """Spike trains from a :class:`SpikeTrains`, a file or a list of arrays, each checked (one error naming it)."""
-    from ..io.readers import read_spike_trains
-
-    if isinstance(x, str) or hasattr(x, "__fspath__"):
-        return read_spike_trains(x)[0]
-    try:
-        trains = x if isinstance(x, SpikeTrains) else SpikeTrains.from_list(x, 0.0)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
-        raise InputError(f"{name}: expected spike trains (a SpikeTrains, a file or a list of arrays): {exc}") from exc
-    problem = first_train_problem(trains)
-    if problem:
-        raise InputError(f"{name}: train {trains.ids[problem[0]]!r}: {problem[1]}")
-    return trains
-
-
-def match_recordings(before: SpikeTrains, after: SpikeTrains, names=("before", "after")):
-    """Pair recordings by ID; returns (before, after) in the before file's order or raises a clear error."""
-    b_ids, a_ids = [str(i) for i in before.ids], [str(i) for i in after.ids]
-    for ids, name in ((b_ids, names[0]), (a_ids, names[1])):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise InputError(f"{name}: recording ID(s) {', '.join(dup)} appear more than once")
-    only_b, only_a = [i for i in b_ids if i not in a_ids], [i for i in a_ids if i not in b_ids]
-    if only_b or only_a:
-        parts = []
-        if only_b:
-            parts.append(f"in {names[0]} only: {', '.join(only_b[:10])}")
-        if only_a:
-            parts.append(f"in {names[1]} only: {', '.join(only_a[:10])}")
-        raise InputError("before and after recordings must have the same IDs (one pair per neuron); "
-                         + "; ".join(parts))
-    index = {i: k for k, i in enumerate(a_ids)}
-    return before, after.select([index[i] for i in b_ids])
-
-
-def _check_not_silent(trains: SpikeTrains, name: str) -> None:
-    silent = [str(trains.ids[k]) for k in np.flatnonzero(trains.counts < MIN_SPIKES)]
-    if silent:
-        raise InputError(f"{name}: recording(s) {', '.join(silent[:10])} have fewer than {MIN_SPIKES} spikes; a "
-                         "silent recording has no DIC posterior, so a modulation into or out of silence cannot be "
-                         "compared in DIC space (drop the neuron, or record a longer window)")
-
-
-def _rate_hz(trains: SpikeTrains) -> np.ndarray:
-    return trains.counts / np.maximum(trains.duration_ms, 1e-9) * 1e3
-
-
-def _prepare(before, after, m, post, n_members: int, seed: int, progress: bool):
-    """The before-populations and the matched after trains of :func:`modulate`'s inputs (``before_trains`` is
-    None when ``before`` is an :class:`~dicsbi.pipeline.InferenceResult`)."""
-    from ..pipeline import InferenceResult, infer
-
-    if isinstance(before, InferenceResult):
-        if before.model != m.name:
-            raise ModelMismatchError(f"the before-populations are for model {before.model!r}, not {m.name!r}")
-        pre = before
-        before_trains = None
-    else:
-        before_trains = _as_trains(before, "before")
-        pre = None
-    if isinstance(after, InferenceResult):
-        raise DicsbiError("after must be spike trains: the after recording enters through its DIC posterior")
-    after_trains = _as_trains(after, "after")
-    _check_not_silent(after_trains, "after")
-    if before_trains is not None:
-        _check_not_silent(before_trains, "before")
-        before_trains, after_trains = match_recordings(before_trains, after_trains)
-        pre = infer(before_trains, m.name, n_members, post, seed, progress=progress)
-    else:
-        ids = [r.id for r in pre.recordings]
-        index = {str(i): k for k, i in enumerate(after_trains.ids)}
-        missing = [i for i in ids if i not in index]
-        if missing or len(ids) != len(after_trains):
-            raise InputError(f"before-populations and after recordings must have the same IDs; before: "
-                             f"{', '.join(ids[:10])}; after: {', '.join(map(str, after_trains.ids[:10]))}")
-        after_trains = after_trains.select([index[i] for i in ids])
-    if pre.unreachable:
-        raise DicsbiError(f"no before-population for {', '.join(pre.unreachable)}: none of its posterior samples "
-                          "can be reached by compensation")
-    return pre, before_trains, after_trains
 
 
 def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int = 200, posterior=None,
@@ -317,11 +247,11 @@ def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int 
         raise DicsbiError("n_members must be at least 2")
     post = _resolve_posterior(posterior, m)
     hyps = resolve_hypotheses(m, hypotheses, options.max_size)
-    pre, before_trains, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
+    pre, before_trains, after_trains = prepare_inputs(before, after, m, post, n_members, seed, progress)
     cmp = _Comparison.create(m, post.vth_mV, hyps, options)
-    cls_after, rate_after = firing_class(after_trains), _rate_hz(after_trains)
+    cls_after, rate_after = firing_class(after_trains), rate_hz(after_trains)
     cls_before = firing_class(before_trains) if before_trains is not None else [r.firing_class for r in pre.recordings]
-    rate_before = _rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
+    rate_before = rate_hz(before_trains) if before_trains is not None else np.full(len(pre.recordings), np.nan)
     neurons = []
     with ProgressBar(progress, len(pre.recordings) * len(hyps), "hypotheses x neurons") as bar:
         for i, rec in enumerate(pre.recordings):
@@ -346,7 +276,7 @@ def _by_size(hyps) -> dict[int, list[int]]:
 def compare_population(members, likelihood, model: str = "stg", hypotheses=None, *,
                        options: ComparisonOptions = ComparisonOptions(), vth_mV: float | None = None,
                        samples=None, seed: int = 0, id: str = "neuron") -> ModulationResult:
-    """The comparison for one neuron from a given before-population and after likelihood.
+    """Compare the hypotheses for one neuron from a given before-population and after likelihood.
 
     What :func:`modulate` does after inferring the population and tabulating the after posterior, for callers
     that hold other inputs: the benchmark's oracles (the true before cell as a one-member population, or a narrow
@@ -385,7 +315,7 @@ class _Members:
 class _Comparison:
     """What every neuron of one comparison shares: model, V_th, hypotheses, their prior and the settings."""
 
-    m: object
+    m: Model
     vth: float
     hyps: list
     log_prior: np.ndarray
@@ -394,7 +324,7 @@ class _Comparison:
 
     @classmethod
     def create(cls, m, vth: float, hyps, options: ComparisonOptions) -> _Comparison:
-        """The comparison of ``hyps`` (their prior from ``options.size_penalty``)."""
+        """Set up the comparison of ``hyps`` (their prior from ``options.size_penalty``)."""
         return cls(m, float(vth), hyps, hypothesis_log_prior(hyps, options.size_penalty), _by_size(hyps), options)
 
     def neuron(self, rec, like, seeds, bar) -> NeuronModulation:
@@ -437,7 +367,7 @@ class _Comparison:
 
 
 def _null_evidence(out: NeuronModulation, ll0: np.ndarray) -> None:
-    """The evidence of 'nothing changed': the after likelihood averaged over the before-population."""
+    """Set the evidence of 'nothing changed': the after likelihood averaged over the before-population."""
     top = np.max(ll0)
     if np.isfinite(top):
         w0 = np.exp(ll0 - top)

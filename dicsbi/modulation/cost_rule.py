@@ -240,13 +240,13 @@ def rank_by_cost(before, after, model: str = "stg", hypotheses=None, max_size: i
     ``[(neuron id, ranking)]`` in the before file's order.
     """
     from ..pipeline import _resolve_posterior
-    from .compare import _prepare
+    from .inputs import prepare_inputs
 
     m = get_model(model)
     if n_members < 1:
         raise DicsbiError("n_members must be at least 1")
     post = _resolve_posterior(posterior, m)
-    pre, _, after_trains = _prepare(before, after, m, post, n_members, seed, progress)
+    pre, _, after_trains = prepare_inputs(before, after, m, post, n_members, seed, progress)
     out = []
     for i, rec in enumerate(pre.recordings):
         ss = _seeds.stream(seed, _seeds.MODULATION + i)
