@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +16,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 err = Console(stderr=True)
+
+# options several commands share, declared once
+ModelOption = Annotated[str, typer.Option(help="neuron model: stg, da or a registered one")]
+SeedOption = Annotated[int, typer.Option(help="random seed")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
+PosteriorOption = Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")]
+UnitOption = Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")]
 
 
 @app.callback()

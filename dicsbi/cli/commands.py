@@ -10,7 +10,18 @@ import typer
 from rich.console import Console
 
 from ..errors import DicsbiError
-from .app import _check_tier, _set_threads, app, err
+from .app import (
+    ModelOption,
+    OutOption,
+    PosteriorOption,
+    ProgressOption,
+    SeedOption,
+    UnitOption,
+    _check_tier,
+    _set_threads,
+    app,
+    err,
+)
 
 
 @app.command()
@@ -18,7 +29,7 @@ def simulate(
     conductances: Annotated[Path, typer.Argument(help="CSV: one row per neuron, one column per conductance "
                                                       "(g_Na, ... or Na, ...), optional ID column")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output CSV (ID,spiking_times)")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    model: ModelOption = "stg",
     duration_ms: Annotated[float | None, typer.Option(help="recorded window [ms] (model default)")] = None,
     transient_ms: Annotated[float | None, typer.Option(help="discarded transient [ms] (model default)")] = None,
     dt_ms: Annotated[float | None, typer.Option(help="integration step [ms] (overrides --tier)")] = None,
@@ -30,7 +41,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
     threads: Annotated[int | None, typer.Option(help="numba threads (default: all cores)")] = None,
     device: Annotated[str, typer.Option(help="simulate on cpu or cuda (a GPU)")] = "cpu",
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Simulate neurons from a conductance table and write their spike trains (Spike2Pop CSV shape)."""
     from ..io.readers import read_conductances_csv
@@ -64,10 +75,10 @@ def population(
     gs: Annotated[float, typer.Option("--gs", help="target slow DIC g_s (units of g_leak)")],
     gu: Annotated[float, typer.Option("--gu", help="target ultraslow DIC g_u (units of g_leak)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output CSV (one row per cell)")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    model: ModelOption = "stg",
     n: Annotated[int, typer.Option("-n", help="number of valid cells")] = 500,
     pair: Annotated[str, typer.Option(help="'auto', 'published' or two names, e.g. CaS,H")] = "auto",
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOption = 0,
 ) -> None:
     """Generate a degenerate population whose (g_s, g_u) at V_th hit a target."""
     from ..compensation import generate_population
@@ -85,7 +96,7 @@ def population(
 @app.command()
 def dics(
     conductances: Annotated[Path, typer.Argument(help="conductance CSV (a population file works too)")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    model: ModelOption = "stg",
     vth: Annotated[float | None, typer.Option(help="voltage [mV] (model's V_th by default)")] = None,
     per_cell_vth: Annotated[bool, typer.Option(help="use each cell's own threshold instead")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a CSV instead of printing")] = None,
@@ -117,7 +128,7 @@ def dics(
 @app.command("simulate-dataset")
 def simulate_dataset(
     out: Annotated[Path, typer.Option("--out", "-o", help="data-set folder (created; resumed if it exists)")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    model: ModelOption = "stg",
     n_targets: Annotated[int, typer.Option(help="number of (g_s, g_u) targets")] = 62500,
     cells_per_target: Annotated[int, typer.Option(help="cells simulated per target population")] = 16,
     seed: Annotated[int, typer.Option(help="root seed (targets, populations, noise)")] = 0,
@@ -141,7 +152,7 @@ def simulate_dataset(
     threads: Annotated[int | None, typer.Option(help="numba threads in-process (default: all cores)")] = None,
     max_shards: Annotated[int | None, typer.Option(help="stop after this many shards (resume later)")] = None,
     device: Annotated[str, typer.Option(help="simulate on cpu or cuda (a GPU, in-process)")] = "cpu",
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Generate (or resume) a training set: DIC targets -> populations -> simulated spike trains, sharded Parquet."""
     from ..datasets.config import DatasetConfig
@@ -182,7 +193,7 @@ def train(
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     resume: Annotated[Path | None, typer.Option(help="continue training this posterior folder")] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Train a DIC posterior (neural posterior estimation) on a training set and save it."""
     from ..posterior.artifact import load_posterior
@@ -203,19 +214,19 @@ def train(
 @app.command()
 def infer(
     spikes: Annotated[Path, typer.Argument(help="recorded spike times: Spike2Pop CSV, long CSV or NWB")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    out: OutOption,
+    model: ModelOption = "stg",
     n_models: Annotated[int, typer.Option(help="models per recording")] = 500,
     check: Annotated[int, typer.Option(help="simulate this many models per recording and compare")] = 0,
-    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
-    unit: Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")] = None,
+    posterior: PosteriorOption = None,
+    unit: UnitOption = None,
     t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording window [ms]")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed recordings (reported) instead of stopping")] = False,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOption = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for sampling, compensation and simulation "
                                                     "(outputs are identical for any number)")] = None,
     device: Annotated[str, typer.Option(help="torch device for the posterior: cpu or cuda")] = "cpu",
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
     _set_threads(threads)
@@ -248,16 +259,16 @@ def infer(
 
 @app.command()
 def diagnose(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    out: OutOption,
     posterior: Annotated[str, typer.Option(help="posterior folder, or stg / da for a shipped one")] = "stg",
     n_sims: Annotated[int, typer.Option(help="fresh test simulations from the posterior's prior")] = 1000,
     data: Annotated[Path | None, typer.Option(help="held-out data set folder instead of fresh simulations")] = None,
     n_samples: Annotated[int, typer.Option(help="posterior samples per test train")] = 1000,
     check: Annotated[int, typer.Option(help="test trains in the predictive check (0: skip)")] = 50,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOption = 0,
     tier: Annotated[str, typer.Option(help="accuracy tier of the fresh simulations: fast or exact")] = "fast",
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice)")] = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Check a posterior: SBC, coverage, TARP, recovery, contraction, predictive check; verdicts and report."""
     from ..diagnostics.runner import THRESHOLDS, write_diagnostics

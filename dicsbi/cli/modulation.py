@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from ..errors import DicsbiError
-from .app import _set_threads, app, err
+from .app import ModelOption, OutOption, PosteriorOption, ProgressOption, SeedOption, UnitOption, _set_threads, app, err
 
 
 def _size_penalty(text: str) -> float | str:
@@ -25,8 +25,8 @@ def _size_penalty(text: str) -> float | str:
 def modulate(
     before: Annotated[Path, typer.Argument(help="spike times before the modulator (Spike2Pop CSV, long CSV, NWB)")],
     after: Annotated[Path, typer.Argument(help="spike times after, same neuron IDs")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    out: OutOption,
+    model: ModelOption = "stg",
     hypotheses: Annotated[str | None, typer.Option(help="hypotheses to compare, e.g. 'CaS+A, H, A+H' "
                                                         "(default: every subset of 1..max-size channels)")] = None,
     max_size: Annotated[int, typer.Option(help="largest subset when enumerating hypotheses")] = 3,
@@ -36,16 +36,16 @@ def modulate(
     cost: Annotated[str, typer.Option(help="cost prior on log-ratios: laplace or gaussian")] = "laplace",
     n_members: Annotated[int, typer.Option(help="before-population size per neuron")] = 200,
     n_particles: Annotated[int, typer.Option(help="importance samples per member and hypothesis")] = 256,
-    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
+    posterior: PosteriorOption = None,
     unit: Annotated[str | None, typer.Option(help="time unit of the inputs: ms, s or us (default ms)")] = None,
     maps: Annotated[bool, typer.Option(help="draw reachability maps of the top 3 hypotheses")] = True,
     method: Annotated[str, typer.Option(help="evidence (Bayesian comparison) or cost (the published rule: the "
                                              "cheapest subset onto the after DICs)")] = "evidence",
     tolerance: Annotated[float, typer.Option(help="--method cost: how close (g_leak units) a single channel "
                                                   "must bring a member to the after DICs")] = 0.1,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOption = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Which channels did a modulator change?  A Bayesian comparison of channel subsets.
 
@@ -105,14 +105,14 @@ def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n
 def reachability(
     channels: Annotated[list[str], typer.Option("--channels", "-c", help="subset to modulate, e.g. CaS+A "
                                                                          "(repeat for several maps)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    out: OutOption,
+    model: ModelOption = "stg",
     before: Annotated[Path | None, typer.Option(help="before recording(s): the population of the first one "
                                                      "(default: the model's tonic seed population)")] = None,
     after: Annotated[Path | None, typer.Option(help="after recording(s): its posterior is drawn on the map")] = None,
     n_members: Annotated[int, typer.Option(help="population members used per map")] = 100,
     step: Annotated[float, typer.Option(help="grid step in g_s and g_u (units of g_leak)")] = 1.0,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOption = 0,
 ) -> None:
     """Which (g_s, g_u) targets a subset of channels can reach from a population, coloured by cost."""
     from ..compensation import draw_seed_population
@@ -159,17 +159,17 @@ def reachability(
 @app.command()
 def track(
     spikes: Annotated[Path, typer.Argument(help="long recording(s): Spike2Pop CSV, long CSV or NWB")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="neuron model: stg or da")] = "stg",
+    out: OutOption,
+    model: ModelOption = "stg",
     window_ms: Annotated[float | None, typer.Option(help="window length [ms] (default: the posterior's "
                                                           "training window)")] = None,
     step_ms: Annotated[float | None, typer.Option(help="step between windows [ms] (default: half a window)")] = None,
     n_models: Annotated[int, typer.Option(help="models per window")] = 100,
-    posterior: Annotated[Path | None, typer.Option(help="posterior folder (default: the shipped one)")] = None,
-    unit: Annotated[str | None, typer.Option(help="time unit of the input: ms, s or us (default ms)")] = None,
+    posterior: PosteriorOption = None,
+    unit: UnitOption = None,
     t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording [ms]")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    seed: SeedOption = 0,
+    progress: ProgressOption = True,
 ) -> None:
     """Track DIC posteriors and populations through a long recording in sliding windows."""
     from ..io.files import OutputFolder

@@ -39,34 +39,20 @@ Backends
     same shard function to Dask distributed.  Workers run numba with one thread.
 """
 
-from .config import (
-    DESIGNS,
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST,
-    DatasetConfig,
-    DatasetError,
-    cell_noise_levels,
-    design_targets,
-    noise_seed,
-    population_seed,
-    shard_targets,
-)
-from .generate import DatasetRun, compute_shard, simulate_dataset
+# the user-facing names; the format constants, seed helpers and shard functions stay in their modules
+from .config import DESIGNS, DatasetConfig, DatasetError
+from .generate import DatasetRun, simulate_dataset
 from .storage import (
     SHARED_FIELDS,
     TrainingSet,
     combine_datasets,
     load_dataset,
     read_manifest,
-    shard_path,
     split_targets,
     validation_mask,
 )
 
 __all__ = [
-    "DESIGNS", "DatasetConfig", "DatasetError", "DatasetRun", "FORMAT", "FORMAT_VERSION", "MANIFEST",
-    "SHARED_FIELDS", "TrainingSet", "cell_noise_levels", "combine_datasets", "compute_shard", "design_targets",
-    "load_dataset", "noise_seed", "population_seed", "read_manifest", "shard_path", "shard_targets",
-    "simulate_dataset", "split_targets", "validation_mask",
+    "DESIGNS", "SHARED_FIELDS", "DatasetConfig", "DatasetError", "DatasetRun", "TrainingSet", "combine_datasets",
+    "load_dataset", "read_manifest", "simulate_dataset", "split_targets", "validation_mask",
 ]

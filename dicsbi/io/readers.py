@@ -24,6 +24,28 @@ ID_COLUMNS = ("id", "ID", "Id")
 DERIVED_COLUMNS = ("g_f", "g_s", "g_u", "v_th", "vth", "target_g_s", "target_g_u")  # ignored on input
 
 
+def _csv_rows(path: Path, expected: str, what: str = "file") -> list[list[str]]:
+    """Read the CSV's non-blank rows; refuse a file that cannot be read, is not UTF-8 text, not a CSV or empty.
+
+    ``expected`` completes "empty file; expected ..."; ``what`` names the file in a read error.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text (UTF-8) file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+    csv.field_size_limit(2**31 - 1)  # one Spike2Pop cell holds a whole train: a million spikes is ~10 MB
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV ({e})") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise InputError(f"{path}: empty file; expected {expected}")
+    return rows
+
+
 def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[np.ndarray, list[str]]:
     """Read a conductance table; returns ``(g[N, n_g] in model order, ids)``.
 
@@ -32,18 +54,7 @@ def read_conductances_csv(path: str | os.PathLike, model: str | Model) -> tuple[
     """
     model = get_model(model)
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read conductance table ({exc.strerror or exc})") from exc
-    csv.field_size_limit(2**31 - 1)  # one Spike2Pop cell holds a whole train: a million spikes is ~10 MB
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as e:
-        raise InputError(f"{path}: not a readable CSV ({e})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise InputError(f"{path}: empty file; expected a header with {', '.join(model.conductance_names)}")
+    rows = _csv_rows(path, f"a header with {', '.join(model.conductance_names)}", "conductance table")
     header = [h.split("[")[0].strip() for h in rows[0]]  # "g_Na [mS/cm^2]" -> "g_Na"
     wanted = {n.lower(): i for i, n in enumerate(model.conductance_names)}
     wanted.update({n[2:].lower(): i for i, n in enumerate(model.conductance_names)})
@@ -175,26 +186,9 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
     return SpikeTrains.from_list(kept, float(t_start_ms), stops, ids=kept_ids), skipped
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
-    """Read the CSV's non-blank rows; refuse a file that is not UTF-8 text, not a CSV or empty."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text (UTF-8) file") from None
-    csv.field_size_limit(2**31 - 1)  # one Spike2Pop cell holds a whole train: a million spikes is ~10 MB
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as e:
-        raise InputError(f"{path}: not a readable CSV ({e})") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        raise InputError(f"{path}: empty file; expected a header (ID,spiking_times or id,spike_time) and rows")
-    return rows
-
-
 def _read_spike_csv(path: Path, unit: str | None) -> _ReadTrains:
     """Read a Spike2Pop CSV (one row per recording) or a long CSV (one row per spike)."""
-    rows = _csv_rows(path)
+    rows = _csv_rows(path, "a header (ID,spiking_times or id,spike_time) and rows")
     header = [_split_unit(h) for h in rows[0]]
     names = [h[0].lower() for h in header]
     try:

@@ -155,11 +155,13 @@ class Model:
     default_dt_ms, default_duration_ms, default_transient_ms, noise_dt_ms : float
         Simulation defaults: integration step, recorded window, discarded transient, and the sampling step of
         the band-limited noise current (the reference draws its noise on its output grid).
-        ``default_dt_ms`` is the step of the *exact* tier.
+        ``default_dt_ms`` is the step of the *exact* tier, found for each shipped model by
+        ``experiments/validate_simulator.py`` (``docs/simulator.md``).
     fast_dt_ms : float or None
         Step of the *fast* tier (training sets, screening, predictive checks), validated by
-        ``experiments/validate_simulator.py``; None means the exact step (the safe choice for a model
-        nobody has validated at a coarser step).
+        ``experiments/validate_simulator.py`` (0.05 ms for both shipped models: class agreement 1.000, median
+        mean-ISI error under 0.5 %, ``docs/simulator.md``); None means the exact step (the safe choice for a
+        model nobody has validated at a coarser step).
     """
 
     name: str

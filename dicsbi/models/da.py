@@ -120,8 +120,8 @@ DA = Model(
     },
     vth_mV=-55.5,
     v0_mV=V0,
-    default_dt_ms=0.02,  # from experiments/validate_simulator.py, see docs/simulator.md
-    fast_dt_ms=0.05,  # fast tier: class agreement 1.000, median mean-ISI error < 0.5% (docs/simulator.md)
+    default_dt_ms=0.02,
+    fast_dt_ms=0.05,
     default_duration_ms=9000.0,
     default_transient_ms=3000.0,
     noise_dt_ms=0.05,
