@@ -15,6 +15,9 @@ The main job (root: ``infer``'s seed; :mod:`dicsbi.pipeline`)
     ``(CHUNK + c,)`` the posterior draws of chunk ``c > 0`` (chunk 0 draws from the seed itself); ``(i,)`` the
     population of recording ``i``; ``(i, MORE + r)`` its ``r``-th extra draw; ``(i, NOISE_DRAWS)`` its noise
     posterior draws.
+Refinement (root: the recording's own stream ``(i, REFINE)`` under ``infer``'s seed; :mod:`dicsbi.refine`)
+    ``(REFINE_FIRST,)`` the first generation's seed parameters, ``(REFINE_FIRST, k)`` its posterior draws;
+    ``(REFINE, gen)`` generation ``gen``'s resampling and moves, ``(REFINE, gen, 1)`` their simulations' noise.
 Neuromodulation (root: ``modulate``'s seed)
     ``(MODULATION + i,)`` neuron ``i``'s likelihood tables and importance samples; scenario sets of the benchmark
     ``(set index, i)``.
@@ -35,6 +38,8 @@ MORE = 2**20
 NOISE_DRAWS = 2**21
 MODULATION = 2**30
 PAIR_CELL = 10**6
+REFINE_FIRST = 2**22
+REFINE = 2**23  # also the recording's refinement root: (i, REFINE) under infer's seed
 
 
 def stream(root: int, *key: int) -> np.random.SeedSequence:

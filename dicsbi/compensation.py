@@ -288,23 +288,50 @@ def gamma_matched(a: float, b: float) -> tuple[float, float]:
     return 3.0 * (a + b) ** 2 / (b - a) ** 2, (b - a) ** 2 / (6.0 * (a + b))
 
 
-def draw_seed_population(model: str | Model, n: int, rng: np.random.Generator, vth_mV=None) -> np.ndarray:
-    """Draw valid tonic-spiking seed cells (at most ``n``) as the model's :class:`SeedSpec` says."""
+def draw_seed_parameters(model: str | Model, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw the free parameters of ``n`` seed cells: ``[n, k + 1]``, the ``SeedSpec.uniform`` values, then g_leak.
+
+    Uniform draws per conductance in ``spec.uniform`` order (values per reference leak), then g_leak from the
+    gamma distribution matched to ``U[leak_range]``; :func:`seed_cells` turns them into cells
+    (:func:`dicsbi.refine.seed_log_prior` is their density, the training world's prior over seed cells).
+    """
+    spec = _seed_spec(get_model(model))
+    cols = [rng.uniform(lo, hi, n) for lo, hi in spec.uniform.values()]
+    shape, scale = gamma_matched(*spec.leak_range)
+    return np.column_stack([*cols, rng.gamma(shape, scale, n)]) if cols else rng.gamma(shape, scale, (n, 1))
+
+
+def seed_cells(model: str | Model, params: np.ndarray, vth_mV=None) -> Compensation:
+    """Build the seed cells of :func:`draw_seed_parameters`' ``params`` (valid ones: ``.valid``).
+
+    The uniform values and the fixed conductances are multiplied by ``g_leak / mean_leak``, then ``solve_for``
+    is solved so that the DICs at V_th equal ``dic_targets``.
+    """
     model = get_model(model)
-    spec = model.seed_spec
-    if spec is None:
-        raise DicsbiError(f"model {model.name!r} defines no seed population")
-    g = np.zeros((n, model.n_conductances))
-    for name, (lo, hi) in spec.uniform.items():
-        g[:, conductance_index(model, name)] = rng.uniform(lo, hi, n)
+    spec = _seed_spec(model)
+    params = np.atleast_2d(np.asarray(params, dtype=float))
+    g = np.zeros((params.shape[0], model.n_conductances))
+    for k, name in enumerate(spec.uniform):
+        g[:, conductance_index(model, name)] = params[:, k]
     for name, value in spec.fixed.items():
         g[:, conductance_index(model, name)] = value
     shape, scale = gamma_matched(*spec.leak_range)
     leak = conductance_index(model, "g_leak")
-    g[:, leak] = rng.gamma(shape, scale, n)
+    g[:, leak] = params[:, -1]
     others = [c for c in range(model.n_conductances) if c != leak]
     g[:, others] *= g[:, [leak]] / (shape * scale)
-    comp = compensate(model, g, dict(zip(DIC_NAMES, spec.dic_targets)), spec.solve_for, vth_mV)
+    return compensate(model, g, dict(zip(DIC_NAMES, spec.dic_targets)), spec.solve_for, vth_mV)
+
+
+def _seed_spec(model: Model):
+    if model.seed_spec is None:
+        raise DicsbiError(f"model {model.name!r} defines no seed population")
+    return model.seed_spec
+
+
+def draw_seed_population(model: str | Model, n: int, rng: np.random.Generator, vth_mV=None) -> np.ndarray:
+    """Draw valid tonic-spiking seed cells (at most ``n``) as the model's :class:`SeedSpec` says."""
+    comp = seed_cells(model, draw_seed_parameters(model, n, rng), vth_mV)
     return comp.conductances[comp.valid]
 
 

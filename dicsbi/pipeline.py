@@ -20,6 +20,7 @@ Silent recordings (fewer than 3 spikes) get no posterior and are reported as suc
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -29,6 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .posterior.artifact import DICPosterior
     from .posterior.config import PosteriorConfig
+    from .refine import Refinement, RefineOptions
 
 from . import _seeds
 from .compensation import compensate, draw_seed_population
@@ -60,6 +62,7 @@ class RecordingPopulation:
     out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
     like_model: str = ""               # the other shipped model this recording looks like (rival-world flag)
     noise: np.ndarray | None = None    # [n_models] noise level (uA/cm^2) of each model, from the noise posterior
+    refinement: Refinement | None = None  # the simulation refinement (dicsbi.refine) when it replaced the members
 
 
 @dataclass
@@ -73,6 +76,7 @@ class InferenceResult:
     silent: list[str] = field(default_factory=list)
     posterior_config: PosteriorConfig | None = None
     unreachable: list[str] = field(default_factory=list)  # no posterior sample reachable by compensation
+    refined: bool = False  # the populations were refined by simulation (dicsbi.refine)
 
 
 def _populate(model, targets: np.ndarray, pairs, rng, vth, max_rounds: int):
@@ -131,7 +135,8 @@ class PopulationOptions:
 
 
 def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0, *,
-          options: PopulationOptions = PopulationOptions(), progress: bool = False) -> InferenceResult:
+          options: PopulationOptions = PopulationOptions(), refine: RefineOptions | None = None,
+          progress: bool = False) -> InferenceResult:
     """Posterior samples -> one compensated model each, for every recording (see the module docstring).
 
     Parameters
@@ -151,14 +156,18 @@ def infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed:
         Members simulated per recording in the predictive check (0: none).
     options
         The compensation loop's settings.
+    refine
+        Refine every population by simulation (:mod:`dicsbi.refine`: ``n_models`` members that reproduce the
+        recording's spike-train features); None keeps the DIC populations.
     progress
         Show a progress bar.
     """
-    parts = list(iter_infer(trains, model, n_models, posterior, seed, check, options=options, progress=progress))
+    parts = list(iter_infer(trains, model, n_models, posterior, seed, check, options=options, refine=refine,
+                            progress=progress))
     first = parts[0]
     return InferenceResult(first.model, first.vth_mV, first.seed, [r for p in parts for r in p.recordings],
                            [s for p in parts for s in p.silent], first.posterior_config,
-                           [u for p in parts for u in p.unreachable])
+                           [u for p in parts for u in p.unreachable], refined=refine is not None)
 
 
 def _resolve_posterior(posterior, m):
@@ -174,7 +183,8 @@ def _resolve_posterior(posterior, m):
 
 
 def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0, *,
-               options: PopulationOptions = PopulationOptions(), progress: bool = False):
+               options: PopulationOptions = PopulationOptions(), refine: RefineOptions | None = None,
+               progress: bool = False):
     """Run :func:`infer` in chunks of :data:`CHUNK` recordings, yielding one :class:`InferenceResult` per chunk.
 
     A file of any number of recordings is so processed in bounded memory.  Seeds: the posterior draws of chunk
@@ -186,7 +196,9 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
     m = get_model(model)
     if n_models < 1:
         raise DicsbiError(f"n_models must be >= 1, got {n_models}")
-    job = _Job(m, _resolve_posterior(posterior, m), int(seed), int(n_models), int(check), options)
+    if refine is not None:
+        refine = dataclasses.replace(refine, n_members=int(n_models))
+    job = _Job(m, _resolve_posterior(posterior, m), int(seed), int(n_models), int(check), options, refine)
     if not isinstance(trains, SpikeTrains):
         trains = SpikeTrains.from_list(trains, 0.0)
     with ProgressBar(progress, len(trains), f"recordings ({m.name})") as bar:
@@ -204,6 +216,7 @@ class _Job:
     n_models: int
     check: int
     options: PopulationOptions
+    refine: RefineOptions | None = None
 
     def chunk(self, trains: SpikeTrains, idx: np.ndarray, c: int, bar: ProgressBar) -> InferenceResult:
         """Infer the recordings ``idx`` (chunk ``c``): one posterior call, then one population each."""
@@ -233,15 +246,37 @@ class _Job:
                 bar.advance()
         bar.advance(int(part.counts.size - ok.size))
         silent = [str(part.ids[k]) for k in np.flatnonzero(part.counts < MIN_SPIKES)]
-        return InferenceResult(m.name, float(post.vth_mV), self.seed, results, silent, post.config, unreachable)
+        return InferenceResult(m.name, float(post.vth_mV), self.seed, results, silent, post.config, unreachable,
+                               refined=self.refine is not None)
 
     def finish(self, rec: RecordingPopulation, one: SpikeTrains, i: int) -> None:
-        """Add the members' noise levels (noise posterior) and the predictive check to recording ``i``."""
+        """Add the members' noise levels (noise posterior), the refinement and the predictive check."""
         if getattr(self.post, "noise_level", None) is not None:
             n_seed = _seeds.int_seed(self.seed, i, _seeds.NOISE_DRAWS)
             rec.noise = self.post.sample_noise(one, rec.samples[None], seed=n_seed)[0]
+        if self.refine is not None:
+            self.refined(rec, one, i)
         if self.check:
             rec.check = predictive_check(self.m, one, rec, self.check, seed=self.seed + i)
+
+    def refined(self, rec: RecordingPopulation, one: SpikeTrains, i: int) -> None:
+        """Replace recording ``i``'s members by the simulation-refined ones (:func:`dicsbi.refine.refine`).
+
+        Candidates are simulated at the noise posterior's median level over the DIC population (0 when most of
+        its mass is at 0), or at ``RefineOptions.noise_std`` without a noise posterior.
+        """
+        from .dics import compute_dics
+        from .refine import refine, spread
+
+        assert self.refine is not None
+        level = float(np.median(rec.noise)) if rec.noise is not None else None
+        ref = refine(self.m, one, self.post, rec.pairs, self.refine, _seeds.int_seed(self.seed, i, _seeds.REFINE),
+                     noise_std=level)
+        ref.spread_before, ref.spread_after = spread(rec.conductances), spread(ref.conductances)
+        n = len(ref.conductances)
+        rec.refinement, rec.conductances, rec.samples, rec.pair = ref, ref.conductances, ref.theta[:, -2:], ref.pair
+        rec.dics, rec.sample_index = compute_dics(self.m, ref.conductances, self.post.vth_mV), np.full(n, -1)
+        rec.noise = np.full(n, ref.noise_std) if rec.noise is not None else None
 
     def more_samples(self, one: SpikeTrains, i: int, n: int, r: int) -> np.ndarray:
         """Draw ``r`` of further posterior samples for recording ``i`` (its own seed stream)."""
@@ -317,8 +352,8 @@ class RunSummary(NamedTuple):
 
 
 def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, posterior, seed: int = 0, check: int = 0,
-                  *, options: PopulationOptions = PopulationOptions(), progress: bool = False,
-                  title: str = "dicsbi inference") -> RunSummary:
+                  *, options: PopulationOptions = PopulationOptions(), refine: RefineOptions | None = None,
+                  progress: bool = False, title: str = "dicsbi inference") -> RunSummary:
     """Run :func:`iter_infer` and write its tables, ``posterior.nc``, ``figures/`` and ``report.html`` to ``folder``.
 
     ``populations.csv``, ``summary.csv`` and ``posterior.nc`` are written chunk by chunk (tables and the netCDF
@@ -340,7 +375,7 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
                                                                           newline="") as summ, \
             NetCDFAppender(folder / "posterior.nc") as nc:
         for c, part in enumerate(iter_infer(trains, model, n_models, posterior, seed, check, options=options,
-                                            progress=progress)):
+                                            refine=refine, progress=progress)):
             first = first or part
             chunk = trains.select(np.arange(c * CHUNK, min((c + 1) * CHUNK, len(trains))))
             pop.write(_body(populations_table(part), c > 0))
@@ -355,6 +390,6 @@ def run_to_folder(trains: SpikeTrains, folder, model: str, n_models: int, poster
     if first is None:
         raise DicsbiError("no spike trains to infer from")
     result = InferenceResult(first.model, first.vth_mV, first.seed, shown, silent, first.posterior_config,
-                             unreachable)
+                             unreachable, refined=first.refined)
     write_figures_and_report(result, trains, folder, title=title, max_recordings=MAX_FIGURES, n_total=n_rec)
     return RunSummary(n_rec, len(silent), flagged)

@@ -76,6 +76,8 @@ def inference_data(result, trains: SpikeTrains):
                           coords={"recording": ids}, attrs=attrs)
     observed["out_of_world"].attrs["meaning"] = "1: " + TYPICALITY_MEANING
     observed["like_model"].attrs["meaning"] = "the other shipped model this recording looks like ('' if none)"
+    if getattr(result, "refined", False):
+        _add_refinement(observed, recs, list(m.conductance_names))
     pair = np.array([["+".join(r.pairs[p]) for p in r.pair[:n]] for r in recs], dtype=str).T[None] if recs \
         else np.empty((1, 0, 0), dtype=str)
     constant = xr.Dataset({"pair": (("chain", "draw", "recording"), pair)}, coords=c3, attrs=attrs)
@@ -83,6 +85,25 @@ def inference_data(result, trains: SpikeTrains):
         warnings.simplefilter("ignore", UserWarning)
         return az.InferenceData(posterior=posterior, posterior_predictive=predictive, observed_data=observed,
                                 constant_data=constant)
+
+
+def _add_refinement(observed, recs: list, channels: list[str]) -> None:
+    """Add the refinement's figures per recording to ``observed_data`` (``refine_*``, :mod:`dicsbi.refine`)."""
+    def col(key):
+        return ("recording",), np.array([getattr(r.refinement, key) if r.refinement is not None else np.nan
+                                         for r in recs], dtype=float)
+
+    for key in ("acceptance", "tolerance", "ess", "distinct", "simulations", "seconds", "noise_std"):
+        observed[f"refine_{key}"] = col(key)
+    observed["refine_flagged"] = ("recording",), np.array(
+        [int(r.refinement.flagged) if r.refinement is not None else 0 for r in recs], dtype=np.int64)
+    nan = np.full(len(channels), np.nan)
+    for key in ("spread_before", "spread_after"):
+        values = [getattr(r.refinement, key) if r.refinement is not None else None for r in recs]
+        observed[f"refine_{key}"] = (("recording", "channel"), np.array([nan if v is None else v for v in values]))
+        observed[f"refine_{key}"].attrs["meaning"] = "interquartile range of log10 g over the population (decades)"
+    observed.coords["channel"] = channels
+    observed["refine_flagged"].attrs["meaning"] = "1: degeneracy lost or no member reproduces the recording"
 
 
 def to_netcdf(idata, path):

@@ -161,4 +161,42 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         cols["typicality"].append(r.typicality if r is not None else np.nan)
         cols["out_of_world"].append(int(r.out_of_world) if r is not None else 0)
         cols["like_model"].append(r.like_model if r is not None else "")
+    if getattr(result, "refined", False):
+        _refine_columns(cols, [by_id.get(str(i)) for i in trains.ids], get_model(result.model).conductance_names)
     return format_table_csv(cols)
+
+
+REFINE_COLUMNS = ("acceptance", "tolerance", "ess", "distinct", "simulations", "seconds", "generations",
+                  "distance_before", "distance_after", "noise_std", "flagged")
+
+
+def _refine_columns(cols: dict[str, list], recs: list, names) -> None:
+    """Add the refinement's columns (``refine_*``; :mod:`dicsbi.refine`) to a summary table's ``cols``.
+
+    Per recording: the last generation's acceptance rate, the final tolerance, the effective sample size, the
+    distinct members, simulations, seconds, generations, the median feature distance of the DIC population
+    and of the refined one, the candidates' noise level, the flag (1: degeneracy lost or not reproduced) with
+    its reasons, and per conductance the refined population's spread relative to the DIC population's
+    (``refine_spread_<g>``: interquartile range of log10 g after / before).
+    """
+    for key in REFINE_COLUMNS:
+        cols[f"refine_{key}"] = []
+    cols["refine_why"] = []
+    for name in names:
+        cols[f"refine_spread_{name}"] = []
+    for r in recs:
+        ref = r.refinement if r is not None else None
+        values = {} if ref is None else {
+            "acceptance": ref.acceptance, "tolerance": ref.tolerance, "ess": ref.ess, "distinct": ref.distinct,
+            "simulations": ref.simulations, "seconds": ref.seconds, "generations": ref.generations,
+            "distance_before": ref.distance_before, "distance_after": float(np.median(ref.distance)),
+            "noise_std": ref.noise_std, "flagged": int(ref.flagged)}
+        for key in REFINE_COLUMNS:
+            cols[f"refine_{key}"].append(values.get(key, np.nan))
+        cols["refine_why"].append("; ".join(ref.why) if ref is not None else "")
+        ratio = np.full(len(names), np.nan)
+        if ref is not None and ref.spread_before is not None and ref.spread_after is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):  # a fixed conductance has no spread
+                ratio = ref.spread_after / ref.spread_before
+        for k, name in enumerate(names):
+            cols[f"refine_spread_{name}"].append(float(ratio[k]))

@@ -173,6 +173,8 @@ def _recording_rows(rec, firing: int, n_spikes: int) -> list[tuple[str, object]]
         verdict = f": OUT OF WORLD, {TYPICALITY_MEANING}" if rec.out_of_world else ": like the training trains"
         like = f" (it looks like a recording of the {rec.like_model.upper()} model)" if rec.like_model else ""
         rows.append(("typicality (distance to the training world)", f"{rec.typicality:.2f}{verdict}{like}"))
+    if getattr(rec, "refinement", None) is not None:
+        rows += _refinement_rows(rec.refinement)
     if rec.check:
         c = rec.check
         rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),
@@ -181,3 +183,14 @@ def _recording_rows(rec, firing: int, n_spikes: int) -> list[tuple[str, object]]
                  ("rate within 20% and ISI CV within 30%", f"{c.get('rate_cv_match', float('nan')):.0%}"),
                  ("van Rossum distance / population spread (median)", f"{c['vr_ratio']:.2f}")]
     return rows
+
+
+def _refinement_rows(ref) -> list[tuple[str, object]]:
+    """Build the table rows that say what the simulation refinement did (:mod:`dicsbi.refine`)."""
+    verdict = "; ".join(ref.why) if ref.flagged else "members reproduce the recording, degeneracy kept"
+    return [("refinement (SMC-ABC): members distinct / ESS", f"{ref.distinct} / {ref.ess:.0f}"),
+            ("feature distance: DIC population median -> refined median (final tolerance)",
+             f"{ref.distance_before:.2f} -> {float(np.median(ref.distance)):.2f} ({ref.tolerance:.2f})"),
+            ("simulations, generations, seconds, last acceptance",
+             f"{ref.simulations}, {ref.generations}, {ref.seconds:.1f} s, {ref.acceptance:.0%}"),
+            ("refinement verdict", ("FLAGGED: " if ref.flagged else "") + verdict)]

@@ -1,0 +1,276 @@
+"""The adaptive SMC-ABC sampler of the refinement (Del Moral, Doucet & Jasra 2012; see :mod:`dicsbi.refine`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _seeds
+from ..compensation import draw_seed_parameters
+from ..errors import DicsbiError
+from ..models import Model, get_model
+from ..spikes import SILENT, SpikeTrains
+from .distance import Simulator, recording_window, train_features
+from .world import World
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Settings of the refinement (defaults: members and budget for about 10 s per STG recording).
+
+    Attributes
+    ----------
+    n_members
+        Members of the refined population (SMC particles).
+    alpha
+        Share of the effective sample size kept by each tolerance step.
+    eps_min
+        Tolerance at which the sampler stops (standardised feature distance).
+    eps_flag
+        A recording whose final tolerance is above this is flagged as not reproduced.
+    min_acceptance
+        The sampler stops when fewer moves than this are accepted.
+    max_generations, max_simulations
+        Budget per recording.
+    max_steps
+        Most Metropolis-Hastings steps per generation (as many as needed for 90 % of the members to move).
+    distinct_min, ess_min
+        Degeneracy must survive: at least these shares of distinct members and effective sample size.
+    noise_std
+        Noise level of the candidates when the posterior has no noise posterior (uA/cm^2).
+    tier
+        Accuracy tier of the simulations (``"fast"``: validated for class and ISI).
+    """
+
+    n_members: int = 100
+    alpha: float = 0.7
+    eps_min: float = 0.3
+    eps_flag: float = 1.0
+    min_acceptance: float = 0.03
+    max_generations: int = 12
+    max_steps: int = 4
+    max_simulations: int = 3000
+    distinct_min: float = 0.9
+    ess_min: float = 0.5
+    noise_std: float = 0.0
+    tier: str = "fast"
+
+    def __post_init__(self):
+        if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1:
+            raise DicsbiError(f"invalid refine options {self}: at least 10 members, 0 < alpha < 1, a generation")
+
+
+@dataclass
+class Refinement:
+    """What the refinement did for one recording (reported in summary.csv, posterior.nc and the report)."""
+
+    conductances: np.ndarray     # [n_members, n_g] the refined population (equally weighted)
+    theta: np.ndarray            # [n_members, p] their (seed parameters, g_s, g_u)
+    pair: np.ndarray             # [n_members] index into ``pairs``
+    distance: np.ndarray         # [n_members] feature distance of each member's last simulation
+    tolerance: float
+    acceptance: float            # share of the last generation's moves accepted
+    ess: float                   # effective sample size of the final weights, before the final resampling
+    distinct: int                # distinct members of the final population
+    simulations: int
+    seconds: float
+    generations: int
+    distance_before: float       # median feature distance of the DIC population (the first generation)
+    noise_std: float
+    flagged: bool = False        # degeneracy lost, or no member reproduces the recording
+    why: list[str] = field(default_factory=list)
+    spread_before: np.ndarray | None = None  # [n_g] spread of each conductance in the DIC population (spread())
+    spread_after: np.ndarray | None = None   # [n_g] the same in the refined population
+
+
+def _ess(logw: np.ndarray) -> float:
+    if not np.isfinite(logw).any():
+        return 0.0
+    w = np.exp(logw - np.max(logw))
+    return float(w.sum() ** 2 / (w**2).sum())
+
+
+def _next_tolerance(logw: np.ndarray, d: np.ndarray, alpha: float, eps_min: float) -> float:
+    """Find the smallest tolerance that keeps ``alpha`` of the effective sample size (never below ``eps_min``)."""
+    target = alpha * _ess(logw)
+    cand = np.unique(d[np.isfinite(d) & np.isfinite(logw)])
+    lo, hi = 0, cand.size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _ess(np.where(d <= cand[mid], logw, -np.inf)) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(max(cand[lo], eps_min)) if cand.size else float("inf")
+
+
+def _systematic(logw: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Systematic resampling: ``n`` indices drawn in proportion to the weights."""
+    w = np.exp(logw - np.max(logw))
+    c = np.cumsum(w / w.sum())
+    return np.minimum(np.searchsorted(c, (rng.random() + np.arange(n)) / n), len(w) - 1)
+
+
+@dataclass
+class _Particles:
+    theta: np.ndarray
+    pair: np.ndarray
+    g: np.ndarray
+    d: np.ndarray
+    logw: np.ndarray
+    lp: np.ndarray
+
+    def take(self, idx: np.ndarray) -> _Particles:
+        return _Particles(self.theta[idx], self.pair[idx], self.g[idx], self.d[idx],
+                          np.zeros(len(idx)), self.lp[idx])
+
+
+def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
+          seed: int) -> tuple[float, int]:
+    """One Metropolis-Hastings move of every living member at tolerance ``eps``: (acceptance, simulations)."""
+    alive = np.flatnonzero(np.isfinite(parts.logw))
+    w = np.exp(parts.logw[alive] - parts.logw[alive].max())
+    cov = np.atleast_2d(np.cov(parts.theta[alive].T, aweights=w)) if alive.size > 1 else None
+    dim = parts.theta.shape[1]
+    if cov is None or not np.all(np.isfinite(cov)):
+        cov = np.diag((0.05 * np.abs(parts.theta[alive]).mean(0)) ** 2)
+    cov = cov * (2.38**2 / dim) + np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
+    prop = parts.theta[alive] + rng.multivariate_normal(np.zeros(dim), cov, size=alive.size, method="cholesky")
+    lp = world.log_prior(prop)
+    g = np.full((alive.size, parts.g.shape[1]), np.nan)
+    ok = np.isfinite(lp)
+    g[ok], valid = world.cells(prop[ok], parts.pair[alive][ok])
+    ok[np.flatnonzero(ok)[~valid]] = False
+    d = np.full(alive.size, np.inf)
+    d[ok] = sim.distance(g[ok], seed)
+    accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive])
+    idx = alive[accept]
+    parts.theta[idx], parts.g[idx], parts.d[idx], parts.lp[idx] = prop[accept], g[accept], d[accept], lp[accept]
+    return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
+
+
+def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int) -> _Particles:
+    """``n`` valid members proposed from the DIC posterior, weighted by prior / proposal (1 / q(g_s, g_u | x))."""
+    rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
+    theta_parts, pair_parts, g_parts = [], [], []
+    found, tries = 0, 0
+    while found < n and tries < 6:
+        m = int(1.5 * (n - found)) + 16
+        dic = np.asarray(post.sample(train, m, seed=_seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))).reshape(m, 2)
+        theta = np.column_stack([draw_seed_parameters(world.model, m, rng), dic])
+        pair, g = world.first_valid_pair(theta)
+        ok = pair >= 0
+        theta_parts.append(theta[ok])
+        pair_parts.append(pair[ok])
+        g_parts.append(g[ok])
+        found += int(ok.sum())
+        tries += 1
+    if found == 0:
+        raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
+    theta, pair, g = (np.concatenate(a)[:n] for a in (theta_parts, pair_parts, g_parts))
+    logq = np.asarray(post.log_prob(theta[:, -2:], train), dtype=float).reshape(-1)
+    d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6))
+    return _Particles(theta, pair, g, d, -logq, world.log_prior(theta))
+
+
+def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineOptions = RefineOptions(),
+           seed: int = 0, noise_std: float | None = None) -> Refinement:
+    """Refine the population of one recording by SMC-ABC (see the module docstring).
+
+    Parameters
+    ----------
+    model
+        The registered model.
+    train
+        One recording (a :class:`SpikeTrains` of one train).
+    post
+        Its DIC posterior (:class:`~dicsbi.posterior.DICPosterior`): the first generation's proposal.
+    pairs
+        The compensation pairs members may be solved with, best first (:func:`dicsbi.pair_ranking.pair_ranking`).
+    options
+        The sampler's settings and budget.
+    seed
+        Everything is reproducible by it (one stream per generation).
+    noise_std
+        Noise level of the candidates (default ``options.noise_std``).
+    """
+    t0 = time.perf_counter()
+    m = get_model(model)
+    opt = options
+    shifted, window = recording_window(train)
+    rec = train_features(shifted)[0]
+    if rec[-1] == SILENT:
+        raise DicsbiError(f"recording {train.ids[0]!r} is silent: nothing to refine")
+    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), [tuple(p) for p in pairs])
+    level = float(opt.noise_std if noise_std is None else noise_std)
+    sim = Simulator(m, window, level, opt.tier, rec)
+    parts = _first_generation(post, train, world, sim, opt.n_members, seed)
+    n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
+    d_before = float(np.median(parts.d))
+    previous = float(np.max(parts.d[np.isfinite(parts.d)])) if np.isfinite(parts.d).any() else float("inf")
+    for gen in range(1, opt.max_generations + 1):
+        previous, eps = eps if np.isfinite(eps) else previous, _next_tolerance(parts.logw, parts.d, opt.alpha,
+                                                                               opt.eps_min)
+        parts.logw = np.where(parts.d <= eps, parts.logw, -np.inf)
+        rng = _seeds.rng(seed, _seeds.REFINE, gen)
+        if _ess(parts.logw) < 0.5 * opt.n_members:
+            parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
+        acceptance, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, 1))
+        n_sims += spent
+        for r in range(2, _steps(acceptance, opt.max_steps) + 1):  # until most members have moved once
+            if n_sims >= opt.max_simulations:
+                break
+            _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r))
+            n_sims += spent
+        if acceptance < opt.min_acceptance:
+            eps = previous  # the moves stalled: the members are rejuvenated at the last tolerance that moved
+            parts.logw = np.where(parts.d <= eps, parts.logw, -np.inf)
+            break
+        if eps <= opt.eps_min or n_sims >= opt.max_simulations:
+            break
+    ess = _ess(parts.logw)
+    parts, n_sims = _rejuvenate(parts, eps, world, sim, opt, seed, n_sims)
+    distinct = int(np.unique(parts.theta, axis=0).shape[0])
+    why = _flags(opt, eps, ess, distinct)
+    return Refinement(parts.g, parts.theta, parts.pair, parts.d, eps, acceptance, ess, distinct, n_sims,
+                      time.perf_counter() - t0, gen, d_before, level, bool(why), why)
+
+
+def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt: RefineOptions, seed: int,
+                n_sims: int) -> tuple[_Particles, int]:
+    """Resample to equal weights, then move at the final tolerance until the members are distinct enough.
+
+    At most ``2 * max_steps`` steps, within the simulation budget plus one generation.
+    """
+    rng = _seeds.rng(seed, _seeds.REFINE, 0)
+    parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
+    budget = opt.max_simulations + opt.n_members
+    for r in range(1, 2 * opt.max_steps + 1):
+        if np.unique(parts.theta, axis=0).shape[0] >= opt.distinct_min * opt.n_members or n_sims >= budget:
+            break
+        _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r))
+        n_sims += spent
+    return parts, n_sims
+
+
+def _steps(acceptance: float, most: int, unmoved: float = 0.1) -> int:
+    """Metropolis steps per generation so that about ``1 - unmoved`` of the members move (Del Moral et al.)."""
+    if acceptance >= 1.0:
+        return 1
+    if acceptance <= 0.0:
+        return most
+    return int(min(most, max(1, np.ceil(np.log(unmoved) / np.log1p(-acceptance)))))
+
+
+def _flags(opt: RefineOptions, eps: float, ess: float, distinct: int) -> list[str]:
+    """Why a refined population is flagged: degeneracy lost, or no member reproduces the recording."""
+    why = []
+    if eps > opt.eps_flag:
+        why.append(f"no member reproduces the recording (final tolerance {eps:.2f} > {opt.eps_flag:g})")
+    if distinct < opt.distinct_min * opt.n_members:
+        why.append(f"only {distinct} distinct members of {opt.n_members}")
+    if ess < opt.ess_min * opt.n_members:
+        why.append(f"effective sample size {ess:.0f} < {opt.ess_min * opt.n_members:.0f}")
+    return why

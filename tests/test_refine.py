@@ -1,0 +1,133 @@
+"""Simulation-refined populations (dicsbi.refine): the world prior, the distance, the sampler's promises."""
+
+import numpy as np
+import pytest
+
+from dicsbi.compensation import draw_seed_parameters, draw_seed_population, seed_cells
+from dicsbi.models import get_model
+from dicsbi.refine import RefineOptions, feature_distance, recording_window, refine, seed_log_prior, train_features
+from dicsbi.spikes import SpikeTrains
+
+FAST = RefineOptions(n_members=30, max_generations=6, max_simulations=600)
+
+
+@pytest.fixture(scope="module")
+def stg():
+    from dicsbi.posterior import load_posterior
+
+    return load_posterior("stg")
+
+
+def _pairs(post, train):
+    from dicsbi.pair_ranking import pair_ranking
+
+    med = np.median(post.sample(train, 200, seed=0).reshape(-1, 2), axis=0)
+    return list(pair_ranking("stg", float(med[0]), float(med[1]), post.vth_mV))[:4]
+
+
+def _recording(cell, seed=0, ms=3000.0):
+    from dicsbi.simulate import simulate
+
+    sim = simulate("stg", cell[None], duration_ms=ms, seed=seed, tier="fast")
+    return SpikeTrains.from_list([sim.trains[0]], 0.0, ms, ids=["cell"])
+
+
+def test_seed_parameters_are_the_seed_population_and_their_density():
+    for name in ("stg", "da"):
+        params = draw_seed_parameters(name, 64, np.random.default_rng(5))
+        comp = seed_cells(name, params)
+        np.testing.assert_array_equal(comp.conductances[comp.valid],
+                                      draw_seed_population(name, 64, np.random.default_rng(5)))
+        lp = seed_log_prior(name, params)
+        assert np.isfinite(lp).all()
+        outside = params.copy()
+        outside[0, 0] = 1e6
+        outside[1, -1] = -1.0  # a negative leak
+        assert np.isneginf(seed_log_prior(name, outside)[:2]).all()
+    # the density, written out for DA: two uniform values and a gamma leak
+    from scipy.stats import gamma
+
+    from dicsbi.compensation import gamma_matched
+
+    spec = get_model("da").seed_spec
+    (a, b), (c, d) = spec.uniform["g_Kd"], spec.uniform["g_CaL"]
+    shape, scale = gamma_matched(*spec.leak_range)
+    want = -np.log(b - a) - np.log(d - c) + gamma.logpdf(0.01, shape, scale=scale)
+    assert seed_log_prior("da", np.array([[8.0, 0.05, 0.01]]))[0] == pytest.approx(want)
+
+
+def test_distance_is_zero_on_itself_and_counts_scales():
+    t = np.arange(0.0, 3000.0, 100.0)  # 10 Hz tonic
+    rec = train_features(SpikeTrains.from_list([t], 0.0, 3000.0))[0]
+    faster = train_features(SpikeTrains.from_list([np.arange(0.0, 3000.0, 100.0 / 1.1)], 0.0, 3000.0))
+    burst = np.concatenate([b + np.array([0.0, 5.0, 10.0, 15.0]) for b in np.arange(0.0, 3000.0, 500.0)])
+    bursting = train_features(SpikeTrains.from_list([burst], 0.0, 3000.0))
+    assert feature_distance(rec[None], rec)[0] == 0.0
+    # 10% faster: one scale on log rate and log frequency, none on the CV (RMS over three features)
+    assert feature_distance(faster, rec)[0] == pytest.approx(np.sqrt(2 / 3), rel=0.05)
+    assert feature_distance(bursting, rec)[0] > 2.0  # another firing class
+
+
+def test_refinement_reproduces_a_simulated_cell_and_keeps_degeneracy(stg):
+    from dicsbi.compensation import generate_population
+    from dicsbi.simulate import simulate
+    from dicsbi.spikes import spike_features
+
+    cell = generate_population("stg", 4.0, 6.0, 1, seed=2).conductances[0]
+    train = _recording(cell)
+    r = refine("stg", train, stg, _pairs(stg, train), FAST, seed=3)
+    assert r.conductances.shape == (30, 8) and np.all(r.conductances > 0)
+    assert r.distinct >= 27 and r.ess > 0 and r.simulations <= FAST.max_simulations + 2 * FAST.n_members
+    assert not r.flagged and r.tolerance <= FAST.eps_flag
+    shifted, window = recording_window(train)
+    sim = simulate("stg", r.conductances, duration_ms=window, seed=11, tier="fast")
+    f, f0 = spike_features(sim.trains), spike_features(shifted)
+    key = "f_inter_hz" if f0["firing_class"][0] == 2 else "f_spiking_hz"
+    assert np.mean(f["firing_class"] == f0["firing_class"][0]) >= 0.9
+    assert np.mean(np.abs(f[key] / f0[key][0] - 1) <= 0.1) >= 0.8
+
+
+def test_a_recording_no_model_reproduces_is_flagged(stg):
+    t = np.arange(0.0, 3000.0, 4.0)  # 250 Hz tonic firing: far outside the STG world
+    train = SpikeTrains.from_list([t], 0.0, 3000.0, ids=["fast"])
+    r = refine("stg", train, stg, _pairs(stg, train), RefineOptions(n_members=20, max_generations=3,
+                                                                     max_simulations=200), seed=0)
+    assert r.flagged and any("no member reproduces" in w for w in r.why)
+
+
+def test_same_seed_same_population_for_one_and_two_threads(stg):
+    import numba
+
+    from dicsbi.compensation import generate_population
+
+    train = _recording(generate_population("stg", 2.0, 8.0, 1, seed=4).conductances[0], ms=1500.0)
+    opts = RefineOptions(n_members=16, max_generations=2, max_simulations=150)
+    before = numba.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            out.append(refine("stg", train, stg, _pairs(stg, train), opts, seed=9).conductances)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_infer_with_refine_reports_the_refinement(stg, tmp_path):
+    import arviz as az
+    from conftest import read_csv
+
+    from dicsbi.io import read_spike_trains
+    from dicsbi.pipeline import run_to_folder
+
+    trains, _ = read_spike_trains("examples/stg_recordings.csv")
+    trains = trains.select([0])
+    run_to_folder(trains, tmp_path, "stg", 20, stg, seed=0, refine=RefineOptions(max_generations=2,
+                                                                                   max_simulations=120))
+    row = read_csv(tmp_path / "summary.csv")[0]
+    assert int(row["n_models"]) == 20 and int(row["refine_distinct"]) <= 20
+    assert float(row["refine_simulations"]) >= 20 and row["refine_flagged"] in ("0", "1")
+    assert "refine_spread_g_Na" in row
+    idata = az.from_netcdf(tmp_path / "posterior.nc")
+    assert idata.observed_data["refine_tolerance"].shape == (1,)
+    assert idata.observed_data["refine_spread_after"].shape == (1, 8)
