@@ -6,10 +6,19 @@ compared with the recording.  Printed: the fraction of members with the recordin
 main frequency within 10% (spiking frequency for tonic, burst frequency for bursting), overall and per kind,
 next to a baseline that draws the DIC targets from the prior box instead of the posterior, and (``--oracle``)
 a ceiling that uses every recording's true DIC target: how well DIC matching alone can reproduce a cell.
+Every method is scored on every recording: one it gives no population (none of its samples reachable by
+compensation; it happens to the true-DIC ceiling) counts as a failure, class and frequency match 0, and is listed.
 
-    python experiments/eval_populations.py --model stg [--n-recordings 200] [--posterior PATH]
+    python experiments/eval_populations.py --model stg [--n-recordings 200] [--posterior PATH] [--refine]
 
-Ends with one line: model=M class_match=.. freq_match=.. class_match_prior=.. freq_match_prior=..
+``--refine`` also runs the simulation-refined populations (:mod:`dicsbi.refine`) and prints their class and
+frequency match, the truth coverage (the share of (recording, channel) pairs whose true conductance lies in the
+refined population's 90% interval, and the same for the unrefined population), the smallest ESS, the share
+of recordings flagged, distinct members and seconds per recording.
+
+Ends with one line: model=M class_match=.. freq_match=.. class_match_prior=.. freq_match_prior=.. (and with
+``--refine``: refined_class_match=.. refined_freq_match=.. truth_cov90=.. truth_cov90_unrefined=.. ess_min=..
+s_per_recording=.. refine_flagged=..)
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.nda
     m = get_model(model)
     (a, b), (c, d) = m.dic_box
     rng = np.random.default_rng(seed)
-    trains, kinds, targets = [], [], {}
+    trains, kinds, targets, cells = [], [], {}, {}
     while len(trains) < n:
         gs, gu = rng.uniform(a, b), rng.uniform(c, d)
         try:
@@ -69,15 +78,62 @@ def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.nda
             continue
         cls = int(firing_class(res.trains)[0])
         targets[f"rec{len(trains)}"] = np.array([gs, gu])
+        cells[f"rec{len(trains)}"] = pop.conductances[0]
         trains.append(res.trains[0])
         kinds.append("noisy" if noisy else ("tonic" if cls == 1 else "bursting"))
     ids = [f"rec{k}" for k in range(n)]
+    fresh_recordings.cells = cells  # the true cell of every recording (for the truth coverage)
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), np.array(kinds), targets
 
 
-def scores(res, kinds):
-    cm = np.array([r.check["class_match"] for r in res.recordings])
-    fm = np.array([r.check["freq_match"] for r in res.recordings])
+def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
+    """Share of (recording, channel) pairs whose true conductance lies in the population's central interval."""
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    hits = []
+    for r in res.recordings:
+        g = cells[r.id]
+        lo, hi = np.quantile(r.conductances, [lo_q, hi_q], axis=0)
+        varying = hi > lo  # a conductance fixed in the model (e.g. DA's g_NMDA) says nothing
+        hits.extend(((g >= lo) & (g <= hi))[varying].tolist())
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def refined_figures(trains, args, post, kinds, ids) -> tuple[dict, dict]:
+    """Run the refined populations and return their scores and the refinement's summary figures."""
+    import time
+
+    from dicsbi.refine import RefineOptions
+
+    t0 = time.perf_counter()
+    res = infer(trains, args.model, args.n_models, posterior=post, seed=args.seed, check=args.check,
+                refine=RefineOptions(), progress=True)
+    seconds = (time.perf_counter() - t0) / max(len(res.recordings), 1)
+    refs = [r.refinement for r in res.recordings if r.refinement is not None]
+    figures = {"truth_cov90": truth_coverage(res, fresh_recordings.cells),
+               "ess_min": min(r.ess for r in refs), "s_per_recording": seconds,
+               "refine_flagged": float(np.mean([r.flagged for r in refs])),
+               "distinct_min": min(r.distinct for r in refs)}
+    for k in ("tonic", "bursting", "noisy"):
+        sel = [r.refinement for r, kind in zip(res.recordings, kinds) if kind == k and r.refinement is not None]
+        if sel:
+            print(f"refined {k}: median tolerance {np.median([r.tolerance for r in sel]):.2f}, median ESS "
+                  f"{np.median([r.ess for r in sel]):.0f}, median distinct {np.median([r.distinct for r in sel]):.0f}, "
+                  f"flagged {np.mean([r.flagged for r in sel]):.2f}, median simulations "
+                  f"{np.median([r.simulations for r in sel]):.0f}")
+    return scores(res, kinds, ids, "refined"), figures
+
+
+def scores(res, kinds, ids, method):
+    """Class and frequency match per kind; a recording without a population (none of its samples reachable)
+    counts as a failure (0 and 0), so every method is scored on every recording in ``ids``; ``method`` names the
+    method in the line that lists them."""
+    checks = {r.id: r.check for r in res.recordings}
+    missing = [i for i in ids if i not in checks]
+    if missing:
+        print(f"{method}: {len(missing)} of {len(ids)} recordings without a population (counted as failures): "
+              + ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else ""))
+    cm = np.array([checks[i]["class_match"] if i in checks else 0.0 for i in ids])
+    fm = np.array([checks[i]["freq_match"] if i in checks else 0.0 for i in ids])
     out = {"all": (cm.mean(), fm.mean())}
     for k in ("tonic", "bursting", "noisy"):
         sel = kinds == k
@@ -94,6 +150,7 @@ def main() -> None:
     ap.add_argument("--check", type=int, default=20)
     ap.add_argument("--posterior", default=None)
     ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--refine", action="store_true", help="also run the simulation-refined populations")
     ap.add_argument("--oracle", action="store_true", help="also run with the true DIC targets as 'posterior' "
                     "(the ceiling of DIC matching: populations differ from the recorded cell outside the DICs)")
     args = ap.parse_args()
@@ -103,18 +160,32 @@ def main() -> None:
     res = infer(trains, args.model, args.n_models, posterior=post, seed=args.seed, check=args.check, progress=True)
     base = infer(trains, args.model, args.n_models, posterior=PriorPosterior(post), seed=args.seed,
                  check=args.check, progress=True)
-    s, p = scores(res, kinds), scores(base, kinds)
+    ids = [str(i) for i in trains.ids]
+    s, p = scores(res, kinds, ids, "posterior"), scores(base, kinds, ids, "prior")
     o = None
     if args.oracle:
         o = scores(infer(trains, args.model, args.n_models, posterior=OraclePosterior(post, targets),
-                         seed=args.seed, check=args.check, progress=True), kinds)
+                         seed=args.seed, check=args.check, progress=True), kinds, ids, "true DICs")
     print(f"{'':10} {'class match':>12} {'freq within 10%':>16} {'prior: class':>13} {'prior: freq':>12}"
           + (f" {'true DICs: class':>17} {'true DICs: freq':>16}" if o else ""))
     for k in s:
         print(f"{k:10} {s[k][0]:12.3f} {s[k][1]:16.3f} {p[k][0]:13.3f} {p[k][1]:12.3f}"
               + (f" {o[k][0]:17.3f} {o[k][1]:16.3f}" if o else ""))
-    print(f"model={args.model} class_match={s['all'][0]:.4f} freq_match={s['all'][1]:.4f} "
-          f"class_match_prior={p['all'][0]:.4f} freq_match_prior={p['all'][1]:.4f}")
+    line = (f"model={args.model} class_match={s['all'][0]:.4f} freq_match={s['all'][1]:.4f} "
+            f"class_match_prior={p['all'][0]:.4f} freq_match_prior={p['all'][1]:.4f}")
+    if args.refine:
+        rs, fig = refined_figures(trains, args, post, kinds, ids)
+        for k in rs:
+            print(f"refined {k:10} class match {rs[k][0]:.3f}  freq within 10% {rs[k][1]:.3f}")
+        cov_dic = truth_coverage(res, fresh_recordings.cells)
+        print(f"truth coverage (90% interval): refined {fig['truth_cov90']:.3f}, unrefined {cov_dic:.3f}; smallest "
+              f"ESS {fig['ess_min']:.0f}, fewest distinct {fig['distinct_min']}, flagged {fig['refine_flagged']:.3f}, "
+              f"{fig['s_per_recording']:.1f} s per recording")
+        line += (f" refined_class_match={rs['all'][0]:.4f} refined_freq_match={rs['all'][1]:.4f} "
+                 f"truth_cov90={fig['truth_cov90']:.4f} truth_cov90_unrefined={cov_dic:.4f} "
+                 f"ess_min={fig['ess_min']:.1f} s_per_recording={fig['s_per_recording']:.2f} "
+                 f"refine_flagged={fig['refine_flagged']:.4f}")
+    print(line)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dicsbi.models import STG
 
@@ -131,3 +132,35 @@ def test_population_and_dics_commands(tmp_path):
     assert r.returncode == 2 and "unreachable" in r.stderr and not (tmp_path / "x.csv").exists()
     r = run_cli("population", "--gs", "1", "--gu", "5", "-n", "5", "--pair", "CaS,Foo", "--out", tmp_path / "y.csv")
     assert r.returncode == 2 and "unknown conductance 'Foo'" in r.stderr
+
+
+def test_infer_reads_absolute_times_with_t_start_ms(tmp_path):
+    """``--t-start-ms`` reaches the reader: the shipped example shifted by +3000 ms gives the unshifted results."""
+    from conftest import read_csv
+
+    from dicsbi.io.readers import read_spike_trains
+    from dicsbi.io.tables import format_spike2pop_csv
+    from dicsbi.pipeline import run_to_folder
+    from dicsbi.posterior.artifact import load_posterior
+    from dicsbi.spikes import SpikeTrains
+
+    trains, _ = read_spike_trains(Path(__file__).parents[1] / "examples" / "stg_recordings.csv")
+    trains = trains.select([0])  # one recording keeps it fast
+    shifted = tmp_path / "absolute.csv"
+    shifted.write_text(format_spike2pop_csv(SpikeTrains.from_list([trains[0] + 3000.0], ids=list(trains.ids))))
+    first = float(trains[0][0]) + 3000.0
+    r = run_cli("infer", shifted, "--out", tmp_path / "bad", "--t-start-ms", first + 1.0, "--no-progress")
+    assert r.returncode == 2 and not (tmp_path / "bad").exists(), r.stderr
+    message = " ".join(r.stderr.split())
+    assert str(shifted) in message and "(train 'stg_tonic'): first spike at" in message, r.stderr
+    assert "before the start of the recording window" in message
+    r = run_cli("infer", shifted, "--out", tmp_path / "abs", "--t-start-ms", 3000, "--t-stop-ms",
+                float(trains.t_stop_ms[0]) + 3000.0, "--n-models", 20, "--check", 4, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "rel").mkdir()
+    run_to_folder(trains, tmp_path / "rel", "stg", 20, load_posterior("stg"), seed=0, check=4)
+    got, want = read_csv(tmp_path / "abs" / "summary.csv"), read_csv(tmp_path / "rel" / "summary.csv")
+    for col in ("n_spikes", "firing_class", "check_n", "check_class_match", "check_freq_match",
+                "check_rate_cv_match"):
+        assert got[0][col] == want[0][col], col
+    assert float(got[0]["check_vr_ratio"]) == pytest.approx(float(want[0]["check_vr_ratio"]), rel=1e-6)

@@ -174,3 +174,25 @@ def test_the_python_api_refuses_impossible_trains_too():
         as_trains([np.array([10.0, 30.0, 55.0]), np.array([0.1, 0.15, 0.2])])
     with pytest.raises(InputError, match=r"train '0': spike time 1e\+11 ms .* hours into the recording"):
         as_trains([np.array([1e9, 5e10, 1e11])])
+
+
+def test_absolute_times_with_their_window_start(tmp_path):
+    p = write(tmp_path, 'ID,spiking_times\nLP1,"[3010.5, 3100, 3190.25]"\nPD1,"[3005, 3200]"\n')
+    got, _ = read_spike_trains(p, t_start_ms=3000.0)
+    assert got.t_start_ms.tolist() == [3000.0, 3000.0] and got.t_stop_ms.tolist() == [3190.25, 3200.0]
+    np.testing.assert_allclose(got[0], [3010.5, 3100.0, 3190.25])  # times stay on the file's axis
+    got, _ = read_spike_trains(p, t_start_ms=3000.0, t_stop_ms=4000.0)
+    assert got.duration_ms.tolist() == [1000.0, 1000.0]
+    # a spike before the window's start: one error naming the file, the row and the train
+    with pytest.raises(InputError, match=r"row 3, column spiking_times \(train 'PD1'\): first spike at 3005\.0 ms "
+                                         r"is before the start of the recording window, 3008\.0 ms") as exc:
+        read_spike_trains(p, t_start_ms=3008.0)
+    assert str(p) in str(exc.value) and "--t-start-ms" in str(exc.value)
+    long = write(tmp_path, "id,spike_time\nx,3010\nx,3020\ny,2990\n", "long.csv")
+    with pytest.raises(InputError, match=r"ID 'y' \(rows from 4\): first spike at 2990\.0 ms is before"):
+        read_spike_trains(long, t_start_ms=3000.0)
+    got, skipped = read_spike_trains(long, t_start_ms=3000.0, skip_bad=True)
+    assert list(got.ids) == ["x"] and "'y'" in skipped[0]
+    for start, stop in ((float("nan"), None), (3000.0, 3000.0), (3000.0, 2000.0)):
+        with pytest.raises(InputError, match="is not a window"):
+            read_spike_trains(p, t_start_ms=start, t_stop_ms=stop)

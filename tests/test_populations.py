@@ -313,3 +313,44 @@ def test_arviz_summary_and_plots_work_on_the_inference_data(tiny_posteriors, rec
     axes = az.plot_forest(idata.posterior_predictive, var_names=["conductance"], combined=True)  # the population
     assert np.size(axes) >= 1
     plt.close("all")
+
+
+def test_comparison_window_rule():
+    from dicsbi.diagnostics.predictive import MAX_CHECK_MS, comparison_window
+
+    t = np.arange(150.0, 1000.0, 100.0)  # every ISI 100 ms
+    assert comparison_window(t, 0.0, 1000.0) == (0.0, 1000.0)  # first spike within 2 ISIs: the window as given
+    assert comparison_window(t + 60.0, 0.0, 1060.0) == (110.0, 950.0)  # later: from one ISI before the first spike
+    bursts = np.concatenate([b + np.arange(4) * 10.0 for b in (400.0, 1400.0, 2400.0)])
+    assert comparison_window(bursts, 0.0, 3000.0) == (0.0, 3000.0)  # a late first burst: its long ISI rules
+    assert comparison_window(t + 3000.0, 3000.0, 4000.0) == (3000.0, 1000.0)  # an explicit start is kept
+    assert comparison_window(np.arange(90.0, 200.0, 10.0), 0.0, 200.0) == (0.0, 200.0)  # 100 ms floor
+    assert comparison_window(np.array([5.0, 9.0]), 0.0, 20.0) == (0.0, 100.0)  # at least 100 ms
+    assert comparison_window(t, 0.0, 1e6)[1] == MAX_CHECK_MS
+
+
+def test_predictive_check_on_absolute_times_matches_the_relative_recording():
+    """The same trains shifted by +3000 ms (read with or without their window start) get the same check."""
+    from pathlib import Path
+
+    from dicsbi.diagnostics.predictive import predictive_check
+    from dicsbi.io.readers import read_spike_trains
+    from dicsbi.posterior.artifact import load_posterior
+
+    trains, _ = read_spike_trains(Path(__file__).parents[1] / "examples" / "stg_recordings.csv")
+    res = infer(trains, "stg", n_models=20, posterior=load_posterior("stg"), seed=0)
+    keys = ("class_match", "freq_match", "rate_cv_match")
+    for k, rec in enumerate(res.recordings):
+        t, stop = trains[k], float(trains.t_stop_ms[k])
+        base = predictive_check("stg", trains.select([k]), rec, 6, seed=k)
+        assert base["window_start_ms"] == 0.0 and base["window_ms"] == stop  # window from 0: as before
+        absolute = predictive_check("stg", SpikeTrains.from_list([t + 3000.0], 0.0, ids=[rec.id]), rec, 6, seed=k)
+        isi = float(np.median(np.diff(t)))
+        assert absolute["window_start_ms"] == pytest.approx(t[0] + 3000.0 - isi)
+        for key in keys:
+            assert abs(absolute[key] - base[key]) <= 1 / 6 + 1e-9, (rec.id, key, absolute[key], base[key])
+        given = predictive_check("stg", SpikeTrains.from_list([t + 3000.0], 3000.0, stop + 3000.0, ids=[rec.id]),
+                                 rec, 6, seed=k)
+        assert given["window_start_ms"] == 3000.0 and given["window_ms"] == pytest.approx(stop)
+        assert [given[key] for key in keys] == [base[key] for key in keys]
+        assert given["vr_ratio"] == pytest.approx(base["vr_ratio"], rel=1e-6)

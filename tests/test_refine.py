@@ -131,3 +131,19 @@ def test_infer_with_refine_reports_the_refinement(stg, tmp_path):
     idata = az.from_netcdf(tmp_path / "posterior.nc")
     assert idata.observed_data["refine_tolerance"].shape == (1,)
     assert idata.observed_data["refine_spread_after"].shape == (1, 8)
+
+
+def test_cli_infer_refine(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import read_csv
+
+    out = tmp_path / "res"
+    r = subprocess.run([sys.executable, "-m", "dicsbi.cli", "infer", "examples/stg_recordings.csv", "--n-models", "20",
+                        "--refine", "--out", str(out), "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out / "summary.csv")
+    assert len(rows) == 3 and all(int(row["n_models"]) == 20 for row in rows)
+    assert all(row["refine_tolerance"] for row in rows) and "refinement" in (out / "report.html").read_text()
+    assert "refine_" in r.stderr

@@ -128,3 +128,17 @@ def test_the_vectorised_screen_agrees_with_the_validator(trains):
     assert (found is None) == (not problems)
     if problems:
         assert found[0] == problems[0]
+
+
+def test_firing_pattern_tells_bursts_from_irregular_spiking():
+    from dicsbi.spikes import BURSTING, IRREGULAR, SPIKING, firing_pattern
+
+    rng = np.random.default_rng(1)
+    bursts = np.concatenate([b + np.arange(5) * 8.0 for b in np.arange(0.0, 6000.0, 600.0)])
+    noisy_bursts = np.sort(bursts + rng.normal(0, 1.0, bursts.size))
+    jittered = np.cumsum(rng.normal(100.0, 25.0, 60))  # a tonic spiker made irregular (ISI CV 0.25)
+    poisson = np.cumsum(rng.exponential(100.0, 60))
+    tonic = np.arange(0.0, 3000.0, 100.0)
+    trains = SpikeTrains.from_list([bursts, noisy_bursts, jittered, poisson, tonic, [1.0, 2.0]])
+    assert firing_class(trains).tolist() == [BURSTING, BURSTING, BURSTING, BURSTING, SPIKING, SILENT]
+    assert firing_pattern(trains).tolist() == [BURSTING, BURSTING, IRREGULAR, IRREGULAR, SPIKING, SILENT]

@@ -220,12 +220,18 @@ def infer(
     check: Annotated[int, typer.Option(help="simulate this many models per recording and compare")] = 0,
     posterior: PosteriorOption = None,
     unit: UnitOption = None,
+    t_start_ms: Annotated[float, typer.Option(help="start of the recording window [ms], on the file's time axis "
+                                                    "(absolute times: spikes from 3000 ms -> 3000)")] = 0.0,
     t_stop_ms: Annotated[float | None, typer.Option(help="end of the recording window [ms]")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed recordings (reported) instead of stopping")] = False,
     seed: SeedOption = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for sampling, compensation and simulation "
                                                     "(outputs are identical for any number)")] = None,
     device: Annotated[str, typer.Option(help="torch device for the posterior: cpu or cuda")] = "cpu",
+    refine: Annotated[bool, typer.Option(help="refine each population by simulation (SMC-ABC): --n-models members "
+                                              "that reproduce the recording's spike-train features")] = False,
+    noise_std: Annotated[float, typer.Option(help="noise level of refined members [uA/cm^2] when the posterior "
+                                                  "has no noise posterior")] = 0.0,
     progress: ProgressOption = True,
 ) -> None:
     """From recorded spike times to DIC posteriors and degenerate populations (CSV tables, ArviZ netCDF)."""
@@ -235,16 +241,24 @@ def infer(
     from ..pipeline import run_to_folder
     from ..posterior.artifact import load_posterior
 
-    trains, skipped = read_spike_trains(spikes, unit=unit, t_stop_ms=t_stop_ms, skip_bad=skip_bad)
+    trains, skipped = read_spike_trains(spikes, unit=unit, t_start_ms=t_start_ms, t_stop_ms=t_stop_ms,
+                                        skip_bad=skip_bad)
     for why in skipped:
         err.print(f"[yellow]skipped:[/] {why}", soft_wrap=True)
+    from ..refine import RefineOptions
+
     post = load_posterior(posterior or model, model=model).to(device)
+    options = RefineOptions(noise_std=noise_std) if refine else None
     with OutputFolder(out) as stage:  # all or nothing: a killed run leaves only a temporary folder
-        n_rec, n_silent, flagged = run_to_folder(trains, stage, model, n_models, post, seed, check,
+        n_rec, n_silent, flagged = run_to_folder(trains, stage, model, n_models, post, seed, check, refine=options,
                                                  progress=progress, title=f"dicsbi infer {spikes.name}")
-    err.print(f"{n_rec} recordings -> {n_models} {post.model} models each; {n_silent} silent (no posterior), "
-              f"{len(skipped)} skipped; wrote populations.csv, summary.csv, posterior.nc, figures/ and report.html "
-              f"to {out}", soft_wrap=True)
+    err.print(f"{n_rec} recordings -> {n_models} {post.model} models each{' (refined)' if refine else ''}; "
+              f"{n_silent} silent (no posterior), {len(skipped)} skipped; wrote populations.csv, summary.csv, "
+              f"posterior.nc, figures/ and report.html to {out}", soft_wrap=True)
+    if refine:
+        err.print("refinement: summary.csv columns refine_* (tolerance, ESS, distinct members, simulations, "
+                  "refine_flagged = 1 where degeneracy was lost or no member reproduces the recording)",
+                  soft_wrap=True)
     if post.noise_level is not None:
         err.print("noise posterior: summary.csv columns noise_p_zero (probability of a clean recording), "
                   "noise_median, noise_q05, noise_q95 (uA/cm^2); --check simulates each model at its noise level",

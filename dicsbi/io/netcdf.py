@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from ..models import get_model
-from ..spikes import SpikeTrains, firing_class
+from ..spikes import SpikeTrains, firing_class, firing_pattern
 
 
 def _arviz():
@@ -68,6 +68,7 @@ def inference_data(result, trains: SpikeTrains):
     predictive["conductance"].attrs["units"] = "mS/cm^2"
     observed = xr.Dataset({"n_spikes": (("recording",), obs.counts.astype(np.int64)),
                            "firing_class": (("recording",), firing_class(obs).astype(np.int64)),
+                           "firing_pattern": (("recording",), firing_pattern(obs).astype(np.int64)),
                            "mean_isi_ms": (("recording",), mean_isi),
                            "typicality": (("recording",), np.array([r.typicality for r in recs], dtype=float)),
                            "out_of_world": (("recording",), np.array([int(r.out_of_world) for r in recs],

@@ -133,6 +133,20 @@ def _check_train(times: np.ndarray, path: Path, where: str) -> None:
         raise InputError(f"{path}: {where}: {why}")
 
 
+def _check_window(times: np.ndarray, path: Path, where: str, ident: str, t_start_ms: float,
+                  t_stop_ms: float | None) -> None:
+    """Refuse a train with a spike before ``t_start_ms`` or after ``t_stop_ms`` (naming the file and the train)."""
+    if not times.size:
+        return
+    if times[0] < t_start_ms:
+        train = "" if repr(ident) in where else f" (train {ident!r})"
+        raise InputError(f"{path}: {where}{train}: first spike at {float(times[0])} ms is before the start of the "
+                         f"recording window, {float(t_start_ms)} ms (t_start_ms, --t-start-ms on the command line; "
+                         "times are read on the file's own axis)")
+    if t_stop_ms is not None and times[-1] > t_stop_ms:
+        raise InputError(f"{path}: {where}: spikes outside the recording window [{t_start_ms}, {t_stop_ms}] ms")
+
+
 def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_ms: float = 0.0,
                       t_stop_ms: float | None = None, skip_bad: bool = False) -> tuple[SpikeTrains, list[str]]:
     """Read recorded spike trains; returns ``(trains in ms, skipped)``.
@@ -147,13 +161,18 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
     * any other file Neo reads (``.abf``, ``.smr``, ``.nix``, ...; optional extra ``pip install dicsbi[neo]``):
       every ``SpikeTrain`` of every segment, with its own units (see :func:`from_neo`).
 
-    The recording window is ``[t_start_ms, t_stop_ms]`` (default: from 0 to each train's last spike); a spike
-    outside it is an error.  Every problem raises :class:`InputError` naming the file, the row and the field;
-    with ``skip_bad`` the bad recordings are left out and described in ``skipped`` instead.
+    The recording window is ``[t_start_ms, t_stop_ms]`` (default: from 0 to each train's last spike), on the
+    file's time axis: a file of absolute times (spikes from 3000 ms) gives its start as ``t_start_ms``.  A
+    spike outside the window is an error naming the file and the train.  Every problem raises
+    :class:`InputError` naming the file, the row and the field; with ``skip_bad`` the bad recordings are left
+    out and described in ``skipped`` instead.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not math.isfinite(t_start_ms) or (t_stop_ms is not None and not t_stop_ms > t_start_ms):
+        raise InputError(f"{path}: the recording window [{t_start_ms}, {t_stop_ms}] ms is not a window: "
+                         "t_start_ms must be finite and t_stop_ms after it")
     if path.suffix.lower() == ".nwb":
         ids, arrays, wheres = _read_nwb(path)
     elif path.suffix.lower() not in (".csv", ".txt", ".tsv", ""):
@@ -170,9 +189,7 @@ def read_spike_trains(path: str | os.PathLike, unit: str | None = None, t_start_
                 raise InputError(f"{path}: {where}: ID {ident!r} repeats {seen[ident]}")
             seen[ident] = where
             _check_train(times, path, where)
-            if times.size and (times[0] < t_start_ms or (t_stop_ms is not None and times[-1] > t_stop_ms)):
-                raise InputError(f"{path}: {where}: spikes outside the recording window [{t_start_ms}, "
-                                 f"{t_stop_ms if t_stop_ms is not None else 'last spike'}] ms")
+            _check_window(times, path, where, ident, t_start_ms, t_stop_ms)
         except InputError as e:
             if not skip_bad:
                 raise

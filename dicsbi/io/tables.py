@@ -121,27 +121,31 @@ def populations_table(result: InferenceResult) -> str:
 def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     """Return ``summary.csv``: one row per recording.
 
-    Columns: firing class, posterior mean and 90% interval of g_s and g_u, the number of models and replaced
-    samples, the predictive-check scores (empty when not run or silent), the noise posterior (probability of a
-    clean recording, median and 90% interval in uA/cm^2; empty without one), and the typicality score with its
+    Columns: firing class (the published three), firing pattern (:func:`dicsbi.spikes.firing_pattern`: the
+    three with noise-driven irregular trains told from bursting ones), posterior mean and 90% interval of g_s
+    and g_u, the number of models and replaced samples, the predictive-check scores (empty when not run or
+    silent), the noise posterior (probability of a clean recording, median and 90% interval in uA/cm^2; empty
+    without one), and the typicality score with its
     out-of-world flag (:mod:`dicsbi.posterior.typicality`; 1 = unlike the training world) and ``like_model``,
     the other shipped model the recording looks like (empty when none).
     """
-    from ..spikes import CLASS_NAMES
+    from ..spikes import CLASS_NAMES, PATTERN_NAMES, firing_pattern
     from .tables import format_table_csv
 
     by_id = {r.id: r for r in result.recordings}
-    cls = firing_class(trains)
+    cls, pattern = firing_class(trains), firing_pattern(trains)
     cols: dict[str, list] = {k: [] for k in (
-        "recording", "n_spikes", "firing_class", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean", "g_u_q05",
-        "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match", "check_freq_match",
-        "check_reproduce", "check_rate_cv_match", "check_vr_ratio", "check_dt_ms", "noise_p_zero",
-        "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world", "like_model")}
+        "recording", "n_spikes", "firing_class", "firing_pattern", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean",
+        "g_u_q05", "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match",
+        "check_freq_match", "check_reproduce", "check_pattern_match", "check_rate_cv_match", "check_vr_ratio",
+        "check_dt_ms", "noise_p_zero", "noise_median", "noise_q05", "noise_q95", "typicality", "out_of_world",
+        "like_model")}
     for i, ident in enumerate(trains.ids):
         r = by_id.get(str(ident))
         cols["recording"].append(str(ident))
         cols["n_spikes"].append(int(trains.counts[i]))
         cols["firing_class"].append(CLASS_NAMES[int(cls[i])])
+        cols["firing_pattern"].append(PATTERN_NAMES[int(pattern[i])])
         for k, name in enumerate(("g_s", "g_u")):
             x = r.samples[:, k] if r is not None else None
             cols[f"{name}_mean"].append(float(x.mean()) if x is not None else np.nan)
@@ -152,7 +156,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
         cols["n_reused"].append(r.n_reused if r is not None else 0)
         c = r.check if r is not None and r.check else {}
         cols["check_n"].append(c.get("n", 0))
-        for key in ("class_match", "freq_match", "reproduce", "rate_cv_match", "vr_ratio", "dt_ms"):
+        for key in ("class_match", "freq_match", "reproduce", "pattern_match", "rate_cv_match", "vr_ratio", "dt_ms"):
             cols[f"check_{key}"].append(float(c.get(key, np.nan)))
         z = r.noise if r is not None and r.noise is not None else None
         cols["noise_p_zero"].append(float((z == 0).mean()) if z is not None else np.nan)

@@ -32,7 +32,8 @@ Distance (:func:`train_features`, :func:`feature_distance`)
     max(0.05, 0.2 CV)), lag-1 ISI correlation (the return map's slope; scale 0.2; only for a recording with
     an ISI CV of at least 0.15, since a regular train's correlation is timing jitter) and, for a bursting
     recording, spikes per burst (scale max(1, 0.2 n)) and duty cycle (burst duration x burst frequency;
-    scale 0.05); a feature the candidate lacks counts 3 scales; a different firing class adds 2.
+    scale 0.05); a feature the candidate lacks counts 3 scales; a different firing pattern
+    (:func:`dicsbi.spikes.firing_pattern`: silent, tonic, bursting or irregular) adds 2.
 Noise
     Candidates are simulated at the recording's noise level: the noise posterior's median over the DIC
     population where the posterior has one (0 when most of its mass is at 0), else ``RefineOptions.noise_std``;

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..models import Model
-from ..spikes import BURSTING, CV_THRESHOLD, SILENT, SpikeTrains, spike_features
+from ..spikes import BURSTING, CV_THRESHOLD, SILENT, SpikeTrains, firing_pattern, spike_features
 
 FEATURES = ("log_rate", "log_main_freq", "isi_cv", "isi_corr", "spikes_per_burst", "duty_cycle")
 CLASS_PENALTY = 2.0
@@ -21,9 +21,13 @@ def spread(g: np.ndarray) -> np.ndarray:
 
 
 def train_features(trains: SpikeTrains) -> np.ndarray:
-    """Measure the refinement's features of every train: ``[n, len(FEATURES) + 1]``, firing class last."""
+    """Measure the refinement's features of every train: ``[n, len(FEATURES) + 1]``, firing pattern last.
+
+    The pattern is :func:`dicsbi.spikes.firing_pattern` (silent, tonic, bursting or irregular); the main
+    frequency is the burst frequency of a bursting train and the spiking frequency of any other.
+    """
     f = spike_features(trains)
-    cls = f["firing_class"].astype(float)
+    cls = firing_pattern(trains).astype(float)
     rate = trains.counts / np.maximum(trains.t_stop_ms - trains.t_start_ms, 1e-9) * 1e3
     main = np.where(cls == BURSTING, f["f_inter_hz"], f["f_spiking_hz"])
     corr = np.array([_isi_correlation(t) for t in trains])

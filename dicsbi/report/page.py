@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..posterior.typicality import MEANING as TYPICALITY_MEANING
-from ..spikes import CLASS_NAMES, SpikeTrains, firing_class
+from ..spikes import CLASS_NAMES, PATTERN_NAMES, SpikeTrains, firing_class, firing_pattern
 from . import figures as plots
 
 CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
@@ -153,15 +153,15 @@ def _recording_section(result, rec, trains: SpikeTrains, k: int, firing: int, fi
         "conductances": plots.conductance_violins(result.model, rec.conductances, f"{rec.id}: population"),
     }
     imgs = save_figures(figs, figdir, prefix=f"{safe_filename(rec.id)}_", headings=False)
-    rows = _recording_rows(rec, firing, int(trains.counts[k]))
+    rows = _recording_rows(rec, firing, int(firing_pattern(trains.select([k]))[0]), int(trains.counts[k]))
     return f"<section><h2>{esc(rec.id)}</h2>{table(rows, row_header=True)}{imgs}</section>"
 
 
-def _recording_rows(rec, firing: int, n_spikes: int) -> list[tuple[str, object]]:
+def _recording_rows(rec, firing: int, pattern: int, n_spikes: int) -> list[tuple[str, object]]:
     """Return the rows of a recording's table: class, posterior intervals, noise, typicality, predictive check."""
     q = np.quantile(rec.samples, [0.05, 0.5, 0.95], axis=0)
     rows: list[tuple[str, object]] = [
-        ("firing class", CLASS_NAMES[firing]), ("spikes", n_spikes),
+        ("firing class (pattern)", f"{CLASS_NAMES[firing]} ({PATTERN_NAMES[pattern]})"), ("spikes", n_spikes),
         ("g_s median [90% interval]", f"{q[1, 0]:.2f} [{q[0, 0]:.2f}, {q[2, 0]:.2f}]"),
         ("g_u median [90% interval]", f"{q[1, 1]:.2f} [{q[0, 1]:.2f}, {q[2, 1]:.2f}]"),
         ("models", len(rec.conductances)), ("posterior samples replaced (unreachable)", rec.n_replaced)]
@@ -179,6 +179,7 @@ def _recording_rows(rec, firing: int, n_spikes: int) -> list[tuple[str, object]]
         c = rec.check
         rows += [("predictive check: models simulated", f"{c['n']} (step {c.get('dt_ms', float('nan')):g} ms)"),
                  ("same firing class", f"{c['class_match']:.0%}"),
+                 ("same firing pattern (irregular told from bursting)", f"{c.get('pattern_match', float('nan')):.0%}"),
                  (f"main frequency within 10% ({c['frequency_key']})", f"{c['freq_match']:.0%}"),
                  ("rate within 20% and ISI CV within 30%", f"{c.get('rate_cv_match', float('nan')):.0%}"),
                  ("van Rossum distance / population spread (median)", f"{c['vr_ratio']:.2f}")]
