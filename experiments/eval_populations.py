@@ -98,6 +98,46 @@ def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
+STEP_UA_CM2 = 1.0  # the unseen check's depolarising current step over the whole window
+
+
+def _match(model, cells: np.ndarray, reference: np.ndarray, window: float, noise: float, seed: int,
+           stimulus=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: same firing pattern as the reference cell, and rate within 20 % of it (same protocol)."""
+    from dicsbi.spikes import firing_pattern
+
+    sim = simulate(model, np.vstack([reference[None], cells]), duration_ms=window, noise_std=noise, seed=seed,
+                   tier="fast", stimulus=stimulus)
+    pattern = firing_pattern(sim.trains)
+    rate = sim.trains.counts / window * 1e3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        close = np.abs(rate[1:] / rate[0] - 1.0) <= 0.2
+    return pattern[1:] == pattern[0], close
+
+
+def unseen_checks(model: str, res, kinds, ids, n: int = 20) -> dict:
+    """Checks the refinement never saw: the members and the true cell under a current step, and the noisy
+    recordings' ceiling (the true cell with fresh noise against the recording's own features)."""
+    from dicsbi.stimulus import Stimulus
+
+    m = get_model(model)
+    window = m.default_duration_ms
+    kind_of = dict(zip(ids, kinds))
+    step_class, step_rate, ceiling = [], [], []
+    for k, r in enumerate(res.recordings):
+        noise = 5.0 if kind_of[r.id] == "noisy" else 0.0
+        true = fresh_recordings.cells[r.id]
+        step = Stimulus.step(0.0, window, STEP_UA_CM2)
+        c_ok, r_ok = _match(m, r.conductances[:n], true, window, noise, 1000 + k, step)
+        step_class.append(c_ok.mean())
+        step_rate.append((c_ok & r_ok).mean())
+        if noise:
+            c_ok, _ = _match(m, np.repeat(true[None], n, 0), true, window, noise, 2000 + k)
+            ceiling.append(c_ok.mean())
+    return {"step_class_match": float(np.mean(step_class)), "step_rate_match": float(np.mean(step_rate)),
+            "noisy_pattern_ceiling": float(np.mean(ceiling)) if ceiling else float("nan")}
+
+
 def refined_figures(trains, args, post, kinds, ids) -> tuple[dict, dict]:
     """Run the refined populations and return their scores and the refinement's summary figures."""
     import time
@@ -112,7 +152,7 @@ def refined_figures(trains, args, post, kinds, ids) -> tuple[dict, dict]:
     figures = {"truth_cov90": truth_coverage(res, fresh_recordings.cells),
                "ess_min": min(r.ess for r in refs), "s_per_recording": seconds,
                "refine_flagged": float(np.mean([r.flagged for r in refs])),
-               "distinct_min": min(r.distinct for r in refs)}
+               "distinct_min": min(r.distinct for r in refs), **unseen_checks(args.model, res, kinds, ids)}
     for k in ("tonic", "bursting", "noisy"):
         sel = [r.refinement for r, kind in zip(res.recordings, kinds) if kind == k and r.refinement is not None]
         if sel:
@@ -181,10 +221,15 @@ def main() -> None:
         print(f"truth coverage (90% interval): refined {fig['truth_cov90']:.3f}, unrefined {cov_dic:.3f}; smallest "
               f"ESS {fig['ess_min']:.0f}, fewest distinct {fig['distinct_min']}, flagged {fig['refine_flagged']:.3f}, "
               f"{fig['s_per_recording']:.1f} s per recording")
+        print(f"unseen: a {STEP_UA_CM2:g} uA/cm^2 step: members in the true cell's pattern "
+              f"{fig['step_class_match']:.3f}, and within 20% of its rate {fig['step_rate_match']:.3f}; noisy "
+              f"recordings' ceiling (the true cell with fresh noise in its own pattern) "
+              f"{fig['noisy_pattern_ceiling']:.3f}")
         line += (f" refined_class_match={rs['all'][0]:.4f} refined_freq_match={rs['all'][1]:.4f} "
                  f"truth_cov90={fig['truth_cov90']:.4f} truth_cov90_unrefined={cov_dic:.4f} "
                  f"ess_min={fig['ess_min']:.1f} s_per_recording={fig['s_per_recording']:.2f} "
-                 f"refine_flagged={fig['refine_flagged']:.4f}")
+                 f"refine_flagged={fig['refine_flagged']:.4f} step_class_match={fig['step_class_match']:.4f} "
+                 f"step_rate_match={fig['step_rate_match']:.4f}")
     print(line)
 
 

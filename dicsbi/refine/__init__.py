@@ -20,12 +20,15 @@ Data used once
     ABC indicator alone.
 The sampler (Del Moral, Doucet & Jasra 2012, adaptive SMC-ABC)
     Each generation lowers the tolerance to keep ``alpha`` of the effective sample size, resamples
-    (systematic) when the ESS falls under half the members, and moves every living member by one Metropolis-
-    Hastings step targeting ``pi_eps``: a Gaussian random walk with the members' weighted covariance scaled
+    (systematic) when the ESS falls under half the members, and moves every living member by Metropolis-
+    Hastings steps targeting ``pi_eps``: a Gaussian random walk with the members' weighted covariance scaled
     by ``2.38^2 / dim``, accepted when the candidate is a valid cell inside the prior's support, within the
-    tolerance, and passes the prior ratio.  It stops when the move acceptance falls under
-    ``min_acceptance``, the tolerance reaches ``eps_min``, or the simulation budget is spent; the final
-    members are resampled and moved once more at the final tolerance, so that duplicates are rejuvenated.
+    tolerance, and passes the prior ratio; as many steps per generation as move about 90 % of the members
+    (at most ``max_steps``).  It stops when the tolerance reaches ``eps_min``, the simulation budget is spent,
+    or the move acceptance falls under ``min_acceptance`` (the tolerance then goes back to the previous
+    generation's, at which the members still moved).  The final members are resampled and moved at the final
+    tolerance until at least ``distinct_min`` of them are distinct (at most ``3 * max_steps`` moves), so
+    that duplicates are rejuvenated.
 Distance (:func:`train_features`, :func:`feature_distance`)
     Root-mean-square of standardised differences of: log rate (scale log 1.1), log main frequency (spiking
     frequency of a tonic train, burst frequency of a bursting one; scale log 1.1), ISI CV (scale

@@ -242,13 +242,12 @@ def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt
                 n_sims: int) -> tuple[_Particles, int]:
     """Resample to equal weights, then move at the final tolerance until the members are distinct enough.
 
-    At most ``2 * max_steps`` steps, within the simulation budget plus one generation.
+    At most ``3 * max_steps`` steps (a budget of their own: the sampler's may be spent when it stops).
     """
     rng = _seeds.rng(seed, _seeds.REFINE, 0)
     parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
-    budget = opt.max_simulations + opt.n_members
-    for r in range(1, 2 * opt.max_steps + 1):
-        if np.unique(parts.theta, axis=0).shape[0] >= opt.distinct_min * opt.n_members or n_sims >= budget:
+    for r in range(1, 3 * opt.max_steps + 1):
+        if np.unique(parts.theta, axis=0).shape[0] >= opt.distinct_min * opt.n_members:
             break
         _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r))
         n_sims += spent
