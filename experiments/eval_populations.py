@@ -86,6 +86,31 @@ def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.nda
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), np.array(kinds), targets
 
 
+def unseen_recordings(model: str, n: int, seed: int, box) -> tuple[SpikeTrains, dict]:
+    """``n`` recordings of the unseen world: every conductance uniform in the model's Monte-Carlo box, no
+    compensation, kept when the cell fires (>= 8 spikes) and its DICs lie in the posterior's box."""
+    from dicsbi.dics import compute_dics
+
+    m = get_model(model)
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array([m.bounds[c] for c in m.conductance_names]).T
+    (a, b), (c, d) = box
+    trains, cells = [], {}
+    while len(trains) < n:
+        g = rng.uniform(lo, hi, (64, len(lo)))
+        dic = compute_dics(m, g)[:, 1:]
+        g = g[(dic[:, 0] >= a) & (dic[:, 0] <= b) & (dic[:, 1] >= c) & (dic[:, 1] <= d)]
+        if not len(g):
+            continue
+        res = simulate(m, g, seed=int(rng.integers(2**31)), tier="fast")
+        for k in np.flatnonzero((res.trains.counts >= 8) & (res.status == 0)):
+            if len(trains) < n:
+                cells[f"unseen{len(trains)}"] = g[k]
+                trains.append(res.trains[k])
+    ids = [f"unseen{k}" for k in range(n)]
+    return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
+
+
 def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
     """Share of (recording, channel) pairs whose true conductance lies in the population's central interval."""
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
@@ -197,6 +222,8 @@ def main() -> None:
     ap.add_argument("--posterior", default=None)
     ap.add_argument("--seed", type=int, default=31)
     ap.add_argument("--refine", action="store_true", help="also run the simulation-refined populations")
+    ap.add_argument("--unseen", type=int, default=0, help="with --refine: the truth coverage on this many "
+                    "recordings of cells with every conductance uniform in the model's box (no compensation)")
     ap.add_argument("--oracle", action="store_true", help="also run with the true DIC targets as 'posterior' "
                     "(the ceiling of DIC matching: populations differ from the recorded cell outside the DICs)")
     args = ap.parse_args()
@@ -231,11 +258,21 @@ def main() -> None:
               f"{fig['step_class_match']:.3f}, and within 20% of its rate {fig['step_rate_match']:.3f}; noisy "
               f"recordings' ceiling (their true cell with fresh noise): class {fig['noisy_ceiling_class']:.3f}, "
               f"freq {fig['noisy_ceiling_freq']:.3f} (targets min(0.97, c - 0.02))")
+        if args.unseen:
+            from dicsbi.refine import RefineOptions
+
+            u_trains, u_cells = unseen_recordings(args.model, args.unseen, args.seed + 1, post.config.box)
+            u_res = infer(u_trains, args.model, args.n_models, posterior=post, seed=args.seed,
+                          refine=RefineOptions(), progress=True)
+            fig["unseen_truth_cov90"] = truth_coverage(u_res, u_cells)
+            print(f"unseen world ({len(u_trains)} cells uniform in the box, no compensation): truth coverage "
+                  f"{fig['unseen_truth_cov90']:.3f}")
         line += (f" refined_class_match={rs['all'][0]:.4f} refined_freq_match={rs['all'][1]:.4f} "
                  f"truth_cov90={fig['truth_cov90']:.4f} truth_cov90_unrefined={cov_dic:.4f} "
                  f"ess_min={fig['ess_min']:.1f} s_per_recording={fig['s_per_recording']:.2f} "
                  f"refine_flagged={fig['refine_flagged']:.4f} step_class_match={fig['step_class_match']:.4f} "
-                 f"step_rate_match={fig['step_rate_match']:.4f}")
+                 f"step_rate_match={fig['step_rate_match']:.4f}"
+                 + (f" unseen_truth_cov90={fig['unseen_truth_cov90']:.4f}" if args.unseen else ""))
     print(line)
 
 
