@@ -77,7 +77,7 @@ def test_refinement_reproduces_a_simulated_cell_and_keeps_degeneracy(stg):
     train = _recording(cell)
     r = refine("stg", train, stg, _pairs(stg, train), FAST, seed=3)
     assert r.conductances.shape == (30, 8) and np.all(r.conductances > 0)
-    assert r.distinct >= 27 and r.ess > 0 and r.simulations <= FAST.max_simulations + (3 * FAST.max_steps + 4) * 30
+    assert r.distinct >= 27 and r.ess > 0 and r.simulations <= FAST.max_simulations + (6 * FAST.max_steps + 4) * 30
     assert not r.flagged and r.tolerance <= FAST.eps_flag
     shifted, window = recording_window(train)
     sim = simulate("stg", r.conductances, duration_ms=window, seed=11, tier="fast")

@@ -27,7 +27,7 @@ The sampler (Del Moral, Doucet & Jasra 2012, adaptive SMC-ABC)
     (at most ``max_steps``).  It stops when the tolerance reaches ``eps_min``, the simulation budget is spent,
     or the move acceptance falls under ``min_acceptance`` (the tolerance then goes back to the previous
     generation's, at which the members still moved).  The final members are resampled and moved at the final
-    tolerance until at least ``distinct_min`` of them are distinct (at most ``3 * max_steps`` moves), so
+    tolerance until at least ``distinct_min`` of them are distinct (at most ``6 * max_steps`` moves), so
     that duplicates are rejuvenated.
 Distance (:func:`train_features`, :func:`feature_distance`)
     Root-mean-square of standardised differences of: log rate (scale log 1.1), log main frequency (spiking

@@ -242,11 +242,11 @@ def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt
                 n_sims: int) -> tuple[_Particles, int]:
     """Resample to equal weights, then move at the final tolerance until the members are distinct enough.
 
-    At most ``3 * max_steps`` steps (a budget of their own: the sampler's may be spent when it stops).
+    At most ``6 * max_steps`` steps (a budget of their own: the sampler's may be spent when it stops).
     """
     rng = _seeds.rng(seed, _seeds.REFINE, 0)
     parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
-    for r in range(1, 3 * opt.max_steps + 1):
+    for r in range(1, 6 * opt.max_steps + 1):
         if np.unique(parts.theta, axis=0).shape[0] >= opt.distinct_min * opt.n_members:
             break
         _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r))
