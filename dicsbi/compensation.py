@@ -24,7 +24,7 @@ import numpy as np
 from ._compensation_kernel import compensate_kernel
 from .dics import DIC_NAMES, SensitivityOperator
 from .errors import DicsbiError
-from .models import Model, get_model
+from .models import Model, SeedSpec, get_model
 
 PLAUSIBLE_FACTOR = 2.0
 VALID, SINGULAR, NOT_CONVERGED, NEGATIVE, OUT_OF_RANGE = 0, 1, 2, 3, 4
@@ -295,7 +295,7 @@ def draw_seed_parameters(model: str | Model, n: int, rng: np.random.Generator) -
     gamma distribution matched to ``U[leak_range]``; :func:`seed_cells` turns them into cells
     (:func:`dicsbi.refine.seed_log_prior` is their density, the training world's prior over seed cells).
     """
-    spec = _seed_spec(get_model(model))
+    spec = seed_spec(get_model(model))
     cols = [rng.uniform(lo, hi, n) for lo, hi in spec.uniform.values()]
     shape, scale = gamma_matched(*spec.leak_range)
     return np.column_stack([*cols, rng.gamma(shape, scale, n)]) if cols else rng.gamma(shape, scale, (n, 1))
@@ -308,7 +308,7 @@ def seed_cells(model: str | Model, params: np.ndarray, vth_mV=None) -> Compensat
     is solved so that the DICs at V_th equal ``dic_targets``.
     """
     model = get_model(model)
-    spec = _seed_spec(model)
+    spec = seed_spec(model)
     params = np.atleast_2d(np.asarray(params, dtype=float))
     g = np.zeros((params.shape[0], model.n_conductances))
     for k, name in enumerate(spec.uniform):
@@ -323,7 +323,8 @@ def seed_cells(model: str | Model, params: np.ndarray, vth_mV=None) -> Compensat
     return compensate(model, g, dict(zip(DIC_NAMES, spec.dic_targets)), spec.solve_for, vth_mV)
 
 
-def _seed_spec(model: Model):
+def seed_spec(model: Model) -> SeedSpec:
+    """Return the model's :class:`~dicsbi.models.base.SeedSpec`, or raise if it defines no seed population."""
     if model.seed_spec is None:
         raise DicsbiError(f"model {model.name!r} defines no seed population")
     return model.seed_spec

@@ -366,7 +366,7 @@ def _bimodality_kernel(times, offsets, out):
         out[i, 1] = long.mean() / short.mean() if short.size and long.size else 1.0
 
 
-def firing_pattern(trains: SpikeTrains) -> np.ndarray:
+def firing_pattern(trains: SpikeTrains, classes: np.ndarray | None = None) -> np.ndarray:
     """Return 0 silent, 1 tonic, 2 bursting or 3 irregular for every train.
 
     The published three classes call every train with an ISI CV above 0.15 bursting, so a noise-driven
@@ -377,8 +377,9 @@ def firing_pattern(trains: SpikeTrains) -> np.ndarray:
     test cells labelled by their noise-free class (``experiments/eval_patterns.py``): STG bursters kept
     bursting 0.984, cells made irregular by noise (tonic or silent without it) called irregular 0.969; DA
     0.970 and 0.838 (a sixth of noise-driven DA trains fire doublets with a real valley in their log ISIs).
+    ``classes``: the trains' :func:`firing_class` when the caller has it already (it is not computed again).
     """
-    cls = firing_class(trains).astype(np.int8)
+    cls = (firing_class(trains) if classes is None else np.asarray(classes)).astype(np.int8)
     stats = np.empty((len(trains), 2))
     _bimodality_kernel(np.ascontiguousarray(trains.times_ms, dtype=float), trains.offsets, stats)
     bursty = (stats[:, 0] >= BURST_ETA) & (stats[:, 1] >= BURST_RATIO)

@@ -33,7 +33,7 @@ def main() -> None:
                      transient_ms=cfg["transient_ms"], tier="fast")
     clean_class, noisy = firing_class(clean.trains), ds.trains.select(ok)
     published = firing_class(noisy)
-    pattern = firing_pattern(noisy)
+    pattern = firing_pattern(noisy, published)
     bursting = (clean_class == BURSTING) & (published == BURSTING)
     irregular = (clean_class != BURSTING) & (published == BURSTING)
     kept = float(np.mean(pattern[bursting] == BURSTING))

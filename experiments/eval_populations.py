@@ -59,9 +59,9 @@ class PriorPosterior:
         return lo + (hi - lo) * rng.random((len(trains), n, 2))
 
 
-def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.ndarray, dict]:
-    """n non-silent recordings: a third noisy (5 uA/cm^2); returns trains, a kind label per recording and the
-    true DIC target per recording id."""
+def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.ndarray, dict, dict]:
+    """n non-silent recordings: a third noisy (5 uA/cm^2); returns trains, a kind label per recording, and per
+    recording id the true DIC target and the true cell (its conductances)."""
     m = get_model(model)
     (a, b), (c, d) = m.dic_box
     rng = np.random.default_rng(seed)
@@ -82,8 +82,7 @@ def fresh_recordings(model: str, n: int, seed: int) -> tuple[SpikeTrains, np.nda
         trains.append(res.trains[0])
         kinds.append("noisy" if noisy else ("tonic" if cls == 1 else "bursting"))
     ids = [f"rec{k}" for k in range(n)]
-    fresh_recordings.cells = cells  # the true cell of every recording (for the truth coverage)
-    return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), np.array(kinds), targets
+    return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), np.array(kinds), targets, cells
 
 
 def unseen_recordings(model: str, n: int, seed: int, box) -> tuple[SpikeTrains, dict]:
@@ -140,7 +139,7 @@ def _match(model, cells: np.ndarray, reference: np.ndarray, window: float, noise
     return pattern[1:] == pattern[0], close
 
 
-def unseen_checks(model: str, res, trains, kinds, ids, n: int = 20) -> dict:
+def unseen_checks(model: str, res, trains, kinds, ids, cells: dict, n: int = 20) -> dict:
     """Checks the refinement never saw (members and the true cell under a current step) and the noisy
     recordings' ceiling: the predictive check's class and frequency match of ``n`` copies of the recording's
     own true cell simulated with fresh noise (the issue's ``c``; the noisy target is ``min(0.97, c - 0.02)``)."""
@@ -155,7 +154,7 @@ def unseen_checks(model: str, res, trains, kinds, ids, n: int = 20) -> dict:
     step_class, step_rate, ceiling = [], [], []
     for k, r in enumerate(res.recordings):
         noise = 5.0 if kind_of[r.id] == "noisy" else 0.0
-        true = fresh_recordings.cells[r.id]
+        true = cells[r.id]
         step = Stimulus.step(0.0, window, STEP_UA_CM2)
         c_ok, r_ok = _match(m, r.conductances[:n], true, window, noise, 1000 + k, step)
         step_class.append(c_ok.mean())
@@ -169,7 +168,7 @@ def unseen_checks(model: str, res, trains, kinds, ids, n: int = 20) -> dict:
             "noisy_ceiling_class": float(cl[:, 0].mean()), "noisy_ceiling_freq": float(cl[:, 1].mean())}
 
 
-def refined_figures(trains, args, post, kinds, ids) -> tuple[dict, dict]:
+def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, dict]:
     """Run the refined populations and return their scores and the refinement's summary figures."""
     import time
 
@@ -180,10 +179,11 @@ def refined_figures(trains, args, post, kinds, ids) -> tuple[dict, dict]:
                 refine=RefineOptions(), progress=True)
     seconds = (time.perf_counter() - t0) / max(len(res.recordings), 1)
     refs = [r.refinement for r in res.recordings if r.refinement is not None]
-    figures = {"truth_cov90": truth_coverage(res, fresh_recordings.cells),
+    figures = {"truth_cov90": truth_coverage(res, cells),
                "ess_min": min(r.ess for r in refs), "s_per_recording": seconds,
                "refine_flagged": float(np.mean([r.flagged for r in refs])),
-               "distinct_min": min(r.distinct for r in refs), **unseen_checks(args.model, res, trains, kinds, ids)}
+               "distinct_min": min(r.distinct for r in refs),
+               **unseen_checks(args.model, res, trains, kinds, ids, cells)}
     for k in ("tonic", "bursting", "noisy"):
         sel = [r.refinement for r, kind in zip(res.recordings, kinds) if kind == k and r.refinement is not None]
         if sel:
@@ -228,7 +228,7 @@ def main() -> None:
                     "(the ceiling of DIC matching: populations differ from the recorded cell outside the DICs)")
     args = ap.parse_args()
     post = load_posterior(args.posterior or args.model, model=args.model)
-    trains, kinds, targets = fresh_recordings(args.model, args.n_recordings, args.seed)
+    trains, kinds, targets, cells = fresh_recordings(args.model, args.n_recordings, args.seed)
     print(f"{len(trains)} recordings: " + ", ".join(f"{k} {int((kinds == k).sum())}" for k in np.unique(kinds)))
     res = infer(trains, args.model, args.n_models, posterior=post, seed=args.seed, check=args.check, progress=True)
     base = infer(trains, args.model, args.n_models, posterior=PriorPosterior(post), seed=args.seed,
@@ -247,10 +247,10 @@ def main() -> None:
     line = (f"model={args.model} class_match={s['all'][0]:.4f} freq_match={s['all'][1]:.4f} "
             f"class_match_prior={p['all'][0]:.4f} freq_match_prior={p['all'][1]:.4f}")
     if args.refine:
-        rs, fig = refined_figures(trains, args, post, kinds, ids)
+        rs, fig = refined_figures(trains, args, post, kinds, ids, cells)
         for k in rs:
             print(f"refined {k:10} class match {rs[k][0]:.3f}  freq within 10% {rs[k][1]:.3f}")
-        cov_dic = truth_coverage(res, fresh_recordings.cells)
+        cov_dic = truth_coverage(res, cells)
         print(f"truth coverage (90% interval): refined {fig['truth_cov90']:.3f}, unrefined {cov_dic:.3f}; smallest "
               f"ESS {fig['ess_min']:.0f}, fewest distinct {fig['distinct_min']}, flagged {fig['refine_flagged']:.3f}, "
               f"{fig['s_per_recording']:.1f} s per recording")

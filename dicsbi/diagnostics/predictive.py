@@ -56,7 +56,7 @@ def predictive_check(model, recording: SpikeTrains, rec: RecordingPopulation, n:
     cls_rec = int(f_rec["firing_class"][0])
     key = "f_inter_hz" if cls_rec == 2 else "f_spiking_hz"
     class_ok = f_sim["firing_class"] == cls_rec
-    pattern_ok = firing_pattern(sim.trains) == firing_pattern(rel)[0]
+    pattern_ok = firing_pattern(sim.trains, f_sim["firing_class"]) == firing_pattern(rel, f_rec["firing_class"])[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         freq_ok = np.abs(f_sim[key] / f_rec[key][0] - 1.0) <= freq_tol
     freq_ok &= np.isfinite(f_sim[key])

@@ -66,9 +66,10 @@ def inference_data(result, trains: SpikeTrains):
     predictive = xr.Dataset({"conductance": (("chain", "draw", "recording", "channel"), g),
                              "g_f": (("chain", "draw", "recording"), gf)}, coords=coords, attrs=attrs)
     predictive["conductance"].attrs["units"] = "mS/cm^2"
+    obs_class = firing_class(obs)
     observed = xr.Dataset({"n_spikes": (("recording",), obs.counts.astype(np.int64)),
-                           "firing_class": (("recording",), firing_class(obs).astype(np.int64)),
-                           "firing_pattern": (("recording",), firing_pattern(obs).astype(np.int64)),
+                           "firing_class": (("recording",), obs_class.astype(np.int64)),
+                           "firing_pattern": (("recording",), firing_pattern(obs, obs_class).astype(np.int64)),
                            "mean_isi_ms": (("recording",), mean_isi),
                            "typicality": (("recording",), np.array([r.typicality for r in recs], dtype=float)),
                            "out_of_world": (("recording",), np.array([int(r.out_of_world) for r in recs],

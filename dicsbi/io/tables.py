@@ -133,7 +133,8 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
     from .tables import format_table_csv
 
     by_id = {r.id: r for r in result.recordings}
-    cls, pattern = firing_class(trains), firing_pattern(trains)
+    cls = firing_class(trains)
+    pattern = firing_pattern(trains, cls)
     cols: dict[str, list] = {k: [] for k in (
         "recording", "n_spikes", "firing_class", "firing_pattern", "g_s_mean", "g_s_q05", "g_s_q95", "g_u_mean",
         "g_u_q05", "g_u_q95", "n_models", "n_replaced", "n_reused", "check_n", "check_class_match",

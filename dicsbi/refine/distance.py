@@ -27,7 +27,7 @@ def train_features(trains: SpikeTrains) -> np.ndarray:
     frequency is the burst frequency of a bursting train and the spiking frequency of any other.
     """
     f = spike_features(trains)
-    cls = firing_pattern(trains).astype(float)
+    cls = firing_pattern(trains, f["firing_class"]).astype(float)
     rate = trains.counts / np.maximum(trains.t_stop_ms - trains.t_start_ms, 1e-9) * 1e3
     main = np.where(cls == BURSTING, f["f_inter_hz"], f["f_spiking_hz"])
     corr = np.array([_isi_correlation(t) for t in trains])

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compensation import compensate, gamma_matched, seed_cells
-from ..errors import DicsbiError
+from ..compensation import compensate, gamma_matched, seed_cells, seed_spec
 from ..models import Model, get_model
 
 
@@ -18,9 +17,7 @@ def seed_log_prior(model: str | Model, params: np.ndarray) -> np.ndarray:
     """
     from scipy.stats import gamma
 
-    spec = get_model(model).seed_spec
-    if spec is None:
-        raise DicsbiError(f"model {get_model(model).name!r} defines no seed population")
+    spec = seed_spec(get_model(model))
     params = np.atleast_2d(np.asarray(params, dtype=float))
     out = np.zeros(params.shape[0])
     for k, (lo, hi) in enumerate(spec.uniform.values()):

@@ -119,9 +119,12 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
 
     out = Path(out)
     cls = firing_class(trains)
+    pattern = firing_pattern(trains, cls)
     index = {str(t): k for k, t in enumerate(trains.ids)}
-    sections = [_recording_section(result, rec, trains, index[rec.id], int(cls[index[rec.id]]), out / "figures")
-                for rec in result.recordings[:max_recordings]]
+    sections = []
+    for rec in result.recordings[:max_recordings]:
+        k = index[rec.id]
+        sections.append(_recording_section(result, rec, trains, k, (int(cls[k]), int(pattern[k])), out / "figures"))
     n_total = len(result.recordings) if n_total is None else n_total
     left_out = n_total - len(sections)
     if left_out > 0:
@@ -139,7 +142,7 @@ def write_figures_and_report(result, trains: SpikeTrains, out: str | Path, title
     return out / "report.html"
 
 
-def _recording_section(result, rec, trains: SpikeTrains, k: int, firing: int, figdir: Path) -> str:
+def _recording_section(result, rec, trains: SpikeTrains, k: int, firing: tuple[int, int], figdir: Path) -> str:
     """One recording's section: its table and its four figures (written to ``figdir``)."""
     t = trains[k]
     window = float(max(trains.t_stop_ms[k] - trains.t_start_ms[k], (t[-1] - t[0]) if t.size else 0, 100.0))
@@ -153,7 +156,7 @@ def _recording_section(result, rec, trains: SpikeTrains, k: int, firing: int, fi
         "conductances": plots.conductance_violins(result.model, rec.conductances, f"{rec.id}: population"),
     }
     imgs = save_figures(figs, figdir, prefix=f"{safe_filename(rec.id)}_", headings=False)
-    rows = _recording_rows(rec, firing, int(firing_pattern(trains.select([k]))[0]), int(trains.counts[k]))
+    rows = _recording_rows(rec, *firing, int(trains.counts[k]))
     return f"<section><h2>{esc(rec.id)}</h2>{table(rows, row_header=True)}{imgs}</section>"
 
 
