@@ -270,11 +270,12 @@ class _Job:
 
         assert self.refine is not None
         level = float(np.median(rec.noise)) if rec.noise is not None else None
-        ref = refine(self.m, one, self.post, rec.pairs, self.refine, _seeds.int_seed(self.seed, i, _seeds.REFINE),
+        ref = refine(self.m, one, self.post, None, self.refine, _seeds.int_seed(self.seed, i, _seeds.REFINE),
                      noise_std=level)
         ref.spread_before, ref.spread_after = spread(rec.conductances), spread(ref.conductances)
         n = len(ref.conductances)
         rec.refinement, rec.conductances, rec.samples, rec.pair = ref, ref.conductances, ref.theta[:, -2:], ref.pair
+        rec.pairs = ref.pairs
         rec.dics, rec.sample_index = compute_dics(self.m, ref.conductances, self.post.vth_mV), np.full(n, -1)
         rec.noise = np.full(n, ref.noise_std) if rec.noise is not None else None
 

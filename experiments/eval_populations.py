@@ -14,11 +14,18 @@ compensation; it happens to the true-DIC ceiling) counts as a failure, class and
 ``--refine`` also runs the simulation-refined populations (:mod:`dicsbi.refine`) and prints their class and
 frequency match, the truth coverage (the share of (recording, channel) pairs whose true conductance lies in the
 refined population's 90% interval, and the same for the unrefined population), the smallest ESS, the share
-of recordings flagged, distinct members and seconds per recording.
+of recordings flagged, distinct members, the spread per channel relative to the unrefined population, the
+wide world's share of members and seconds per recording; then checks the refinement never saw: a current step
+applied to members and true cell alike (same firing pattern, rate within 20%), the van Rossum ratio (members'
+distance to the true cell over data the recording does not hold, relative to the cell's distance to itself:
+see ``_vr_ratio``), and the noisy recordings' ceiling (their true cell with fresh noise).  ``--unseen N`` adds
+the truth coverage on N cells of the unseen world (every conductance uniform in the model's box, no
+compensation; never used by the refinement).
 
 Ends with one line: model=M class_match=.. freq_match=.. class_match_prior=.. freq_match_prior=.. (and with
 ``--refine``: refined_class_match=.. refined_freq_match=.. truth_cov90=.. truth_cov90_unrefined=.. ess_min=..
-s_per_recording=.. refine_flagged=..)
+s_per_recording=.. refine_flagged=.. step_class_match=.. step_rate_match=.. vr_ratio=..
+[unseen_truth_cov90=..])
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from dicsbi.compensation import generate_population
 from dicsbi.models import get_model
 from dicsbi.pipeline import infer
 from dicsbi.posterior.artifact import load_posterior
+from dicsbi.refine import RefineOptions
 from dicsbi.simulate import simulate
 from dicsbi.spikes import SpikeTrains, firing_class
 
@@ -139,6 +147,35 @@ def _match(model, cells: np.ndarray, reference: np.ndarray, window: float, noise
     return pattern[1:] == pattern[0], close
 
 
+def _vr_ratio(model, cells: np.ndarray, true: np.ndarray, window: float, noise: float, seed: int,
+              copies: int = 5) -> float:
+    """Van Rossum distance of members to the true cell over data the refinement never saw, relative to the true
+    cell's distance to itself: the median over members of VR(member, true), divided by the median of
+    VR(true', true) where true' is the true cell with fresh noise (noisy recordings; members at the same noise
+    level) or, for clean cells, the true cell's own first window; clean cells and members are simulated over
+    twice the window and compared over the second half, the one the recording does not contain.  Time scale:
+    the published (max ISI + min ISI) / 2 of the true train.  1 means members are as close to the cell as the
+    cell is to itself."""
+    from dicsbi.spikes import reference_tau_ms, van_rossum_distance
+
+    if noise:
+        sim = simulate(model, np.vstack([np.repeat(true[None], copies + 1, 0), cells]), duration_ms=window,
+                       noise_std=noise, seed=seed, tier="fast")
+        trains = [np.asarray(t) for t in sim.trains]
+        ref, own, members = trains[0], trains[1:copies + 1], trains[copies + 1:]
+    else:
+        sim = simulate(model, np.vstack([true[None], cells]), duration_ms=2 * window, seed=seed, tier="fast")
+        trains = [np.asarray(t) for t in sim.trains]
+        ref, own = trains[0][trains[0] >= window] - window, [trains[0][trains[0] < window]]
+        members = [t[t >= window] - window for t in trains[1:]]
+    if ref.size < 2:
+        return float("nan")
+    tau = reference_tau_ms(ref)
+    d_own = float(np.median([van_rossum_distance(ref, t, tau) for t in own]))
+    d = float(np.median([van_rossum_distance(ref, t, tau) for t in members]))
+    return d / d_own if d_own > 0 else float("nan")
+
+
 def unseen_checks(model: str, res, trains, kinds, ids, cells: dict, n: int = 20) -> dict:
     """Checks the refinement never saw (members and the true cell under a current step) and the noisy
     recordings' ceiling: the predictive check's class and frequency match of ``n`` copies of the recording's
@@ -151,7 +188,7 @@ def unseen_checks(model: str, res, trains, kinds, ids, cells: dict, n: int = 20)
     m = get_model(model)
     window = m.default_duration_ms
     kind_of, index = dict(zip(ids, kinds)), {str(i): k for k, i in enumerate(trains.ids)}
-    step_class, step_rate, ceiling = [], [], []
+    step_class, step_rate, ceiling, vr = [], [], [], {}
     for k, r in enumerate(res.recordings):
         noise = 5.0 if kind_of[r.id] == "noisy" else 0.0
         true = cells[r.id]
@@ -159,12 +196,17 @@ def unseen_checks(model: str, res, trains, kinds, ids, cells: dict, n: int = 20)
         c_ok, r_ok = _match(m, r.conductances[:n], true, window, noise, 1000 + k, step)
         step_class.append(c_ok.mean())
         step_rate.append((c_ok & r_ok).mean())
+        vr.setdefault(kind_of[r.id], []).append(_vr_ratio(m, r.conductances[:n], true, window, noise, 3000 + k))
         if noise:
             copies = SimpleNamespace(conductances=np.repeat(true[None], n, 0), noise=np.full(n, noise))
             c = predictive_check(m, trains.select([index[r.id]]), copies, n, seed=2000 + k)
             ceiling.append((c["class_match"], c["freq_match"]))
     cl = np.array(ceiling) if ceiling else np.full((1, 2), np.nan)
-    return {"step_class_match": float(np.mean(step_class)), "step_rate_match": float(np.mean(step_rate)),
+    for kind, values in vr.items():
+        print(f"van Rossum ratio ({kind}): median {np.nanmedian(values):.2f}, quartiles "
+              f"{np.nanquantile(values, 0.25):.2f}-{np.nanquantile(values, 0.75):.2f} over {len(values)} recordings")
+    return {"vr_ratio": float(np.nanmedian([v for values in vr.values() for v in values])),
+            "step_class_match": float(np.mean(step_class)), "step_rate_match": float(np.mean(step_rate)),
             "noisy_ceiling_class": float(cl[:, 0].mean()), "noisy_ceiling_freq": float(cl[:, 1].mean())}
 
 
@@ -172,11 +214,9 @@ def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, 
     """Run the refined populations and return their scores and the refinement's summary figures."""
     import time
 
-    from dicsbi.refine import RefineOptions
-
     t0 = time.perf_counter()
     res = infer(trains, args.model, args.n_models, posterior=post, seed=args.seed, check=args.check,
-                refine=RefineOptions(), progress=True)
+                refine=RefineOptions(wide=args.wide), progress=True)
     seconds = (time.perf_counter() - t0) / max(len(res.recordings), 1)
     refs = [r.refinement for r in res.recordings if r.refinement is not None]
     figures = {"truth_cov90": truth_coverage(res, cells),
@@ -184,6 +224,12 @@ def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, 
                "refine_flagged": float(np.mean([r.flagged for r in refs])),
                "distinct_min": min(r.distinct for r in refs),
                **unseen_checks(args.model, res, trains, kinds, ids, cells)}
+    names = get_model(args.model).conductance_names
+    with np.errstate(divide="ignore", invalid="ignore"):  # a fixed conductance has no spread
+        ratio = np.nanmedian([r.spread_after / r.spread_before for r in refs], axis=0)
+    print("spread after / before refinement (interquartile range of log10 g, median over recordings): "
+          + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, ratio)))
+    print(f"members from the wide world: median share {np.median([r.wide_share for r in refs]):.2f}")
     for k in ("tonic", "bursting", "noisy"):
         sel = [r.refinement for r, kind in zip(res.recordings, kinds) if kind == k and r.refinement is not None]
         if sel:
@@ -224,6 +270,8 @@ def main() -> None:
     ap.add_argument("--refine", action="store_true", help="also run the simulation-refined populations")
     ap.add_argument("--unseen", type=int, default=0, help="with --refine: the truth coverage on this many "
                     "recordings of cells with every conductance uniform in the model's box (no compensation)")
+    ap.add_argument("--wide", type=float, default=RefineOptions.wide, help="with --refine: the wide world's "
+                    "prior weight (dicsbi.refine.world; 0: the training world alone)")
     ap.add_argument("--oracle", action="store_true", help="also run with the true DIC targets as 'posterior' "
                     "(the ceiling of DIC matching: populations differ from the recorded cell outside the DICs)")
     args = ap.parse_args()
@@ -259,11 +307,9 @@ def main() -> None:
               f"recordings' ceiling (their true cell with fresh noise): class {fig['noisy_ceiling_class']:.3f}, "
               f"freq {fig['noisy_ceiling_freq']:.3f} (targets min(0.97, c - 0.02))")
         if args.unseen:
-            from dicsbi.refine import RefineOptions
-
             u_trains, u_cells = unseen_recordings(args.model, args.unseen, args.seed + 1, post.config.box)
             u_res = infer(u_trains, args.model, args.n_models, posterior=post, seed=args.seed,
-                          refine=RefineOptions(), progress=True)
+                          refine=RefineOptions(wide=args.wide), progress=True)
             fig["unseen_truth_cov90"] = truth_coverage(u_res, u_cells)
             print(f"unseen world ({len(u_trains)} cells uniform in the box, no compensation): truth coverage "
                   f"{fig['unseen_truth_cov90']:.3f}")
@@ -271,7 +317,7 @@ def main() -> None:
                  f"truth_cov90={fig['truth_cov90']:.4f} truth_cov90_unrefined={cov_dic:.4f} "
                  f"ess_min={fig['ess_min']:.1f} s_per_recording={fig['s_per_recording']:.2f} "
                  f"refine_flagged={fig['refine_flagged']:.4f} step_class_match={fig['step_class_match']:.4f} "
-                 f"step_rate_match={fig['step_rate_match']:.4f}"
+                 f"step_rate_match={fig['step_rate_match']:.4f} vr_ratio={fig['vr_ratio']:.4f}"
                  + (f" unseen_truth_cov90={fig['unseen_truth_cov90']:.4f}" if args.unseen else ""))
     print(line)
 

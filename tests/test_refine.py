@@ -20,13 +20,6 @@ def stg():
     return load_posterior("stg")
 
 
-def _pairs(post, train):
-    from dicsbi.pair_ranking import pair_ranking
-
-    med = np.median(post.sample(train, 200, seed=0).reshape(-1, 2), axis=0)
-    return list(pair_ranking("stg", float(med[0]), float(med[1]), post.vth_mV))[:4]
-
-
 def _recording(cell, seed=0, ms=3000.0):
     from dicsbi.simulate import simulate
 
@@ -58,6 +51,52 @@ def test_seed_parameters_are_the_seed_population_and_their_density():
     assert seed_log_prior("da", np.array([[8.0, 0.05, 0.01]]))[0] == pytest.approx(want)
 
 
+def test_wide_world_draws_cells_that_hit_their_target_across_the_box():
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.dics import compute_dics
+    from dicsbi.refine.world import SEEDED, WIDE, WIDE_DECADES, World
+
+    for name in ("stg", "da"):
+        m = get_model(name)
+        world = World(m, m.vth_mV, np.array(m.dic_box, dtype=float), candidate_pairs(m), wide=0.5)
+        rng = np.random.default_rng(3)
+        dic = rng.uniform(*np.array(m.dic_box).T, (400, 2))
+        theta, comp = world.draw(dic, rng)
+        assert 0.4 < np.mean(comp == WIDE) < 0.6
+        assert np.isfinite(world.log_prior(theta)).all()
+        g, pair = world.cells(theta, comp)
+        ok = pair >= 0
+        assert ok[comp == WIDE].mean() > 0.3  # most wide draws are cells for some pair
+        np.testing.assert_allclose(compute_dics(m, g[ok], m.vth_mV)[:, 1:], dic[ok], atol=1e-5)
+        assert (g[ok] > 0).all()
+        # outside the pair, a wide member's conductances are its z block; a seeded member's ignore it
+        k = world.n_seed
+        w = np.flatnonzero(ok & (comp == WIDE))[0]
+        names = world.pairs[pair[w]]
+        free = [i for i, c in enumerate(m.conductance_names) if c not in names]
+        np.testing.assert_allclose(g[w, free], 10.0 ** theta[w, k:-2][free])
+        s = np.flatnonzero(ok & (comp == SEEDED))[0]
+        moved = theta[[s]].copy()
+        moved[0, k:-2] = np.log10(m.upper_bounds) - WIDE_DECADES / 2
+        np.testing.assert_array_equal(world.cells(moved, comp[[s]])[0], g[[s]])
+        # the pair is the first valid one in the ranking of the member's own target's grid cell
+        order = world.orders(dic[[w]])[0]
+        assert pair[w] in order
+        earlier = order[:order.index(pair[w])]
+        for k in earlier:
+            from dicsbi.compensation import compensate
+
+            sol = compensate(m, 10.0 ** theta[[w], world.n_seed:-2],
+                             {"g_s": dic[[w], 0], "g_u": dic[[w], 1]}, world.pairs[k], m.vth_mV)
+            assert not sol.valid[0]
+        # the z block's support: two decades below each maximum
+        outside = theta[:1].copy()
+        outside[0, k] = np.log10(m.upper_bounds[0]) + 0.1
+        assert np.isneginf(world.log_prior(outside)).all()
+    none = World(m, m.vth_mV, np.array(m.dic_box, dtype=float), candidate_pairs(m), wide=0.0)
+    assert (none.draw(dic, rng)[1] == SEEDED).all()
+
+
 def test_distance_is_zero_on_itself_and_counts_scales():
     t = np.arange(0.0, 3000.0, 100.0)  # 10 Hz tonic
     rec = train_features(SpikeTrains.from_list([t], 0.0, 3000.0))[0]
@@ -77,7 +116,7 @@ def test_refinement_reproduces_a_simulated_cell_and_keeps_degeneracy(stg):
 
     cell = generate_population("stg", 4.0, 6.0, 1, seed=2).conductances[0]
     train = _recording(cell)
-    r = refine("stg", train, stg, _pairs(stg, train), FAST, seed=3)
+    r = refine("stg", train, stg, None, FAST, seed=3)
     assert r.conductances.shape == (30, 8) and np.all(r.conductances > 0)
     assert r.distinct >= 27 and r.ess > 0 and r.simulations <= FAST.max_simulations + (6 * FAST.max_steps + 4) * 30
     assert not r.flagged and r.tolerance <= FAST.eps_flag
@@ -92,7 +131,7 @@ def test_refinement_reproduces_a_simulated_cell_and_keeps_degeneracy(stg):
 def test_a_recording_no_model_reproduces_is_flagged(stg):
     t = np.arange(0.0, 3000.0, 4.0)  # 250 Hz tonic firing: far outside the STG world
     train = SpikeTrains.from_list([t], 0.0, 3000.0, ids=["fast"])
-    r = refine("stg", train, stg, _pairs(stg, train), RefineOptions(n_members=20, max_generations=3,
+    r = refine("stg", train, stg, None, RefineOptions(n_members=20, max_generations=3,
                                                                      max_simulations=200), seed=0)
     assert r.flagged and any("no member reproduces" in w for w in r.why)
 
@@ -109,7 +148,7 @@ def test_same_seed_same_population_for_one_and_two_threads(stg):
         out = []
         for threads in (1, 2):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            out.append(refine("stg", train, stg, _pairs(stg, train), opts, seed=9).conductances)
+            out.append(refine("stg", train, stg, None, opts, seed=9).conductances)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(out[0], out[1])
@@ -153,3 +192,44 @@ def test_cli_infer_refine(tmp_path):
     rows = read_csv(out / "summary.csv")
     assert len(rows) == 1 and int(rows[0]["n_models"]) == 20 and rows[0]["refine_tolerance"]
     assert "refinement" in (out / "report.html").read_text() and "refine_" in r.stderr
+
+
+def test_tolerance_steps_under_a_plateau_of_equal_distances():
+    from dicsbi.refine.sampler import _next_tolerance
+
+    d = np.concatenate([np.full(70, 5.0), np.linspace(0.5, 4.0, 30)])  # 70 candidates lacking every feature
+    logw = np.zeros(d.size)
+    assert _next_tolerance(logw, d, 0.5, 0.3) == 5.0  # keeping half the ESS needs the plateau
+    assert _next_tolerance(logw, d, 0.5, 0.3, current=5.0, floor_ess=10) == 4.0  # so step under it
+    assert _next_tolerance(logw, d, 0.5, 0.3, current=5.0, floor_ess=40) == 5.0  # unless too few are left
+    assert _next_tolerance(logw, np.linspace(0, 1, 100), 0.5, 0.3) == pytest.approx(0.5, abs=0.02)
+
+
+def test_first_generation_weights_are_prior_over_the_defensive_proposal():
+    """A posterior far off the truth: the box share of the proposal and the weights bring the prior back."""
+    from scipy.stats import norm
+
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.refine.distance import Simulator
+    from dicsbi.refine.sampler import _first_generation
+    from dicsbi.refine.world import World
+
+    m = get_model("stg")
+
+    class Narrow:  # a 'posterior' N((10, 10), 1) over (g_s, g_u)
+        def sample(self, train, n, seed=0):
+            return 10.0 + np.random.default_rng(seed).standard_normal((1, n, 2))
+
+        def log_prob(self, theta, train):
+            return norm.logpdf(theta, 10.0).sum(axis=1)
+
+    world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
+    rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
+    sim = Simulator(m, 500.0, 0.0, "fast", train_features(rec)[0])
+    parts = _first_generation(Narrow(), rec, world, sim, 300, seed=4, defensive=0.3)
+    w = np.exp(parts.logw - parts.logw.max())
+    gs = parts.theta[:, -2]
+    assert gs.mean() > 5.0  # most of the proposal is the narrow posterior
+    assert abs(np.sum(w * gs) / w.sum()) < 4.0  # the weighted members are the (flat) prior over g_s in [-20, 20]
+    far = np.abs(gs - 10.0) > 6.0
+    np.testing.assert_allclose(parts.logw[far], -np.log(0.3), atol=1e-6)  # weight 1 / beta off the posterior

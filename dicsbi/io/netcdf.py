@@ -95,7 +95,7 @@ def _add_refinement(observed, recs: list, channels: list[str]) -> None:
         return ("recording",), np.array([getattr(r.refinement, key) if r.refinement is not None else np.nan
                                          for r in recs], dtype=float)
 
-    for key in ("acceptance", "tolerance", "ess", "distinct", "simulations", "seconds", "noise_std"):
+    for key in ("acceptance", "tolerance", "ess", "distinct", "simulations", "seconds", "noise_std", "wide_share"):
         observed[f"refine_{key}"] = col(key)
     observed["refine_flagged"] = ("recording",), np.array(
         [int(r.refinement.flagged) if r.refinement is not None else 0 for r in recs], dtype=np.int64)

@@ -172,7 +172,7 @@ def summary_table(result: InferenceResult, trains: SpikeTrains) -> str:
 
 
 REFINE_COLUMNS = ("acceptance", "tolerance", "ess", "distinct", "simulations", "seconds", "generations",
-                  "distance_before", "distance_after", "noise_std", "flagged")
+                  "distance_before", "distance_after", "noise_std", "wide_share", "flagged")
 
 
 def _refine_columns(cols: dict[str, list], recs: list, names) -> None:
@@ -180,7 +180,8 @@ def _refine_columns(cols: dict[str, list], recs: list, names) -> None:
 
     Per recording: the last generation's acceptance rate, the final tolerance, the effective sample size, the
     distinct members, simulations, seconds, generations, the median feature distance of the DIC population
-    and of the refined one, the candidates' noise level, the flag (1: degeneracy lost or not reproduced) with
+    and of the refined one, the candidates' noise level, the share of members from the wide world
+    (:mod:`dicsbi.refine.world`), the flag (1: degeneracy lost or not reproduced) with
     its reasons, and per conductance the refined population's spread relative to the DIC population's
     (``refine_spread_<g>``: interquartile range of log10 g after / before).
     """
@@ -195,7 +196,7 @@ def _refine_columns(cols: dict[str, list], recs: list, names) -> None:
             "acceptance": ref.acceptance, "tolerance": ref.tolerance, "ess": ref.ess, "distinct": ref.distinct,
             "simulations": ref.simulations, "seconds": ref.seconds, "generations": ref.generations,
             "distance_before": ref.distance_before, "distance_after": float(np.median(ref.distance)),
-            "noise_std": ref.noise_std, "flagged": int(ref.flagged)}
+            "noise_std": ref.noise_std, "wide_share": ref.wide_share, "flagged": int(ref.flagged)}
         for key in REFINE_COLUMNS:
             cols[f"refine_{key}"].append(values.get(key, np.nan))
         cols["refine_why"].append("; ".join(ref.why) if ref is not None else "")

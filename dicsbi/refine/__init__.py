@@ -4,31 +4,41 @@ A DIC population matches a recording in (g_s, g_u) only, and two numbers do not 
 refinement simulates candidates and keeps those whose spike-train features match the recording's.
 
 What the refined population is a sample of
-    The ABC posterior ``pi_eps(theta | x) ~ p_world(theta) 1[d(x_theta, x) <= eps]`` with the training world as
-    the prior.  A member is parametrised by ``theta = (seed parameters, g_s, g_u)`` and the compensation pair it
-    was solved with: the seed parameters are the free draws of the model's seed population
-    (:func:`dicsbi.compensation.draw_seed_parameters`: uniform values and a gamma g_leak), (g_s, g_u) is the DIC
-    target, uniform over the posterior's box in the training world, and the conductances follow by
-    compensation (:func:`dicsbi.compensation.seed_cells`, then the pair re-solved for the target).  The prior
-    density is therefore known (:func:`seed_log_prior` times the box), restricted to valid cells as the
-    training world is.  The pair is a label each member keeps (the training world picks the best-yield pair
-    per target; here the posterior median's ranking, as :func:`dicsbi.pipeline.infer` does), and moves change
-    the continuous parameters only.
+    The ABC posterior ``pi_eps(theta | x) ~ p_world(theta) 1[d(x_theta, x) <= eps]`` whose prior is a mixture
+    of two worlds (:mod:`dicsbi.refine.world`; weight ``RefineOptions.wide`` on the second, default 0.5):
+    the DIC posterior's training world and a wide world over the model's plausible box.  A member is
+    parametrised by ``theta = (seed parameters, z, g_s, g_u)``, a component label and the compensation pair it
+    was solved with.  In the training world the seed parameters are the free draws of the model's seed
+    population (:func:`dicsbi.compensation.draw_seed_parameters`: uniform values and a gamma g_leak) and the
+    conductances follow by compensation (:func:`dicsbi.compensation.seed_cells`, then the pair re-solved for
+    the target); in the wide world ``z`` is log10 of every conductance, uniform over two decades below each
+    maximum of the plausible box, and the pair is re-solved from it.  (g_s, g_u) is the DIC target, uniform
+    over the posterior's box in both.  The prior density is therefore known (:func:`seed_log_prior`, the
+    log-uniform block and the box), restricted to valid cells as the training world is.  The issue asked for
+    the training world as prior; the mixture is the documented departure: the training world alone spans a
+    fraction of the plausible box, so a cell made another way (the unseen test world) lies outside every
+    population drawn from it (see :mod:`dicsbi.refine.world`).  The component is a label each member keeps; the
+    pair is a function of ``theta``: the first in the ranking of the target's own grid cell
+    (:func:`dicsbi.pair_ranking.pair_ranking`, the training world's best-yield rule) that makes a valid cell,
+    so the prior does not depend on the recording (ranking every member by the posterior median, as the
+    unrefined populations do, would let x into the prior).
 Data used once
-    The DIC posterior q(g_s, g_u | x) is only the *proposal* of the first generation: its members' weights are
-    corrected by prior over proposal (1 / q, the box prior being flat), so x enters the target through the
-    ABC indicator alone.
+    The DIC posterior q(g_s, g_u | x) is only part of the *proposal* of the first generation, a defensive
+    mixture ``beta U(box) + (1 - beta) q`` (``RefineOptions.defensive``, default 0.3; Hesterberg 1995) so that a
+    posterior that misplaces the cell (one made unlike its training world) cannot confine the population: the
+    members' weights are prior over proposal, so x enters the target through the ABC indicator alone.
 The sampler (Del Moral, Doucet & Jasra 2012, adaptive SMC-ABC)
-    Each generation lowers the tolerance to keep ``alpha`` of the effective sample size, resamples
-    (systematic) when the ESS falls under half the members, and moves every living member by Metropolis-
-    Hastings steps targeting ``pi_eps``: a Gaussian random walk with the members' weighted covariance scaled
-    by ``2.38^2 / dim``, accepted when the candidate is a valid cell inside the prior's support, within the
-    tolerance, and passes the prior ratio; as many steps per generation as move about 90 % of the members
-    (at most ``max_steps``).  It stops when the tolerance reaches ``eps_min``, the simulation budget is spent,
-    or the move acceptance falls under ``min_acceptance`` (the tolerance then goes back to the previous
-    generation's, at which the members still moved).  The final members are resampled and moved at the final
-    tolerance until at least ``distinct_min`` of them are distinct (at most ``6 * max_steps`` moves), so
-    that duplicates are rejuvenated.
+    Each generation lowers the tolerance to keep ``alpha`` (default 0.5) of the effective sample size, resamples
+    (systematic) when the ESS falls under half the members, and moves every living member by Metropolis-Hastings
+    steps targeting ``pi_eps``: a Gaussian random walk on the member's component block and (g_s, g_u) with that
+    component's weighted covariance scaled by ``2.38^2 / dim`` and by a step factor adapted between sweeps (halved
+    after a sweep accepting under 15 %, grown 1.5-fold over 50 %), accepted when the candidate is a valid cell
+    inside the prior's support, within the tolerance and passes the prior ratio; as many steps per generation as
+    move about 90 % of the members (at most ``max_steps``).  It stops when the tolerance reaches ``eps_min``, the
+    simulation budget is spent, or the move acceptance (the generation's best sweep) falls under
+    ``min_acceptance`` (the tolerance then goes back to the previous generation's, at which the members still
+    moved).  The final members are resampled and moved at the final tolerance until at least ``distinct_min`` of
+    them are distinct (at most ``6 * max_steps`` moves), so that duplicates are rejuvenated.
 Distance (:func:`train_features`, :func:`feature_distance`)
     Root-mean-square of standardised differences of: log rate (scale log 1.1), log main frequency (spiking
     frequency of a tonic train, burst frequency of a bursting one; scale log 1.1), ISI CV (scale

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _seeds
-from ..compensation import draw_seed_parameters
+from ..compensation import candidate_pairs
 from ..errors import DicsbiError
 from ..models import Model, get_model
 from ..spikes import SILENT, SpikeTrains
 from .distance import Simulator, recording_window, train_features
-from .world import World
+from .world import WIDE, World
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,18 @@ class RefineOptions:
         Degeneracy must survive: at least these shares of distinct members and effective sample size.
     noise_std
         Noise level of the candidates when the posterior has no noise posterior (uA/cm^2).
+    wide
+        Prior weight of the wide world (:mod:`dicsbi.refine.world`; 0: the training world alone).
+    defensive
+        Share of the first generation's DIC targets drawn from the prior box instead of the DIC posterior (a
+        defensive mixture proposal, Hesterberg 1995): the population can leave a posterior that misplaces the
+        recording's cell; 0 proposes from the posterior alone.
     tier
         Accuracy tier of the simulations (``"fast"``: validated for class and ISI).
     """
 
     n_members: int = 100
-    alpha: float = 0.7
+    alpha: float = 0.5
     eps_min: float = 0.3
     eps_flag: float = 1.0
     min_acceptance: float = 0.03
@@ -55,11 +61,15 @@ class RefineOptions:
     distinct_min: float = 0.9
     ess_min: float = 0.5
     noise_std: float = 0.0
+    wide: float = 0.5
+    defensive: float = 0.3
     tier: str = "fast"
 
     def __post_init__(self):
-        if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1:
-            raise DicsbiError(f"invalid refine options {self}: at least 10 members, 0 < alpha < 1, a generation")
+        if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1 or not 0 <= self.wide <= 1 \
+                or not 0 <= self.defensive < 1:
+            raise DicsbiError(f"invalid refine options {self}: at least 10 members, 0 < alpha < 1, a generation, "
+                              "0 <= wide <= 1, 0 <= defensive < 1")
 
 
 @dataclass
@@ -67,8 +77,9 @@ class Refinement:
     """What the refinement did for one recording (reported in summary.csv, posterior.nc and the report)."""
 
     conductances: np.ndarray     # [n_members, n_g] the refined population (equally weighted)
-    theta: np.ndarray            # [n_members, p] their (seed parameters, g_s, g_u)
+    theta: np.ndarray            # [n_members, p] their (seed parameters, z, g_s, g_u) (dicsbi.refine.world)
     pair: np.ndarray             # [n_members] index into ``pairs``
+    component: np.ndarray        # [n_members] 0: the training world's seeded cells, 1: the wide world
     distance: np.ndarray         # [n_members] feature distance of each member's last simulation
     tolerance: float
     acceptance: float            # share of the last generation's moves accepted
@@ -83,6 +94,12 @@ class Refinement:
     why: list[str] = field(default_factory=list)
     spread_before: np.ndarray | None = None  # [n_g] spread of each conductance in the DIC population (spread())
     spread_after: np.ndarray | None = None   # [n_g] the same in the refined population
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # what ``pair`` indexes
+
+    @property
+    def wide_share(self) -> float:
+        """Share of the members from the wide world."""
+        return float(np.mean(self.component == WIDE))
 
 
 def _ess(logw: np.ndarray) -> float:
@@ -92,8 +109,14 @@ def _ess(logw: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
-def _next_tolerance(logw: np.ndarray, d: np.ndarray, alpha: float, eps_min: float) -> float:
-    """Find the smallest tolerance that keeps ``alpha`` of the effective sample size (never below ``eps_min``)."""
+def _next_tolerance(logw: np.ndarray, d: np.ndarray, alpha: float, eps_min: float, current: float = np.inf,
+                    floor_ess: float = 0.0) -> float:
+    """Find the smallest tolerance that keeps ``alpha`` of the effective sample size (never below ``eps_min``).
+
+    When that is not below ``current`` (a plateau of equal distances, e.g. candidates that lack every feature,
+    would hold the tolerance for ever), step to the largest distance under it if that keeps an effective
+    sample size of ``floor_ess``.
+    """
     target = alpha * _ess(logw)
     cand = np.unique(d[np.isfinite(d) & np.isfinite(logw)])
     lo, hi = 0, cand.size - 1
@@ -103,7 +126,13 @@ def _next_tolerance(logw: np.ndarray, d: np.ndarray, alpha: float, eps_min: floa
             hi = mid
         else:
             lo = mid + 1
-    return float(max(cand[lo], eps_min)) if cand.size else float("inf")
+    if not cand.size:
+        return float("inf")
+    eps = float(max(cand[lo], eps_min))
+    below = cand[cand < current]
+    if eps >= current and below.size and _ess(np.where(d <= below[-1], logw, -np.inf)) >= floor_ess:
+        eps = float(max(below[-1], eps_min))
+    return eps
 
 
 def _systematic(logw: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,65 +146,90 @@ def _systematic(logw: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
 class _Particles:
     theta: np.ndarray
     pair: np.ndarray
+    comp: np.ndarray
     g: np.ndarray
     d: np.ndarray
     logw: np.ndarray
     lp: np.ndarray
+    scale: np.ndarray = field(default_factory=lambda: np.ones(2))  # random-walk scale per component
 
     def take(self, idx: np.ndarray) -> _Particles:
-        return _Particles(self.theta[idx], self.pair[idx], self.g[idx], self.d[idx],
-                          np.zeros(len(idx)), self.lp[idx])
+        return _Particles(self.theta[idx].copy(), self.pair[idx], self.comp[idx], self.g[idx], self.d[idx],
+                          np.zeros(len(idx)), self.lp[idx], self.scale)
+
+
+def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Gaussian random-walk proposals with the members' weighted covariance scaled by ``scale * 2.38^2 / dim``."""
+    dim = theta.shape[1]
+    cov = np.atleast_2d(np.cov(theta.T, aweights=w)) if len(theta) > 1 else None
+    if cov is None or not np.all(np.isfinite(cov)):
+        cov = np.diag((0.05 * np.abs(theta).mean(0)) ** 2)
+    cov = cov * (scale * 2.38**2 / dim) + np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
+    return theta + rng.multivariate_normal(np.zeros(dim), cov, size=len(theta), method="cholesky")
 
 
 def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
           seed: int) -> tuple[float, int]:
     """One Metropolis-Hastings move of every living member at tolerance ``eps``: (acceptance, simulations)."""
     alive = np.flatnonzero(np.isfinite(parts.logw))
-    w = np.exp(parts.logw[alive] - parts.logw[alive].max())
-    cov = np.atleast_2d(np.cov(parts.theta[alive].T, aweights=w)) if alive.size > 1 else None
-    dim = parts.theta.shape[1]
-    if cov is None or not np.all(np.isfinite(cov)):
-        cov = np.diag((0.05 * np.abs(parts.theta[alive]).mean(0)) ** 2)
-    cov = cov * (2.38**2 / dim) + np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
-    prop = parts.theta[alive] + rng.multivariate_normal(np.zeros(dim), cov, size=alive.size, method="cholesky")
+    w = np.exp(parts.logw[alive] - parts.logw[alive].max()) if alive.size else np.empty(0)
+    prop = parts.theta[alive].copy()
+    comp = parts.comp[alive]
+    for c in np.unique(comp):  # each component moves its own block, with its own members' covariance
+        rows, cols = np.flatnonzero(comp == c), world.columns(int(c))
+        prop[np.ix_(rows, cols)] = _random_walk(prop[np.ix_(rows, cols)], w[rows], rng, parts.scale[c])
     lp = world.log_prior(prop)
     g = np.full((alive.size, parts.g.shape[1]), np.nan)
+    pair = np.full(alive.size, -1)
     ok = np.isfinite(lp)
-    g[ok], valid = world.cells(prop[ok], parts.pair[alive][ok])
-    ok[np.flatnonzero(ok)[~valid]] = False
+    g[ok], pair[ok] = world.cells(prop[ok], comp[ok])
+    ok &= pair >= 0
     d = np.full(alive.size, np.inf)
     d[ok] = sim.distance(g[ok], seed)
     accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive])
     idx = alive[accept]
     parts.theta[idx], parts.g[idx], parts.d[idx], parts.lp[idx] = prop[accept], g[accept], d[accept], lp[accept]
+    parts.pair[idx] = pair[accept]
+    for c in np.unique(comp):  # adapt each component's step to its acceptance (between sweeps)
+        rate = accept[comp == c].mean()
+        parts.scale[c] = np.clip(parts.scale[c] * (0.5 if rate < 0.15 else 1.5 if rate > 0.5 else 1.0), 1e-3, 2.0)
     return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
 
 
-def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int) -> _Particles:
-    """``n`` valid members proposed from the DIC posterior, weighted by prior / proposal (1 / q(g_s, g_u | x))."""
+def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int,
+                      defensive: float) -> _Particles:
+    """Propose ``n`` valid members and weight them by prior over proposal.
+
+    The proposal is the defensive mixture ``beta U(box) + (1 - beta) q(g_s, g_u | x)`` of the prior box and the
+    DIC posterior (``beta``: ``defensive``).
+    """
     rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
-    theta_parts, pair_parts, g_parts = [], [], []
+    parts: list[list[np.ndarray]] = [[], [], [], []]
     found, tries = 0, 0
     while found < n and tries < 6:
         m = int(1.5 * (n - found)) + 16
         dic = np.asarray(post.sample(train, m, seed=_seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))).reshape(m, 2)
-        theta = np.column_stack([draw_seed_parameters(world.model, m, rng), dic])
-        pair, g = world.first_valid_pair(theta)
+        from_box = rng.random(m) < defensive
+        dic[from_box] = rng.uniform(world.box[:, 0], world.box[:, 1], (int(from_box.sum()), 2))
+        theta, comp = world.draw(dic, rng)
+        g, pair = world.cells(theta, comp)
         ok = pair >= 0
-        theta_parts.append(theta[ok])
-        pair_parts.append(pair[ok])
-        g_parts.append(g[ok])
+        for store, values in zip(parts, (theta, pair, comp, g)):
+            store.append(values[ok])
         found += int(ok.sum())
         tries += 1
     if found == 0:
         raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
-    theta, pair, g = (np.concatenate(a)[:n] for a in (theta_parts, pair_parts, g_parts))
+    theta, pair, comp, g = (np.concatenate(a)[:n] for a in parts)
+    log_box = -np.log(np.prod(world.box[:, 1] - world.box[:, 0]))
     logq = np.asarray(post.log_prob(theta[:, -2:], train), dtype=float).reshape(-1)
+    with np.errstate(divide="ignore"):
+        log_proposal = np.logaddexp(np.log(defensive) + log_box, np.log1p(-defensive) + logq)
     d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6))
-    return _Particles(theta, pair, g, d, -logq, world.log_prior(theta))
+    return _Particles(theta, pair, comp, g, d, log_box - log_proposal, world.log_prior(theta))
 
 
-def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineOptions = RefineOptions(),
+def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: RefineOptions = RefineOptions(),
            seed: int = 0, noise_std: float | None = None) -> Refinement:
     """Refine the population of one recording by SMC-ABC (see the module docstring).
 
@@ -188,7 +242,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineO
     post
         Its DIC posterior (:class:`~dicsbi.posterior.DICPosterior`): the first generation's proposal.
     pairs
-        The compensation pairs members may be solved with, best first (:func:`dicsbi.pair_ranking.pair_ranking`).
+        The compensation pairs members may be solved with (default: every candidate pair of the model); each
+        member uses the first that makes it a cell in the ranking of its own target's grid cell.
     options
         The sampler's settings and budget.
     seed
@@ -203,16 +258,17 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineO
     rec = train_features(shifted)[0]
     if rec[-1] == SILENT:
         raise DicsbiError(f"recording {train.ids[0]!r} is silent: nothing to refine")
-    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), [tuple(p) for p in pairs])
+    pairs = candidate_pairs(m) if pairs is None else [tuple(p) for p in pairs]
+    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide)
     level = float(opt.noise_std if noise_std is None else noise_std)
     sim = Simulator(m, window, level, opt.tier, rec)
-    parts = _first_generation(post, train, world, sim, opt.n_members, seed)
+    parts = _first_generation(post, train, world, sim, opt.n_members, seed, opt.defensive)
     n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
     d_before = float(np.median(parts.d))
     previous = float(np.max(parts.d[np.isfinite(parts.d)])) if np.isfinite(parts.d).any() else float("inf")
     for gen in range(1, opt.max_generations + 1):
-        previous, eps = eps if np.isfinite(eps) else previous, _next_tolerance(parts.logw, parts.d, opt.alpha,
-                                                                               opt.eps_min)
+        previous, eps = eps if np.isfinite(eps) else previous, _next_tolerance(
+            parts.logw, parts.d, opt.alpha, opt.eps_min, eps, 0.1 * opt.n_members)
         parts.logw = np.where(parts.d <= eps, parts.logw, -np.inf)
         rng = _seeds.rng(seed, _seeds.REFINE, gen)
         if _ess(parts.logw) < 0.5 * opt.n_members:
@@ -222,8 +278,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineO
         for r in range(2, _steps(acceptance, opt.max_steps) + 1):  # until most members have moved once
             if n_sims >= opt.max_simulations:
                 break
-            _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r))
-            n_sims += spent
+            rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r))
+            n_sims, acceptance = n_sims + spent, max(acceptance, rate)  # a stall: no step of smaller scale moves
         if acceptance < opt.min_acceptance:
             eps = previous  # the moves stalled: the members are rejuvenated at the last tolerance that moved
             parts.logw = np.where(parts.d <= eps, parts.logw, -np.inf)
@@ -234,8 +290,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs, options: RefineO
     parts, n_sims = _rejuvenate(parts, eps, world, sim, opt, seed, n_sims)
     distinct = int(np.unique(parts.theta, axis=0).shape[0])
     why = _flags(opt, eps, ess, distinct)
-    return Refinement(parts.g, parts.theta, parts.pair, parts.d, eps, acceptance, ess, distinct, n_sims,
-                      time.perf_counter() - t0, gen, d_before, level, bool(why), why)
+    return Refinement(parts.g, parts.theta, parts.pair, parts.comp, parts.d, eps, acceptance, ess, distinct, n_sims,
+                      time.perf_counter() - t0, gen, d_before, level, bool(why), why, pairs=list(pairs))
 
 
 def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt: RefineOptions, seed: int,

@@ -1,4 +1,25 @@
-"""The training world as the refinement's prior: seed parameters, DIC targets and the cells they make."""
+"""The refinement's prior: a mixture of the training world's seeded cells and a wide world over the plausible box.
+
+Every member carries both blocks of parameters, ``theta = (seed parameters, z, g_s, g_u)``, and a component
+label (0: seeded, 1: wide) it keeps, like its compensation pair:
+
+* **seeded** (the DIC posterior's training world): the seed parameters make a seed cell
+  (:func:`dicsbi.compensation.seed_cells`) whose pair is re-solved for the target (g_s, g_u);
+* **wide**: ``z`` holds log10 of every maximal conductance, uniform over the two decades below each maximum of
+  the model's plausible box (``Model.bounds``), and the pair is re-solved from those for the target, so g_f and
+  every conductance outside the pair range freely.  This is the training-worlds issue's "seed cells from wider
+  plausible ranges (log-uniform over the model's plausible box)"; it is *not* the unseen test world (every
+  conductance uniform in the box, no compensation), whose cells are drawn with another density and by
+  another construction.
+
+The block a member's component does not use is a nuisance variable drawn from its prior and never moved, so
+the extended target's marginal is the mixture.  The component weights cancel in every Metropolis-Hastings
+ratio (labels never change) and the first generation draws the label from its prior, so its weights stay
+prior over proposal in (g_s, g_u) alone.  Why a mixture: the seeded world alone spans a fraction of the
+plausible box (its 5-95 % range per channel holds 59 % (STG) and 67 % (DA) of the unseen world's
+conductances), so no population drawn from it can cover a cell made another way; the wide world alone would
+forget what the training world knows about cells like the shipped data sets.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compensation import compensate, gamma_matched, seed_cells, seed_spec
+from ..compensation import compensate, draw_seed_parameters, gamma_matched, seed_cells, seed_spec
 from ..models import Model, get_model
+
+WIDE_DECADES = 2.0  # the wide world's log-uniform range: [max / 10**WIDE_DECADES, max] per conductance
+SEEDED, WIDE = 0, 1
 
 
 def seed_log_prior(model: str | Model, params: np.ndarray) -> np.ndarray:
@@ -30,45 +54,94 @@ def seed_log_prior(model: str | Model, params: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class World:
-    """The training world of one posterior: model, V_th, DIC box and the pairs members are solved with."""
+    """The refinement's prior for one posterior.
+
+    Its model, V_th, DIC box, the pairs members may be solved with, and the wide world's weight (0: the
+    training world alone).
+    """
 
     model: Model
     vth: float
     box: np.ndarray          # [[gs_lo, gs_hi], [gu_lo, gu_hi]]
     pairs: list[tuple[str, str]]
+    wide: float = 0.0
+
+    @property
+    def n_seed(self) -> int:
+        """Number of seed parameters (the first block of ``theta``)."""
+        return len(seed_spec(self.model).uniform) + 1
+
+    def columns(self, component: int) -> np.ndarray:
+        """Columns of ``theta`` a member of ``component`` uses (and moves): its block and (g_s, g_u)."""
+        k, n = self.n_seed, self.model.n_conductances
+        block = np.arange(k) if component == SEEDED else np.arange(k, k + n)
+        return np.concatenate([block, [k + n, k + n + 1]])
+
+    def _z_range(self) -> tuple[np.ndarray, np.ndarray]:
+        hi = np.log10(self.model.upper_bounds)
+        return hi - WIDE_DECADES, hi
+
+    def draw(self, dic: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Prior draws for DIC targets ``dic`` (proposed elsewhere): ``theta`` and the component labels."""
+        n = len(dic)
+        seeds = draw_seed_parameters(self.model, n, rng)
+        lo, hi = self._z_range()
+        z = rng.uniform(lo, hi, (n, lo.size))
+        comp = (rng.random(n) < self.wide).astype(int)
+        return np.column_stack([seeds, z, dic]), comp
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
-        """Log prior of ``theta`` (seed parameters, g_s, g_u) up to a constant; -inf outside the support."""
+        """Log prior of ``theta`` (both blocks, then g_s, g_u) up to a constant; -inf outside the support."""
+        k = self.n_seed
         dic = theta[:, -2:]
         inside = np.all((dic >= self.box[:, 0]) & (dic <= self.box[:, 1]), axis=1)
-        return np.where(inside, seed_log_prior(self.model, theta[:, :-2]), -np.inf)
+        lo, hi = self._z_range()
+        z = theta[:, k:-2]
+        inside &= np.all((z >= lo) & (z <= hi), axis=1)
+        return np.where(inside, seed_log_prior(self.model, theta[:, :k]), -np.inf)
 
-    def cells(self, theta: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Conductances of ``theta`` solved with their pairs, and which are valid cells."""
-        g = np.full((len(theta), self.model.n_conductances), np.nan)
-        ok = np.zeros(len(theta), bool)
-        seeds = seed_cells(self.model, theta[:, :-2], self.vth)
-        for k, names in enumerate(self.pairs):
-            idx = np.flatnonzero((pair == k) & seeds.valid)
-            if idx.size:
-                comp = compensate(self.model, seeds.conductances[idx],
-                                  {"g_s": theta[idx, -2], "g_u": theta[idx, -1]}, names, self.vth)
-                g[idx], ok[idx] = comp.conductances, comp.valid
-        return g, ok
+    def _bases(self, theta: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Conductances before the pair is re-solved (seed cells, or 10**z), and which exist."""
+        base = np.full((len(theta), self.model.n_conductances), np.nan)
+        valid = np.ones(len(theta), bool)
+        seeded = np.flatnonzero(comp == SEEDED)
+        if seeded.size:
+            s = seed_cells(self.model, theta[seeded, :self.n_seed], self.vth)
+            base[seeded], valid[seeded] = s.conductances, s.valid
+        wide = np.flatnonzero(comp == WIDE)
+        base[wide] = 10.0 ** theta[wide, self.n_seed:-2]
+        return base, valid
 
-    def first_valid_pair(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each ``theta``, the first pair (in ranking order) that makes it a valid cell: (pair, conductances).
+    def orders(self, dic: np.ndarray) -> list[list[int]]:
+        """Per target, the indices into ``pairs`` in the ranking of its own grid cell (every pair if none)."""
+        from ..pair_ranking import pair_ranking
 
-        The pair is -1 where none does.
+        index = {tuple(p): k for k, p in enumerate(self.pairs)}
+        out = []
+        for gs, gu in np.asarray(dic, dtype=float):
+            ranked = [index[tuple(p)] for p in pair_ranking(self.model, gs, gu, self.vth) if tuple(p) in index]
+            out.append(ranked or list(range(len(self.pairs))))
+        return out
+
+    def cells(self, theta: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Conductances of every ``theta`` and the pair (index into ``pairs``) that made it a cell (-1: none).
+
+        The pair is the first in the ranking of the target's own grid cell
+        (:func:`dicsbi.pair_ranking.pair_ranking`, the training world's best-yield rule) that gives a valid
+        cell: a function of ``theta``, so the prior does not depend on the recording.
         """
+        base, valid = self._bases(theta, comp)
+        orders = self.orders(theta[:, -2:])
+        g = np.full_like(base, np.nan)
         pair = np.full(len(theta), -1)
-        g = np.full((len(theta), self.model.n_conductances), np.nan)
-        for k in range(len(self.pairs)):
-            todo = np.flatnonzero(pair < 0)
-            if not todo.size:
-                break
-            gk, ok = self.cells(theta[todo], np.full(todo.size, k))
-            pair[todo[ok]], g[todo[ok]] = k, gk[ok]
-        return pair, g
-
-
+        for r in range(max((len(o) for o in orders), default=0)):
+            todo = [i for i, o in enumerate(orders) if pair[i] < 0 and valid[i] and r < len(o)]
+            groups: dict[int, list[int]] = {}
+            for i in todo:
+                groups.setdefault(orders[i][r], []).append(i)
+            for k, members in groups.items():
+                idx = np.array(members)
+                sol = compensate(self.model, base[idx], {"g_s": theta[idx, -2], "g_u": theta[idx, -1]},
+                                 self.pairs[k], self.vth)
+                g[idx[sol.valid]], pair[idx[sol.valid]] = sol.conductances[sol.valid], k
+        return g, pair

@@ -197,4 +197,6 @@ def _refinement_rows(ref) -> list[tuple[str, object]]:
              f"{ref.distance_before:.2f} -> {float(np.median(ref.distance)):.2f} ({ref.tolerance:.2f})"),
             ("simulations, generations, seconds, last acceptance",
              f"{ref.simulations}, {ref.generations}, {ref.seconds:.1f} s, {ref.acceptance:.0%}"),
+            ("members from the wide world (log-uniform over the plausible box) / training world",
+             f"{ref.wide_share:.0%} / {1 - ref.wide_share:.0%}"),
             ("refinement verdict", ("FLAGGED: " if ref.flagged else "") + verdict)]
