@@ -118,6 +118,30 @@ def unseen_recordings(model: str, n: int, seed: int, box) -> tuple[SpikeTrains, 
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
 
 
+def prior_recordings(model: str, n: int, seed: int, post, wide: float) -> tuple[SpikeTrains, dict]:
+    """``n`` recordings of cells drawn from the refinement's own prior (:class:`dicsbi.refine.world.World`, DIC
+    targets uniform in the posterior's box), kept when they fire (>= 8 spikes): the sampler's self-consistency
+    check, where a correct ABC posterior covers the truth at its nominal level."""
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.refine.world import World
+
+    m = get_model(model)
+    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), candidate_pairs(m), wide)
+    rng = np.random.default_rng(seed)
+    trains, cells = [], {}
+    while len(trains) < n:
+        theta, comp = world.draw(rng.uniform(world.box[:, 0], world.box[:, 1], (64, 2)), rng)
+        g, pair = world.cells(theta, comp)
+        g = g[pair >= 0]
+        res = simulate(m, g, seed=int(rng.integers(2**31)), tier="fast")
+        for k in np.flatnonzero((res.trains.counts >= 8) & (res.status == 0)):
+            if len(trains) < n:
+                cells[f"prior{len(trains)}"] = g[k]
+                trains.append(res.trains[k])
+    ids = [f"prior{k}" for k in range(n)]
+    return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
+
+
 def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
     """Share of (recording, channel) pairs whose true conductance lies in the population's central interval."""
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
@@ -270,6 +294,8 @@ def main() -> None:
     ap.add_argument("--refine", action="store_true", help="also run the simulation-refined populations")
     ap.add_argument("--unseen", type=int, default=0, help="with --refine: the truth coverage on this many "
                     "recordings of cells with every conductance uniform in the model's box (no compensation)")
+    ap.add_argument("--prior-world", type=int, default=0, help="with --refine: the truth coverage on this many "
+                    "recordings of cells drawn from the refinement's own prior (the sampler's self-consistency)")
     ap.add_argument("--wide", type=float, default=RefineOptions.wide, help="with --refine: the wide world's "
                     "prior weight (dicsbi.refine.world; 0: the training world alone)")
     ap.add_argument("--oracle", action="store_true", help="also run with the true DIC targets as 'posterior' "
@@ -313,12 +339,20 @@ def main() -> None:
             fig["unseen_truth_cov90"] = truth_coverage(u_res, u_cells)
             print(f"unseen world ({len(u_trains)} cells uniform in the box, no compensation): truth coverage "
                   f"{fig['unseen_truth_cov90']:.3f}")
+        if args.prior_world:
+            p_trains, p_cells = prior_recordings(args.model, args.prior_world, args.seed + 2, post, args.wide)
+            p_res = infer(p_trains, args.model, args.n_models, posterior=post, seed=args.seed,
+                          refine=RefineOptions(wide=args.wide), progress=True)
+            fig["prior_world_truth_cov90"] = truth_coverage(p_res, p_cells)
+            print(f"the refinement's own prior ({len(p_trains)} cells): truth coverage "
+                  f"{fig['prior_world_truth_cov90']:.3f} (a correct sampler: about 0.9)")
         line += (f" refined_class_match={rs['all'][0]:.4f} refined_freq_match={rs['all'][1]:.4f} "
                  f"truth_cov90={fig['truth_cov90']:.4f} truth_cov90_unrefined={cov_dic:.4f} "
                  f"ess_min={fig['ess_min']:.1f} s_per_recording={fig['s_per_recording']:.2f} "
                  f"refine_flagged={fig['refine_flagged']:.4f} step_class_match={fig['step_class_match']:.4f} "
                  f"step_rate_match={fig['step_rate_match']:.4f} vr_ratio={fig['vr_ratio']:.4f}"
-                 + (f" unseen_truth_cov90={fig['unseen_truth_cov90']:.4f}" if args.unseen else ""))
+                 + (f" unseen_truth_cov90={fig['unseen_truth_cov90']:.4f}" if args.unseen else "")
+                 + (f" prior_world_truth_cov90={fig['prior_world_truth_cov90']:.4f}" if args.prior_world else ""))
     print(line)
 
 

@@ -233,3 +233,11 @@ def test_first_generation_weights_are_prior_over_the_defensive_proposal():
     assert abs(np.sum(w * gs) / w.sum()) < 4.0  # the weighted members are the (flat) prior over g_s in [-20, 20]
     far = np.abs(gs - 10.0) > 6.0
     np.testing.assert_allclose(parts.logw[far], -np.log(0.3), atol=1e-6)  # weight 1 / beta off the posterior
+
+
+def test_refinement_simulates_on_the_device_it_is_given(stg):
+    from dicsbi.errors import DicsbiError
+
+    train = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
+    with pytest.raises(DicsbiError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
+        refine("stg", train, stg, None, RefineOptions(n_members=10, device="tpu"), seed=1)

@@ -227,7 +227,8 @@ def infer(
     seed: SeedOption = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for sampling, compensation and simulation "
                                                     "(outputs are identical for any number)")] = None,
-    device: Annotated[str, typer.Option(help="torch device for the posterior: cpu or cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device for the posterior, and with --refine the simulations' "
+                                             "device: cpu or cuda")] = "cpu",
     refine: Annotated[bool, typer.Option(help="refine each population by simulation (SMC-ABC): --n-models members "
                                               "that reproduce the recording's spike-train features")] = False,
     noise_std: Annotated[float, typer.Option(help="noise level of refined members [uA/cm^2] when the posterior "
@@ -248,7 +249,7 @@ def infer(
     from ..refine import RefineOptions
 
     post = load_posterior(posterior or model, model=model).to(device)
-    options = RefineOptions(noise_std=noise_std) if refine else None
+    options = RefineOptions(noise_std=noise_std, device=device) if refine else None
     with OutputFolder(out) as stage:  # all or nothing: a killed run leaves only a temporary folder
         n_rec, n_silent, flagged = run_to_folder(trains, stage, model, n_models, post, seed, check, refine=options,
                                                  progress=progress, title=f"dicsbi infer {spikes.name}")

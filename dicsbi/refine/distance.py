@@ -72,6 +72,7 @@ class Simulator:
     noise_std: float
     tier: str
     features: np.ndarray     # the recording's train_features row
+    device: str = "cpu"
 
     def distance(self, g: np.ndarray, seed: int) -> np.ndarray:
         """Feature distance of freshly simulated cells ``g`` (fresh noise from ``seed``)."""
@@ -80,7 +81,7 @@ class Simulator:
         if not len(g):
             return np.empty(0)
         sim = simulate(self.model, g, duration_ms=self.window_ms, seed=seed, tier=self.tier,
-                       noise_std=self.noise_std)
+                       noise_std=self.noise_std, device=self.device)
         d = feature_distance(train_features(sim.trains), self.features)
         return np.where(sim.status == 0, d, np.inf)
 

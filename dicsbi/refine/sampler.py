@@ -48,6 +48,8 @@ class RefineOptions:
         recording's cell; 0 proposes from the posterior alone.
     tier
         Accuracy tier of the simulations (``"fast"``: validated for class and ISI).
+    device
+        Where candidates are simulated (``"cpu"`` or ``"cuda"``: :func:`dicsbi.simulate.simulate`'s device).
     """
 
     n_members: int = 100
@@ -64,6 +66,7 @@ class RefineOptions:
     wide: float = 0.5
     defensive: float = 0.3
     tier: str = "fast"
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1 or not 0 <= self.wide <= 1 \
@@ -240,7 +243,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     train
         One recording (a :class:`SpikeTrains` of one train).
     post
-        Its DIC posterior (:class:`~dicsbi.posterior.DICPosterior`): the first generation's proposal.
+        Its DIC posterior (:class:`~dicsbi.posterior.DICPosterior`): the first generation's proposal, mixed
+        with the prior box (``options.defensive``).
     pairs
         The compensation pairs members may be solved with (default: every candidate pair of the model); each
         member uses the first that makes it a cell in the ranking of its own target's grid cell.
@@ -261,7 +265,7 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     pairs = candidate_pairs(m) if pairs is None else [tuple(p) for p in pairs]
     world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide)
     level = float(opt.noise_std if noise_std is None else noise_std)
-    sim = Simulator(m, window, level, opt.tier, rec)
+    sim = Simulator(m, window, level, opt.tier, rec, opt.device)
     parts = _first_generation(post, train, world, sim, opt.n_members, seed, opt.defensive)
     n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
     d_before = float(np.median(parts.d))
