@@ -99,23 +99,15 @@ def unseen_recordings(model: str, n: int, seed: int, box) -> tuple[SpikeTrains, 
     from dicsbi.dics import compute_dics
 
     m = get_model(model)
-    rng = np.random.default_rng(seed)
     lo, hi = np.array([m.bounds[c] for c in m.conductance_names]).T
     (a, b), (c, d) = box
-    trains, cells = [], {}
-    while len(trains) < n:
+
+    def draw(rng):
         g = rng.uniform(lo, hi, (64, len(lo)))
         dic = compute_dics(m, g)[:, 1:]
-        g = g[(dic[:, 0] >= a) & (dic[:, 0] <= b) & (dic[:, 1] >= c) & (dic[:, 1] <= d)]
-        if not len(g):
-            continue
-        res = simulate(m, g, seed=int(rng.integers(2**31)), tier="fast")
-        for k in np.flatnonzero((res.trains.counts >= 8) & (res.status == 0)):
-            if len(trains) < n:
-                cells[f"unseen{len(trains)}"] = g[k]
-                trains.append(res.trains[k])
-    ids = [f"unseen{k}" for k in range(n)]
-    return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
+        return g[(dic[:, 0] >= a) & (dic[:, 0] <= b) & (dic[:, 1] >= c) & (dic[:, 1] <= d)]
+
+    return _firing_cells(m, draw, n, np.random.default_rng(seed), "unseen")
 
 
 def prior_recordings(model: str, n: int, seed: int, post, wide: float) -> tuple[SpikeTrains, dict]:
@@ -127,18 +119,28 @@ def prior_recordings(model: str, n: int, seed: int, post, wide: float) -> tuple[
 
     m = get_model(model)
     world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), candidate_pairs(m), wide)
-    rng = np.random.default_rng(seed)
-    trains, cells = [], {}
-    while len(trains) < n:
+
+    def draw(rng):
         theta, comp = world.draw(rng.uniform(world.box[:, 0], world.box[:, 1], (64, 2)), rng)
         g, pair = world.cells(theta, comp)
-        g = g[pair >= 0]
+        return g[pair >= 0]
+
+    return _firing_cells(m, draw, n, np.random.default_rng(seed), "prior")
+
+
+def _firing_cells(m, draw, n: int, rng, prefix: str) -> tuple[SpikeTrains, dict]:
+    """Simulate batches of ``draw(rng)`` cells until ``n`` fire (>= 8 spikes): their trains and cells by id."""
+    trains, cells = [], {}
+    while len(trains) < n:
+        g = draw(rng)
+        if not len(g):
+            continue
         res = simulate(m, g, seed=int(rng.integers(2**31)), tier="fast")
         for k in np.flatnonzero((res.trains.counts >= 8) & (res.status == 0)):
             if len(trains) < n:
-                cells[f"prior{len(trains)}"] = g[k]
+                cells[f"{prefix}{len(trains)}"] = g[k]
                 trains.append(res.trains[k])
-    ids = [f"prior{k}" for k in range(n)]
+    ids = [f"{prefix}{k}" for k in range(n)]
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
 
 
