@@ -1,7 +1,7 @@
 """The refinement's prior: a mixture of the training world's seeded cells and a wide world over the plausible box.
 
 Every member carries both blocks of parameters, ``theta = (seed parameters, z, g_s, g_u)``, and a component
-label (0: seeded, 1: wide) it keeps, like its compensation pair:
+label (0: seeded, 1: wide) it keeps; its compensation pair is a function of ``theta`` (:meth:`World.cells`):
 
 * **seeded** (the DIC posterior's training world): the seed parameters make a seed cell
   (:func:`dicsbi.compensation.seed_cells`) whose pair is re-solved for the target (g_s, g_u);
