@@ -262,8 +262,8 @@ class _Job:
     def refined(self, rec: RecordingPopulation, one: SpikeTrains, i: int) -> None:
         """Replace recording ``i``'s members by the simulation-refined ones (:func:`dicsbi.refine.refine`).
 
-        Candidates are simulated at the noise posterior's median level over the DIC population (0 when most of
-        its mass is at 0), or at ``RefineOptions.noise_std`` without a noise posterior.
+        With a noise posterior, noise is a refined parameter whose first proposal centres on the noise
+        posterior's median over the DIC population; without one, candidates use ``RefineOptions.noise_std``.
         """
         from .dics import compute_dics
         from .refine import refine, spread
@@ -277,7 +277,7 @@ class _Job:
         rec.refinement, rec.conductances, rec.samples, rec.pair = ref, ref.conductances, ref.theta[:, -2:], ref.pair
         rec.pairs = ref.pairs
         rec.dics, rec.sample_index = compute_dics(self.m, ref.conductances, self.post.vth_mV), np.full(n, -1)
-        rec.noise = np.full(n, ref.noise_std) if rec.noise is not None else None
+        rec.noise = ref.noise if rec.noise is not None else None
 
     def more_samples(self, one: SpikeTrains, i: int, n: int, r: int) -> np.ndarray:
         """Draw ``r`` of further posterior samples for recording ``i`` (its own seed stream)."""

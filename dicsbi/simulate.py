@@ -132,7 +132,7 @@ def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std, seed
     Shape ``(n_neurons, n_samples)`` with samples every ``model.noise_dt_ms`` from 0 to ``total_ms``
     (inclusive, plus one guard sample).  See the module docstring for the definition and the seeding.
     """
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import butter, sosfilt_zi, sosfiltfilt
 
     dt = model.noise_dt_ms
     n_samples = int(math.ceil(total_ms / dt)) + 2
@@ -146,7 +146,48 @@ def noise_current(model: Model, n_neurons: int, total_ms: float, noise_std, seed
     if NOISE_CUTOFF_HZ >= fs_hz / 2:
         return white
     sos = butter(NOISE_ORDER, NOISE_CUTOFF_HZ, btype="low", fs=fs_hz, output="sos")
-    return np.ascontiguousarray(sosfiltfilt(sos, white, axis=1))
+    edge = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))
+    if n_samples <= edge:  # too short for the padding: scipy says why
+        return np.ascontiguousarray(sosfiltfilt(sos, white, axis=1))
+    _filtfilt_rows(sos, sosfilt_zi(sos), white, edge)
+    return white
+
+
+@numba.njit(cache=True)
+def _sos_pass(sos, zi, x):  # pragma: no cover - compiled
+    """Filter ``x`` in place by second-order sections from state ``zi`` (scipy's sosfilt loop, same order)."""
+    for n in range(x.size):
+        cur = x[n]
+        for s in range(sos.shape[0]):
+            new = sos[s, 0] * cur + zi[s, 0]
+            zi[s, 0] = sos[s, 1] * cur - sos[s, 4] * new + zi[s, 1]
+            zi[s, 1] = sos[s, 2] * cur - sos[s, 5] * new
+            cur = new
+        x[n] = cur
+
+
+@numba.njit(cache=True)
+def _filtfilt_rows(sos, zi0, x, edge):  # pragma: no cover - compiled
+    """Zero-phase filter every row of ``x`` in place: scipy's ``sosfiltfilt`` with odd padding of ``edge``.
+
+    The same arithmetic in the same order as scipy (odd extension, initial state ``zi0`` times the first
+    sample, forward pass, backward pass from the last output), without its copies; the test compares the two.
+    """
+    n = x.shape[1]
+    ext = np.empty(n + 2 * edge)
+    for i in range(x.shape[0]):
+        row = x[i]
+        for k in range(edge):
+            ext[k] = 2.0 * row[0] - row[edge - k]
+            ext[n + edge + k] = 2.0 * row[n - 1] - row[n - 2 - k]
+        ext[edge:edge + n] = row
+        zi = zi0 * ext[0]
+        _sos_pass(sos, zi, ext)
+        rev = ext[::-1].copy()
+        zi = zi0 * rev[0]
+        _sos_pass(sos, zi, rev)
+        for k in range(n):
+            row[k] = rev[n + edge - 1 - k]
 
 
 # ---------------------------------------------------------------------------- public entry point

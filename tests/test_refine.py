@@ -74,10 +74,10 @@ def test_wide_world_draws_cells_that_hit_their_target_across_the_box():
         w = np.flatnonzero(ok & (comp == WIDE))[0]
         names = world.pairs[pair[w]]
         free = [i for i, c in enumerate(m.conductance_names) if c not in names]
-        np.testing.assert_allclose(g[w, free], 10.0 ** theta[w, k:-2][free])
+        np.testing.assert_allclose(g[w, free], 10.0 ** theta[w, k:world.noise_column][free])
         s = np.flatnonzero(ok & (comp == SEEDED))[0]
         moved = theta[[s]].copy()
-        moved[0, k:-2] = np.log10(m.upper_bounds) - WIDE_DECADES / 2
+        moved[0, k:world.noise_column] = np.log10(m.upper_bounds) - WIDE_DECADES / 2
         np.testing.assert_array_equal(world.cells(moved, comp[[s]])[0], g[[s]])
         # the pair is the first valid one in the ranking of the member's own target's grid cell
         order = world.orders(dic[[w]])[0]
@@ -86,7 +86,7 @@ def test_wide_world_draws_cells_that_hit_their_target_across_the_box():
         for k in earlier:
             from dicsbi.compensation import compensate
 
-            sol = compensate(m, 10.0 ** theta[[w], world.n_seed:-2],
+            sol = compensate(m, 10.0 ** theta[[w], world.n_seed:world.noise_column],
                              {"g_s": dic[[w], 0], "g_u": dic[[w], 1]}, world.pairs[k], m.vth_mV)
             assert not sol.valid[0]
         # the z block's support: two decades below each maximum
@@ -225,7 +225,7 @@ def test_first_generation_weights_are_prior_over_the_defensive_proposal():
 
     world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
     rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
-    sim = Simulator(m, 500.0, 0.0, "fast", train_features(rec)[0])
+    sim = Simulator(m, 500.0, "fast", train_features(rec)[0])
     parts = _first_generation(Narrow(), rec, world, sim, 300, seed=4, defensive=0.3)
     w = np.exp(parts.logw - parts.logw.max())
     gs = parts.theta[:, -2]
@@ -241,3 +241,29 @@ def test_refinement_simulates_on_the_device_it_is_given(stg):
     train = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
     with pytest.raises(DicsbiError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
         refine("stg", train, stg, None, RefineOptions(n_members=10, device="tpu"), seed=1)
+
+
+def test_noise_parameter_prior_and_proposal_weights():
+    """The noise parameter: a point mass at 0 of the prior's weight, and proposal weights that give the prior back."""
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.refine.sampler import _noise_proposal
+    from dicsbi.refine.world import World
+
+    m = get_model("stg")
+    world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), noise=(0.25, 8.0))
+    lo, hi = world.s_range()
+    assert lo == pytest.approx(-8.0 / 3.0) and hi == 8.0
+    theta, _ = world.draw(np.zeros((20000, 2)), np.random.default_rng(0))
+    sigma = world.sigma(theta)
+    assert abs(np.mean(sigma == 0) - 0.25) < 0.015 and sigma.max() <= 8.0
+    assert np.all(np.isfinite(world.log_prior(theta)))
+    assert world.noise_column in world.columns(0) and world.noise_column in world.columns(1)
+    s, logw = _noise_proposal(world, 5.0, 40000, np.random.default_rng(1))
+    w = np.exp(logw)
+    assert np.mean((s > 3.5) & (s < 6.5)) > 0.5  # most proposals near the centre
+    np.testing.assert_allclose(np.sum(w * (s <= 0)) / w.sum(), 0.25, atol=0.02)  # the prior's clean share
+    np.testing.assert_allclose(np.sum(w * s) / w.sum(), (lo + hi) / 2, atol=0.1)  # the prior's mean
+    fixed = World(m, m.vth_mV, world.box, candidate_pairs(m), level=2.0)
+    theta, _ = fixed.draw(np.zeros((5, 2)), np.random.default_rng(0))
+    assert np.all(fixed.sigma(theta) == 2.0) and fixed.noise_column not in fixed.columns(1)
+

@@ -82,6 +82,20 @@ def test_batch_threads_and_chunks_do_not_change_results(monkeypatch):
     assert a.settings["seed"] == 3 and a.settings["noise_std_uA_cm2"] == 5.0
 
 
+def test_noise_filter_is_scipys_sosfiltfilt_to_the_bit():
+    """The compiled zero-phase filter does scipy's arithmetic in scipy's order (odd padding, initial states)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from dicsbi import _seeds
+
+    for model in (STG, DA):
+        fs = 1000.0 / model.noise_dt_ms
+        sos = butter(sim.NOISE_ORDER, sim.NOISE_CUTOFF_HZ, btype="low", fs=fs, output="sos")
+        white = np.vstack([np.random.default_rng(_seeds.stream(2, k)).standard_normal(20002) for k in range(3)])
+        ref = sosfiltfilt(sos, 2.5 * white, axis=1)
+        np.testing.assert_array_equal(sim.noise_current(model, 3, 20000 * model.noise_dt_ms, 2.5, seed=2), ref)
+
+
 def test_noise_is_gaussian_band_limited_and_seeded():
     x = sim.noise_current(STG, 64, 2000.0, 5.0, seed=1)
     y = sim.noise_current(STG, 64, 2000.0, 5.0, seed=1)

@@ -69,21 +69,26 @@ class Simulator:
 
     model: Model
     window_ms: float
-    noise_std: float
     tier: str
     features: np.ndarray     # the recording's train_features row
     device: str = "cpu"
 
-    def distance(self, g: np.ndarray, seed: int) -> np.ndarray:
-        """Feature distance of freshly simulated cells ``g`` (fresh noise from ``seed``)."""
+    def distance(self, g: np.ndarray, seed: int, noise: np.ndarray | float = 0.0) -> np.ndarray:
+        """Feature distance of freshly simulated cells ``g`` at noise levels ``noise`` (fresh noise from ``seed``).
+
+        Clean cells are simulated apart from noisy ones, so they cost no noise current.
+        """
         from ..simulate import simulate
 
-        if not len(g):
-            return np.empty(0)
-        sim = simulate(self.model, g, duration_ms=self.window_ms, seed=seed, tier=self.tier,
-                       noise_std=self.noise_std, device=self.device)
-        d = feature_distance(train_features(sim.trains), self.features)
-        return np.where(sim.status == 0, d, np.inf)
+        noise = np.broadcast_to(np.asarray(noise, dtype=float), (len(g),))
+        d = np.full(len(g), np.inf)
+        for rows, level in ((noise <= 0, 0.0), (noise > 0, noise[noise > 0])):
+            if rows.any():
+                sim = simulate(self.model, g[rows], duration_ms=self.window_ms, seed=seed, tier=self.tier,
+                               noise_std=level, device=self.device)
+                dist = feature_distance(train_features(sim.trains), self.features)
+                d[rows] = np.where(sim.status == 0, dist, np.inf)
+        return d
 
 
 def recording_window(train: SpikeTrains) -> tuple[SpikeTrains, float]:

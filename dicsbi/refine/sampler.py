@@ -40,12 +40,22 @@ class RefineOptions:
         Degeneracy must survive: at least these shares of distinct members and effective sample size.
     noise_std
         Noise level of the candidates when the posterior has no noise posterior (uA/cm^2).
+    noise_parameter
+        With a noise posterior: make noise a parameter of the world (:mod:`dicsbi.refine.world`) instead of
+        simulating at the noise posterior's median level (default off: see :mod:`dicsbi.refine`, Noise).
+    final_moves
+        After the final resampling, every member moves at the final tolerance until the members have accepted
+        this many moves on average (at most ``6 * max_steps`` sweeps): a population that descends from few
+        ancestors spreads over the tolerance region (0: only copies move, until ``distinct_min``).
     wide
         Prior weight of the wide world (:mod:`dicsbi.refine.world`; 0: the training world alone).
     defensive
         Share of the first generation's DIC targets drawn from the prior box instead of the DIC posterior (a
         defensive mixture proposal, Hesterberg 1995): the population can leave a posterior that misplaces the
         recording's cell; 0 proposes from the posterior alone.
+    oversample
+        The first generation proposes ``oversample * n_members`` candidates (importance-weighted), and the
+        first resampling keeps ``n_members``: more of the prior's modes are seen before the tolerance falls.
     tier
         Accuracy tier of the simulations (``"fast"``: validated for class and ISI).
     device
@@ -65,14 +75,17 @@ class RefineOptions:
     noise_std: float = 0.0
     wide: float = 0.5
     defensive: float = 0.3
+    oversample: int = 1
+    noise_parameter: bool = False
+    final_moves: float = 0.0
     tier: str = "fast"
     device: str = "cpu"
 
     def __post_init__(self):
         if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1 or not 0 <= self.wide <= 1 \
-                or not 0 <= self.defensive < 1:
+                or not 0 <= self.defensive < 1 or self.oversample < 1:
             raise DicsbiError(f"invalid refine options {self}: at least 10 members, 0 < alpha < 1, a generation, "
-                              "0 <= wide <= 1, 0 <= defensive < 1")
+                              "0 <= wide <= 1, 0 <= defensive < 1, oversample >= 1")
 
 
 @dataclass
@@ -92,12 +105,13 @@ class Refinement:
     seconds: float
     generations: int
     distance_before: float       # median feature distance of the DIC population (the first generation)
-    noise_std: float
+    noise_std: float             # the members' median noise level
     flagged: bool = False        # degeneracy lost, or no member reproduces the recording
     why: list[str] = field(default_factory=list)
     spread_before: np.ndarray | None = None  # [n_g] spread of each conductance in the DIC population (spread())
     spread_after: np.ndarray | None = None   # [n_g] the same in the refined population
     pairs: list[tuple[str, str]] = field(default_factory=list)  # what ``pair`` indexes
+    noise: np.ndarray | None = None          # [n_members] each member's noise level (uA/cm^2)
 
     @property
     def wide_share(self) -> float:
@@ -161,6 +175,7 @@ class _Particles:
                           np.zeros(len(idx)), self.lp[idx], self.scale)
 
 
+
 def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
     """Gaussian random-walk proposals with the members' weighted covariance scaled by ``scale * 2.38^2 / dim``."""
     dim = theta.shape[1]
@@ -172,15 +187,21 @@ def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, sca
 
 
 def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
-          seed: int) -> tuple[float, int]:
-    """One Metropolis-Hastings move of every living member at tolerance ``eps``: (acceptance, simulations)."""
+          seed: int, only: np.ndarray | None = None) -> tuple[float, int]:
+    """One Metropolis-Hastings move at tolerance ``eps`` of every living member (or those ``only`` marks).
+
+    Returns (acceptance, simulations).  The proposal covariance is always the living members' (all of them).
+    """
     alive = np.flatnonzero(np.isfinite(parts.logw))
+    moving = np.ones(alive.size, bool) if only is None else only[alive]
     w = np.exp(parts.logw[alive] - parts.logw[alive].max()) if alive.size else np.empty(0)
     prop = parts.theta[alive].copy()
     comp = parts.comp[alive]
     for c in np.unique(comp):  # each component moves its own block, with its own members' covariance
         rows, cols = np.flatnonzero(comp == c), world.columns(int(c))
         prop[np.ix_(rows, cols)] = _random_walk(prop[np.ix_(rows, cols)], w[rows], rng, parts.scale[c])
+    prop[~moving] = parts.theta[alive[~moving]]
+    alive, prop, comp = alive[moving], prop[moving], comp[moving]
     lp = world.log_prior(prop)
     g = np.full((alive.size, parts.g.shape[1]), np.nan)
     pair = np.full(alive.size, -1)
@@ -188,7 +209,7 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     g[ok], pair[ok] = world.cells(prop[ok], comp[ok])
     ok &= pair >= 0
     d = np.full(alive.size, np.inf)
-    d[ok] = sim.distance(g[ok], seed)
+    d[ok] = sim.distance(g[ok], seed, world.sigma(prop[ok]))
     accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive])
     idx = alive[accept]
     parts.theta[idx], parts.g[idx], parts.d[idx], parts.lp[idx] = prop[accept], g[accept], d[accept], lp[accept]
@@ -199,37 +220,57 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
 
 
+def _noise_proposal(world: World, centre: float, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` noise parameters ``s`` and their log weights, prior over proposal.
+
+    The proposal is half the prior, half uniform within ``max(1, 0.3 centre)`` of ``centre`` (the noise
+    posterior's median level): the posterior guides, the prior half keeps every level reachable.  Without a
+    noise prior ``s`` is the fixed level (weights 0).
+    """
+    lo, hi = world.s_range()
+    if world.noise is None:
+        return np.full(n, lo), np.zeros(n)
+    half = max(1.0, 0.3 * centre)
+    w_lo, w_hi = max(lo, centre - half), min(hi, centre + half)
+    near = rng.random(n) < 0.5
+    s = np.where(near, rng.uniform(w_lo, w_hi, n), rng.uniform(lo, hi, n))
+    inside = (s >= w_lo) & (s <= w_hi)
+    log_q = np.log(0.5 / (hi - lo) + 0.5 * inside / (w_hi - w_lo))
+    return s, -np.log(hi - lo) - log_q
+
+
 def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int,
-                      defensive: float) -> _Particles:
+                      defensive: float, centre: float = 0.0) -> _Particles:  # n: n_members * oversample
     """Propose ``n`` valid members and weight them by prior over proposal.
 
     The proposal is the defensive mixture ``beta U(box) + (1 - beta) q(g_s, g_u | x)`` of the prior box and the
-    DIC posterior (``beta``: ``defensive``).
+    DIC posterior (``beta``: ``defensive``), and for the noise :func:`_noise_proposal` around ``centre``.
     """
     rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
-    parts: list[list[np.ndarray]] = [[], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
     found, tries = 0, 0
     while found < n and tries < 6:
         m = int(1.5 * (n - found)) + 16
         dic = np.asarray(post.sample(train, m, seed=_seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))).reshape(m, 2)
         from_box = rng.random(m) < defensive
         dic[from_box] = rng.uniform(world.box[:, 0], world.box[:, 1], (int(from_box.sum()), 2))
-        theta, comp = world.draw(dic, rng)
+        noise, log_w_noise = _noise_proposal(world, centre, m, rng)
+        theta, comp = world.draw(dic, rng, noise)
         g, pair = world.cells(theta, comp)
         ok = pair >= 0
-        for store, values in zip(parts, (theta, pair, comp, g)):
+        for store, values in zip(parts, (theta, pair, comp, g, log_w_noise)):
             store.append(values[ok])
         found += int(ok.sum())
         tries += 1
     if found == 0:
         raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
-    theta, pair, comp, g = (np.concatenate(a)[:n] for a in parts)
+    theta, pair, comp, g, log_w_noise = (np.concatenate(a)[:n] for a in parts)
     log_box = -np.log(np.prod(world.box[:, 1] - world.box[:, 0]))
     logq = np.asarray(post.log_prob(theta[:, -2:], train), dtype=float).reshape(-1)
     with np.errstate(divide="ignore"):
         log_proposal = np.logaddexp(np.log(defensive) + log_box, np.log1p(-defensive) + logq)
-    d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6))
-    return _Particles(theta, pair, comp, g, d, log_box - log_proposal, world.log_prior(theta))
+    d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6), world.sigma(theta))
+    return _Particles(theta, pair, comp, g, d, log_box - log_proposal + log_w_noise, world.log_prior(theta))
 
 
 def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: RefineOptions = RefineOptions(),
@@ -253,7 +294,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     seed
         Everything is reproducible by it (one stream per generation).
     noise_std
-        Noise level of the candidates (default ``options.noise_std``).
+        With a noise posterior (``post.noise_level``): the centre of the first generation's noise proposal (its
+        median level); without one, the fixed noise level of the candidates (default ``options.noise_std``).
     """
     t0 = time.perf_counter()
     m = get_model(model)
@@ -263,10 +305,11 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     if rec[-1] == SILENT:
         raise DicsbiError(f"recording {train.ids[0]!r} is silent: nothing to refine")
     pairs = candidate_pairs(m) if pairs is None else [tuple(p) for p in pairs]
-    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide)
     level = float(opt.noise_std if noise_std is None else noise_std)
-    sim = Simulator(m, window, level, opt.tier, rec, opt.device)
-    parts = _first_generation(post, train, world, sim, opt.n_members, seed, opt.defensive)
+    world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide,
+                  noise_prior(post) if opt.noise_parameter else None, level)
+    sim = Simulator(m, window, opt.tier, rec, opt.device)
+    parts = _first_generation(post, train, world, sim, opt.n_members * opt.oversample, seed, opt.defensive, level)
     n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
     d_before = float(np.median(parts.d))
     previous = float(np.max(parts.d[np.isfinite(parts.d)])) if np.isfinite(parts.d).any() else float("inf")
@@ -275,7 +318,7 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
             parts.logw, parts.d, opt.alpha, opt.eps_min, eps, 0.1 * opt.n_members)
         parts.logw = np.where(parts.d <= eps, parts.logw, -np.inf)
         rng = _seeds.rng(seed, _seeds.REFINE, gen)
-        if _ess(parts.logw) < 0.5 * opt.n_members:
+        if _ess(parts.logw) < 0.5 * opt.n_members or len(parts.d) > opt.n_members:
             parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
         acceptance, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, 1))
         n_sims += spent
@@ -294,23 +337,43 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     parts, n_sims = _rejuvenate(parts, eps, world, sim, opt, seed, n_sims)
     distinct = int(np.unique(parts.theta, axis=0).shape[0])
     why = _flags(opt, eps, ess, distinct)
+    noise = world.sigma(parts.theta)
     return Refinement(parts.g, parts.theta, parts.pair, parts.comp, parts.d, eps, acceptance, ess, distinct, n_sims,
-                      time.perf_counter() - t0, gen, d_before, level, bool(why), why, pairs=list(pairs))
+                      time.perf_counter() - t0, gen, d_before, float(np.median(noise)), bool(why), why,
+                      pairs=list(pairs), noise=noise)
+
+
+def noise_prior(post) -> tuple[float, float] | None:
+    """Return the training world's noise prior ``(p_zero, top)`` of a posterior with a noise posterior, else None."""
+    model = getattr(post, "noise_level", None)
+    if model is None:
+        return None
+    return float(model.config["p_zero"]), float(model.config["max"])
 
 
 def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt: RefineOptions, seed: int,
                 n_sims: int) -> tuple[_Particles, int]:
-    """Resample to equal weights, then move at the final tolerance until the members are distinct enough.
+    """Resample to equal weights, then move copies at the final tolerance until the members are distinct enough.
 
-    At most ``6 * max_steps`` steps (a budget of their own: the sampler's may be spent when it stops).
+    Only members that copy an earlier one move (each move is invariant for the target, so moving a subset is
+    too): the distinct members are kept, and a step costs as many simulations as there are copies.  At most
+    ``6 * max_steps`` steps (a budget of their own: the sampler's may be spent when it stops).
     """
     rng = _seeds.rng(seed, _seeds.REFINE, 0)
     parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
     for r in range(1, 6 * opt.max_steps + 1):
-        if np.unique(parts.theta, axis=0).shape[0] >= opt.distinct_min * opt.n_members:
+        first = np.zeros(len(parts.theta), bool)
+        first[np.unique(parts.theta, axis=0, return_index=True)[1]] = True
+        if first.sum() >= opt.distinct_min * opt.n_members:
             break
-        _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r))
+        _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r), only=~first)
         n_sims += spent
+    moved = 0.0
+    for r in range(1, (6 * opt.max_steps + 1) if opt.final_moves > 0 else 1):
+        rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, 1000 + r))
+        n_sims, moved = n_sims + spent, moved + rate
+        if moved >= opt.final_moves:
+            break
     return parts, n_sims
 
 

@@ -1,7 +1,8 @@
 """The refinement's prior: a mixture of the training world's seeded cells and a wide world over the plausible box.
 
-Every member carries both blocks of parameters, ``theta = (seed parameters, z, g_s, g_u)``, and a component
-label (0: seeded, 1: wide) it keeps; its compensation pair is a function of ``theta`` (:meth:`World.cells`):
+Every member carries both blocks of parameters and its noise, ``theta = (seed parameters, z, s, g_s, g_u)``,
+and a component label (0: seeded, 1: wide) it keeps; its compensation pair is a function of ``theta``
+(:meth:`World.cells`):
 
 * **seeded** (the DIC posterior's training world): the seed parameters make a seed cell
   (:func:`dicsbi.compensation.seed_cells`) whose pair is re-solved for the target (g_s, g_u);
@@ -11,6 +12,12 @@ label (0: seeded, 1: wide) it keeps; its compensation pair is a function of ``th
   plausible ranges (log-uniform over the model's plausible box)"; it is *not* the unseen test world (every
   conductance uniform in the box, no compensation), whose cells are drawn with another density and by
   another construction.
+
+Noise (``s``; :meth:`World.sigma`) is a parameter when the DIC posterior has a noise posterior: the training
+world's noise prior, a point mass ``p_zero`` at 0 and a uniform part up to ``top`` (:mod:`dicsbi.posterior.
+noise_level`), written as ``s`` uniform on ``[-a, top]`` with ``a = p_zero top / (1 - p_zero)`` and noise
+level ``max(s, 0)``: the point mass is the interval below 0, so one symmetric random walk moves clean and noisy
+members alike and the density stays known.  Without a noise prior ``s`` is the fixed level and never moves.
 
 The block a member's component does not use is a nuisance variable drawn from its prior and never moved, so
 the extended target's marginal is the mixture.  The component weights cancel in every Metropolis-Hastings
@@ -56,8 +63,8 @@ def seed_log_prior(model: str | Model, params: np.ndarray) -> np.ndarray:
 class World:
     """The refinement's prior for one posterior.
 
-    Its model, V_th, DIC box, the pairs members may be solved with, and the wide world's weight (0: the
-    training world alone).
+    Its model, V_th, DIC box, the pairs members may be solved with, the wide world's weight (0: the training
+    world alone), and the noise: the prior ``(p_zero, top)`` of a noise parameter, or None and a fixed ``level``.
     """
 
     model: Model
@@ -65,6 +72,24 @@ class World:
     box: np.ndarray          # [[gs_lo, gs_hi], [gu_lo, gu_hi]]
     pairs: list[tuple[str, str]]
     wide: float = 0.0
+    noise: tuple[float, float] | None = None
+    level: float = 0.0
+
+    @property
+    def noise_column(self) -> int:
+        """Column of ``s`` (the noise parameter) in ``theta``; (g_s, g_u) are the last two."""
+        return self.n_seed + self.model.n_conductances
+
+    def s_range(self) -> tuple[float, float]:
+        """Support of ``s``: ``[-a, top]`` with ``a = p_zero top / (1 - p_zero)`` (p_zero at most 0.95)."""
+        if self.noise is None:
+            return self.level, self.level
+        p_zero, top = min(float(self.noise[0]), 0.95), float(self.noise[1])
+        return -p_zero * top / (1.0 - p_zero), top
+
+    def sigma(self, theta: np.ndarray) -> np.ndarray:
+        """Noise level of each member (uA/cm^2): ``max(s, 0)``."""
+        return np.maximum(theta[:, self.noise_column], 0.0)
 
     @property
     def n_seed(self) -> int:
@@ -75,29 +100,36 @@ class World:
         """Columns of ``theta`` a member of ``component`` uses (and moves): its block and (g_s, g_u)."""
         k, n = self.n_seed, self.model.n_conductances
         block = np.arange(k) if component == SEEDED else np.arange(k, k + n)
-        return np.concatenate([block, [k + n, k + n + 1]])
+        return np.concatenate([block, [k + n] if self.noise is not None else [], [k + n + 1, k + n + 2]]).astype(int)
 
     def _z_range(self) -> tuple[np.ndarray, np.ndarray]:
         hi = np.log10(self.model.upper_bounds)
         return hi - WIDE_DECADES, hi
 
-    def draw(self, dic: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Prior draws for DIC targets ``dic`` (proposed elsewhere): ``theta`` and the component labels."""
+    def draw(self, dic: np.ndarray, rng: np.random.Generator, s: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw from the prior for DIC targets ``dic`` and noise parameters ``s`` (proposed elsewhere).
+
+        ``s`` defaults to draws from its prior.  Returns ``theta`` and the component labels.
+        """
         n = len(dic)
         seeds = draw_seed_parameters(self.model, n, rng)
         lo, hi = self._z_range()
         z = rng.uniform(lo, hi, (n, lo.size))
         comp = (rng.random(n) < self.wide).astype(int)
-        return np.column_stack([seeds, z, dic]), comp
+        s = rng.uniform(*self.s_range(), n) if s is None else s
+        return np.column_stack([seeds, z, s, dic]), comp
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
-        """Log prior of ``theta`` (both blocks, then g_s, g_u) up to a constant; -inf outside the support."""
+        """Log prior of ``theta`` (both blocks, s, then g_s, g_u) up to a constant; -inf outside the support."""
         k = self.n_seed
         dic = theta[:, -2:]
         inside = np.all((dic >= self.box[:, 0]) & (dic <= self.box[:, 1]), axis=1)
         lo, hi = self._z_range()
-        z = theta[:, k:-2]
+        z = theta[:, k:self.noise_column]
         inside &= np.all((z >= lo) & (z <= hi), axis=1)
+        s_lo, s_hi = self.s_range()
+        inside &= (theta[:, self.noise_column] >= s_lo) & (theta[:, self.noise_column] <= s_hi)
         return np.where(inside, seed_log_prior(self.model, theta[:, :k]), -np.inf)
 
     def _bases(self, theta: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +141,7 @@ class World:
             s = seed_cells(self.model, theta[seeded, :self.n_seed], self.vth)
             base[seeded], valid[seeded] = s.conductances, s.valid
         wide = np.flatnonzero(comp == WIDE)
-        base[wide] = 10.0 ** theta[wide, self.n_seed:-2]
+        base[wide] = 10.0 ** theta[wide, self.n_seed:self.noise_column]
         return base, valid
 
     def orders(self, dic: np.ndarray) -> list[list[int]]:
