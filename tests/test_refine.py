@@ -267,3 +267,23 @@ def test_noise_parameter_prior_and_proposal_weights():
     theta, _ = fixed.draw(np.zeros((5, 2)), np.random.default_rng(0))
     assert np.all(fixed.sigma(theta) == 2.0) and fixed.noise_column not in fixed.columns(1)
 
+
+
+def test_noise_parameter_oversampling_and_final_moves_in_refine(stg):
+    """The opt-in settings: per-member noise levels inside the prior, the requested members, more moves."""
+    from dicsbi.compensation import generate_population
+    from dicsbi.refine.sampler import noise_prior
+
+    train = _recording(generate_population("stg", 2.0, 8.0, 1, seed=4).conductances[0], ms=1500.0)
+    small = RefineOptions(n_members=16, max_generations=2, max_simulations=150)
+    fixed = refine("stg", train, stg, None, small, seed=9, noise_std=1.5)
+    assert np.all(fixed.noise == 1.5) and fixed.noise_std == 1.5
+    p_zero, top = noise_prior(stg)
+    free = refine("stg", train, stg, None, RefineOptions(n_members=16, max_generations=2, max_simulations=150,
+                                                         noise_parameter=True, oversample=2), seed=9)
+    assert free.conductances.shape == (16, 8) and np.all((free.noise >= 0) & (free.noise <= top))
+    assert np.unique(free.noise).size > 1  # each member has its own level
+    more = refine("stg", train, stg, None, RefineOptions(n_members=16, max_generations=2, max_simulations=150,
+                                                         final_moves=2.0), seed=9, noise_std=1.5)
+    assert more.simulations > fixed.simulations or more.acceptance == 0
+    assert np.all(more.distance <= more.tolerance)
