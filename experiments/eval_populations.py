@@ -262,8 +262,16 @@ def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, 
             print(f"refined {k}: median tolerance {np.median([r.tolerance for r in sel]):.2f}, median ESS "
                   f"{np.median([r.ess for r in sel]):.0f}, median distinct {np.median([r.distinct for r in sel]):.0f}, "
                   f"flagged {np.mean([r.flagged for r in sel]):.2f}, median simulations "
-                  f"{np.median([r.simulations for r in sel]):.0f}")
+                  f"{np.median([r.simulations for r in sel]):.0f}, "
+                  f"truth coverage {_kind_coverage(res, kinds, k, cells):.3f}")
     return scores(res, kinds, ids, "refined"), figures
+
+
+def _kind_coverage(res, kinds, kind: str, cells: dict) -> float:
+    """The truth coverage of the recordings of one kind."""
+    from types import SimpleNamespace
+
+    return truth_coverage(SimpleNamespace(recordings=[r for r, k in zip(res.recordings, kinds) if k == kind]), cells)
 
 
 def scores(res, kinds, ids, method):
