@@ -262,8 +262,9 @@ class _Job:
     def refined(self, rec: RecordingPopulation, one: SpikeTrains, i: int) -> None:
         """Replace recording ``i``'s members by the simulation-refined ones (:func:`dicsbi.refine.refine`).
 
-        With a noise posterior, noise is a refined parameter whose first proposal centres on the noise
-        posterior's median over the DIC population; without one, candidates use ``RefineOptions.noise_std``.
+        Candidates are simulated at the noise posterior's median level over the DIC population (0 when most of
+        its mass is at 0), or at ``RefineOptions.noise_std`` without a noise posterior; with
+        ``RefineOptions.noise_parameter`` that median only centres the first proposal of a noise parameter.
         """
         from .dics import compute_dics
         from .refine import refine, spread

@@ -175,7 +175,6 @@ class _Particles:
                           np.zeros(len(idx)), self.lp[idx], self.scale)
 
 
-
 def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
     """Gaussian random-walk proposals with the members' weighted covariance scaled by ``scale * 2.38^2 / dim``."""
     dim = theta.shape[1]
@@ -240,8 +239,8 @@ def _noise_proposal(world: World, centre: float, n: int, rng: np.random.Generato
 
 
 def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int,
-                      defensive: float, centre: float = 0.0) -> _Particles:  # n: n_members * oversample
-    """Propose ``n`` valid members and weight them by prior over proposal.
+                      defensive: float, centre: float = 0.0) -> _Particles:
+    """Propose ``n`` valid members (``n_members * oversample``) and weight them by prior over proposal.
 
     The proposal is the defensive mixture ``beta U(box) + (1 - beta) q(g_s, g_u | x)`` of the prior box and the
     DIC posterior (``beta``: ``defensive``), and for the noise :func:`_noise_proposal` around ``centre``.
@@ -294,8 +293,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     seed
         Everything is reproducible by it (one stream per generation).
     noise_std
-        With a noise posterior (``post.noise_level``): the centre of the first generation's noise proposal (its
-        median level); without one, the fixed noise level of the candidates (default ``options.noise_std``).
+        The candidates' noise level (default ``options.noise_std``); with ``options.noise_parameter`` and a
+        noise posterior, only the centre of the first generation's noise proposal.
     """
     t0 = time.perf_counter()
     m = get_model(model)
@@ -368,12 +367,11 @@ def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt
             break
         _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r), only=~first)
         n_sims += spent
-    moved = 0.0
-    for r in range(1, (6 * opt.max_steps + 1) if opt.final_moves > 0 else 1):
+    moved, r = 0.0, 0
+    while moved < opt.final_moves and r < 6 * opt.max_steps:  # every member, until enough moves were accepted
+        r += 1
         rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, 1000 + r))
         n_sims, moved = n_sims + spent, moved + rate
-        if moved >= opt.final_moves:
-            break
     return parts, n_sims
 
 

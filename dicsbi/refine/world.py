@@ -97,7 +97,7 @@ class World:
         return len(seed_spec(self.model).uniform) + 1
 
     def columns(self, component: int) -> np.ndarray:
-        """Columns of ``theta`` a member of ``component`` uses (and moves): its block and (g_s, g_u)."""
+        """Columns of ``theta`` a member of ``component`` uses (and moves): its block, ``s`` if free, g_s, g_u."""
         k, n = self.n_seed, self.model.n_conductances
         block = np.arange(k) if component == SEEDED else np.arange(k, k + n)
         return np.concatenate([block, [k + n] if self.noise is not None else [], [k + n + 1, k + n + 2]]).astype(int)
