@@ -1,7 +1,7 @@
 """Same seed, same outputs: ``infer`` and ``modulate`` on the shipped examples against stored golden outputs.
 
 The golden files (``tests/golden/``, written by ``tests/golden/make_golden.py``) pin the package's results
-through re-layouts: integer and text fields must match exactly, floats to rtol 1e-9, the netCDF files variable
+through re-layouts: integer and text fields must match exactly, floats to rtol 1e-7 and atol 1e-8, the netCDF files variable
 by variable; provenance (creation time, library versions) is not compared.  A change that alters outputs on
 purpose rewrites them in its own commit and says why.
 """
@@ -20,6 +20,10 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 # attributes that say when and with what, not what: excluded from the comparison (today only dicsbi_version is
 # written; ArviZ adds the others when its own constructors are used)
 PROVENANCE = {"dicsbi_version", "created_at", "arviz_version", "inference_library", "inference_library_version"}
+# floats: torch's and BLAS's CPU kernels take other code paths on other processors, and the modulation's
+# samples and Pareto tail indices moved by up to 1.4e-9 (absolute; 1.6e-9 relative for a tail index) between two
+# machines with the same pinned installs; a re-layout that changes a result changes it by far more
+RTOL, ATOL = 1e-7, 1e-8
 
 
 def _maker():
@@ -41,7 +45,7 @@ def _same_csv(got: Path, want: Path) -> None:
                 fx, fy = float(x), float(y)
             except ValueError:
                 raise AssertionError(f"{want.name} row {i} column {col}: {x!r} != golden {y!r}") from None
-            assert np.isclose(fx, fy, rtol=1e-9, atol=0.0) or (np.isnan(fx) and np.isnan(fy)), \
+            assert np.isclose(fx, fy, rtol=RTOL, atol=ATOL) or (np.isnan(fx) and np.isnan(fy)), \
                 f"{want.name} row {i} column {col}: {x} != golden {y}"
 
 
@@ -66,7 +70,7 @@ def _same_netcdf(got: Path, want: Path) -> None:
             x, y = da_[v], db_[v]
             assert x.dims == y.dims and x.shape == y.shape, f"{want.name}/{group}/{v}: shape {x.shape} != {y.shape}"
             if np.issubdtype(y.dtype, np.floating):
-                np.testing.assert_allclose(x.values, y.values, rtol=1e-9, atol=0, equal_nan=True,
+                np.testing.assert_allclose(x.values, y.values, rtol=RTOL, atol=ATOL, equal_nan=True,
                                            err_msg=f"{want.name}/{group}/{v}")
             else:
                 np.testing.assert_array_equal(x.values, y.values, err_msg=f"{want.name}/{group}/{v}")
