@@ -211,28 +211,34 @@ def test_first_generation_weights_are_prior_over_the_defensive_proposal():
 
     from dicsbi.compensation import candidate_pairs
     from dicsbi.refine.distance import Simulator
+    from dicsbi.refine.proposal import Proposal
     from dicsbi.refine.sampler import _first_generation
     from dicsbi.refine.world import World
 
     m = get_model("stg")
 
-    class Narrow:  # a 'posterior' N((10, 10), 1) over (g_s, g_u)
+    class Narrow:  # a 'posterior' N(centre, 1) over (g_s, g_u)
+        def __init__(self, centre):
+            self.centre = np.asarray(centre, dtype=float)
+
         def sample(self, train, n, seed=0):
-            return 10.0 + np.random.default_rng(seed).standard_normal((1, n, 2))
+            return self.centre + np.random.default_rng(seed).standard_normal((1, n, 2))
 
         def log_prob(self, theta, train):
-            return norm.logpdf(theta, 10.0).sum(axis=1)
+            return norm.logpdf(theta, self.centre).sum(axis=1)
 
     world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
     rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
     sim = Simulator(m, 500.0, "fast", train_features(rec)[0])
-    parts = _first_generation(Narrow(), rec, world, sim, 300, seed=4, defensive=0.3)
+    parts = _first_generation(Proposal(Narrow((10.0, 10.0)), rec, world, 0.3), sim, 300, seed=4)
     w = np.exp(parts.logw - parts.logw.max())
     gs = parts.theta[:, -2]
     assert gs.mean() > 5.0  # most of the proposal is the narrow posterior
     assert abs(np.sum(w * gs) / w.sum()) < 4.0  # the weighted members are the (flat) prior over g_s in [-20, 20]
     far = np.abs(gs - 10.0) > 6.0
     np.testing.assert_allclose(parts.logw[far], -np.log(0.3), atol=1e-6)  # weight 1 / beta off the posterior
+    edge = _first_generation(Proposal(Narrow((10.0, 0.2)), rec, world, 0.3), sim, 100, seed=4)
+    assert np.all(edge.theta[:, -1] >= 0.0) and np.all(np.isfinite(edge.logw + edge.lp))  # none outside the box
 
 
 def test_refinement_simulates_on_the_device_it_is_given(stg):
@@ -246,7 +252,7 @@ def test_refinement_simulates_on_the_device_it_is_given(stg):
 def test_noise_parameter_prior_and_proposal_weights():
     """The noise parameter: a point mass at 0 of the prior's weight, and proposal weights that give the prior back."""
     from dicsbi.compensation import candidate_pairs
-    from dicsbi.refine.sampler import _noise_proposal
+    from dicsbi.refine.proposal import _noise_proposal
     from dicsbi.refine.world import World
 
     m = get_model("stg")
@@ -272,7 +278,7 @@ def test_noise_parameter_prior_and_proposal_weights():
 def test_noise_parameter_oversampling_and_final_moves_in_refine(stg):
     """The opt-in settings: per-member noise levels inside the prior, the requested members, more moves."""
     from dicsbi.compensation import generate_population
-    from dicsbi.refine.sampler import noise_prior
+    from dicsbi.refine.proposal import noise_prior
 
     train = _recording(generate_population("stg", 2.0, 8.0, 1, seed=4).conductances[0], ms=1500.0)
     small = RefineOptions(n_members=16, max_generations=2, max_simulations=150)

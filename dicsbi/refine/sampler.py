@@ -13,6 +13,7 @@ from ..errors import DicsbiError
 from ..models import Model, get_model
 from ..spikes import SILENT, SpikeTrains
 from .distance import Simulator, recording_window, train_features
+from .proposal import Proposal, noise_prior
 from .world import WIDE, World
 
 
@@ -219,57 +220,30 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
 
 
-def _noise_proposal(world: World, centre: float, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n`` noise parameters ``s`` and their log weights, prior over proposal.
+def _first_generation(proposal: Proposal, sim: Simulator, n: int, seed: int) -> _Particles:
+    """Propose ``n`` valid members (``n_members * oversample``) from ``proposal``, weighted prior over proposal.
 
-    The proposal is half the prior, half uniform within ``max(1, 0.3 centre)`` of ``centre`` (the noise
-    posterior's median level): the posterior guides, the prior half keeps every level reachable.  Without a
-    noise prior ``s`` is the fixed level (weights 0).
-    """
-    lo, hi = world.s_range()
-    if world.noise is None:
-        return np.full(n, lo), np.zeros(n)
-    half = max(1.0, 0.3 * centre)
-    w_lo, w_hi = max(lo, centre - half), min(hi, centre + half)
-    near = rng.random(n) < 0.5
-    s = np.where(near, rng.uniform(w_lo, w_hi, n), rng.uniform(lo, hi, n))
-    inside = (s >= w_lo) & (s <= w_hi)
-    log_q = np.log(0.5 / (hi - lo) + 0.5 * inside / (w_hi - w_lo))
-    return s, -np.log(hi - lo) - log_q
-
-
-def _first_generation(post, train: SpikeTrains, world: World, sim: Simulator, n: int, seed: int,
-                      defensive: float, centre: float = 0.0) -> _Particles:
-    """Propose ``n`` valid members (``n_members * oversample``) and weight them by prior over proposal.
-
-    The proposal is the defensive mixture ``beta U(box) + (1 - beta) q(g_s, g_u | x)`` of the prior box and the
-    DIC posterior (``beta``: ``defensive``), and for the noise :func:`_noise_proposal` around ``centre``.
+    A draw outside the prior's support (a posterior sample outside the box) or that no pair makes a cell is
+    dropped: the proposal and the prior are both restricted to valid cells in the box.
     """
     rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
-    parts: list[list[np.ndarray]] = [[], [], [], [], []]
+    world = proposal.world
+    parts: list[list[np.ndarray]] = [[], [], [], []]
     found, tries = 0, 0
     while found < n and tries < 6:
         m = int(1.5 * (n - found)) + 16
-        dic = np.asarray(post.sample(train, m, seed=_seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))).reshape(m, 2)
-        from_box = rng.random(m) < defensive
-        dic[from_box] = rng.uniform(world.box[:, 0], world.box[:, 1], (int(from_box.sum()), 2))
-        noise, log_w_noise = _noise_proposal(world, centre, m, rng)
-        theta, comp = world.draw(dic, rng, noise)
+        theta, comp = proposal.draw(m, rng, _seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))
         g, pair = world.cells(theta, comp)
-        ok = pair >= 0
-        for store, values in zip(parts, (theta, pair, comp, g, log_w_noise)):
+        ok = (pair >= 0) & np.isfinite(world.log_prior(theta))
+        for store, values in zip(parts, (theta, pair, comp, g)):
             store.append(values[ok])
         found += int(ok.sum())
         tries += 1
     if found == 0:
         raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
-    theta, pair, comp, g, log_w_noise = (np.concatenate(a)[:n] for a in parts)
-    log_box = -np.log(np.prod(world.box[:, 1] - world.box[:, 0]))
-    logq = np.asarray(post.log_prob(theta[:, -2:], train), dtype=float).reshape(-1)
-    with np.errstate(divide="ignore"):
-        log_proposal = np.logaddexp(np.log(defensive) + log_box, np.log1p(-defensive) + logq)
+    theta, pair, comp, g = (np.concatenate(a)[:n] for a in parts)
     d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6), world.sigma(theta))
-    return _Particles(theta, pair, comp, g, d, log_box - log_proposal + log_w_noise, world.log_prior(theta))
+    return _Particles(theta, pair, comp, g, d, proposal.log_weight(theta), world.log_prior(theta))
 
 
 def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: RefineOptions = RefineOptions(),
@@ -308,7 +282,8 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide,
                   noise_prior(post) if opt.noise_parameter else None, level)
     sim = Simulator(m, window, opt.tier, rec, opt.device)
-    parts = _first_generation(post, train, world, sim, opt.n_members * opt.oversample, seed, opt.defensive, level)
+    proposal = Proposal(post, train, world, opt.defensive, level)
+    parts = _first_generation(proposal, sim, opt.n_members * opt.oversample, seed)
     n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
     d_before = float(np.median(parts.d))
     previous = float(np.max(parts.d[np.isfinite(parts.d)])) if np.isfinite(parts.d).any() else float("inf")
@@ -340,14 +315,6 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     return Refinement(parts.g, parts.theta, parts.pair, parts.comp, parts.d, eps, acceptance, ess, distinct, n_sims,
                       time.perf_counter() - t0, gen, d_before, float(np.median(noise)), bool(why), why,
                       pairs=list(pairs), noise=noise)
-
-
-def noise_prior(post) -> tuple[float, float] | None:
-    """Return the training world's noise prior ``(p_zero, top)`` of a posterior with a noise posterior, else None."""
-    model = getattr(post, "noise_level", None)
-    if model is None:
-        return None
-    return float(model.config["p_zero"]), float(model.config["max"])
 
 
 def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt: RefineOptions, seed: int,
