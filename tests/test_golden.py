@@ -1,9 +1,9 @@
 """Same seed, same outputs: ``infer`` and ``modulate`` on the shipped examples against stored golden outputs.
 
 The golden files (``tests/golden/``, written by ``tests/golden/make_golden.py``) pin the package's results
-through re-layouts: integer and text fields must match exactly, floats to rtol 1e-7 and atol 1e-8, the netCDF files variable
-by variable; provenance (creation time, library versions) is not compared.  A change that alters outputs on
-purpose rewrites them in its own commit and says why.
+through re-layouts: integer and text fields must match exactly, floats to rtol 1e-7 and atol 1e-8 (``RTOL``,
+``ATOL``), the netCDF files variable by variable; provenance (creation time, library versions) is not
+compared.  A change that alters outputs on purpose rewrites them in its own commit and says why.
 """
 
 from __future__ import annotations
