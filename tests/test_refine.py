@@ -293,3 +293,36 @@ def test_noise_parameter_oversampling_and_final_moves_in_refine(stg):
                                                          final_moves=2.0), seed=9, noise_std=1.5)
     assert more.simulations > fixed.simulations or more.acceptance == 0
     assert np.all(more.distance <= more.tolerance)
+
+
+def test_independent_proposals_leave_the_prior_invariant():
+    """Moves with fitted independent proposals keep a population drawn from the target there (here the prior:
+    every candidate within the tolerance), and their density is the Gaussian's."""
+    from scipy.stats import multivariate_normal
+
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.refine.sampler import _log_normal, _move, _Particles
+    from dicsbi.refine.world import World
+
+    class Everywhere:  # a 'simulator' under which every candidate reproduces the recording
+        def distance(self, g, seed, noise=0.0):
+            return np.zeros(len(g))
+
+    m = get_model("stg")
+    world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
+    rng = np.random.default_rng(3)
+    theta, comp = world.draw(rng.uniform(world.box[:, 0], world.box[:, 1], (900, 2)), rng)
+    g, pair = world.cells(theta, comp)
+    ok = pair >= 0
+    theta, comp, g, pair = theta[ok][:300], comp[ok][:300], g[ok][:300], pair[ok][:300]
+    parts = _Particles(theta.copy(), pair, comp, g, np.zeros(len(theta)), np.zeros(len(theta)), world.log_prior(theta))
+    rates = [_move(parts, 1.0, world, Everywhere(), rng, seed=k, share=1.0)[0] for k in range(30)]
+    assert np.mean(rates) > 0.05 and np.mean(np.any(parts.theta != theta, axis=1)) > 0.8  # they moved
+    cols = world.columns(0)  # the seed parameters and (g_s, g_u): the members' spread stays the prior's
+    ratio = np.std(parts.theta[:, cols], axis=0) / np.std(theta[:, cols], axis=0)
+    assert np.all((ratio > 0.85) & (ratio < 1.15)), ratio  # (the proposal ratio's sign flipped gives about 0.7)
+    x, mean = rng.standard_normal((5, 3)), np.array([0.5, -1.0, 2.0])
+    cov = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    got = _log_normal(x, mean, np.linalg.cholesky(cov))
+    want = multivariate_normal(mean, cov).logpdf(x)
+    np.testing.assert_allclose(got - got[0], want - want[0], atol=1e-10)

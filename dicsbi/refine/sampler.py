@@ -16,6 +16,8 @@ from .distance import Simulator, recording_window, train_features
 from .proposal import Proposal, noise_prior
 from .world import WIDE, World
 
+INFLATION = 1.5  # the independent proposals' spread: this many times the members' (per direction)
+
 
 @dataclass(frozen=True)
 class RefineOptions:
@@ -48,6 +50,11 @@ class RefineOptions:
         After the final resampling, every member moves at the final tolerance until the members have accepted
         this many moves on average (at most ``6 * max_steps`` sweeps): a population that descends from few
         ancestors spreads over the tolerance region (0: only copies move, until ``distinct_min``).
+    independent
+        Share of the Metropolis-Hastings proposals that are independent draws from a Gaussian fitted to the
+        members of the proposer's component (``INFLATION`` times their spread) instead of random-walk steps:
+        a member jumps across the population's region in one move, so the population does not stay with the
+        few ancestors that survive the tolerance steps (0: random walks only).
     wide
         Prior weight of the wide world (:mod:`dicsbi.refine.world`; 0: the training world alone).
     defensive
@@ -79,6 +86,7 @@ class RefineOptions:
     oversample: int = 1
     noise_parameter: bool = False
     final_moves: float = 0.0
+    independent: float = 0.0
     tier: str = "fast"
     device: str = "cpu"
 
@@ -186,22 +194,66 @@ def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, sca
     return theta + rng.multivariate_normal(np.zeros(dim), cov, size=len(theta), method="cholesky")
 
 
-def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
-          seed: int, only: np.ndarray | None = None) -> tuple[float, int]:
-    """One Metropolis-Hastings move at tolerance ``eps`` of every living member (or those ``only`` marks).
+def _fitted(theta: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weighted mean and Cholesky factor of ``INFLATION**2`` times the covariance (None: too few members)."""
+    if len(theta) < theta.shape[1] + 2:
+        return None
+    cov = np.atleast_2d(np.cov(theta.T, aweights=w)) * INFLATION**2
+    cov += np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
+    try:
+        return np.average(theta, axis=0, weights=w), np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
 
-    Returns (acceptance, simulations).  The proposal covariance is always the living members' (all of them).
+
+def _log_normal(x: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """Log density of ``N(mean, chol chol^T)`` at the rows of ``x`` (up to the shared constant)."""
+    from scipy.linalg import solve_triangular
+
+    z = solve_triangular(chol, (x - mean).T, lower=True)
+    return -0.5 * np.sum(z**2, axis=0) - np.sum(np.log(np.diag(chol)))
+
+
+def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.Generator, share: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Proposals of the living members, which of them are random walks, and each one's log proposal ratio.
+
+    Each component moves its own block (and s, g_s, g_u) with its own members' weighted covariance: a random
+    walk, or with probability ``share`` an independent draw from a Gaussian fitted to those members with
+    ``INFLATION`` times their spread (log ratio ``log q(theta) - log q(theta')``; 0 for the symmetric walk).
     """
-    alive = np.flatnonzero(np.isfinite(parts.logw))
-    moving = np.ones(alive.size, bool) if only is None else only[alive]
     w = np.exp(parts.logw[alive] - parts.logw[alive].max()) if alive.size else np.empty(0)
     prop = parts.theta[alive].copy()
     comp = parts.comp[alive]
-    for c in np.unique(comp):  # each component moves its own block, with its own members' covariance
+    walk = np.ones(alive.size, bool)
+    log_q = np.zeros(alive.size)
+    for c in np.unique(comp):
         rows, cols = np.flatnonzero(comp == c), world.columns(int(c))
-        prop[np.ix_(rows, cols)] = _random_walk(prop[np.ix_(rows, cols)], w[rows], rng, parts.scale[c])
-    prop[~moving] = parts.theta[alive[~moving]]
-    alive, prop, comp = alive[moving], prop[moving], comp[moving]
+        block = np.ix_(rows, cols)
+        prop[block] = _random_walk(prop[block], w[rows], rng, parts.scale[c])
+        fit = _fitted(parts.theta[block], w[rows]) if share > 0 else None
+        if fit is None:
+            continue
+        jump = rows[rng.random(rows.size) < share]
+        mean, chol = fit
+        new = mean + rng.standard_normal((jump.size, len(cols))) @ chol.T
+        prop[np.ix_(jump, cols)], walk[jump] = new, False
+        log_q[jump] = _log_normal(parts.theta[np.ix_(jump, cols)], mean, chol) - _log_normal(new, mean, chol)
+    return prop, walk, log_q
+
+
+def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
+          seed: int, only: np.ndarray | None = None, share: float = 0.0) -> tuple[float, int]:
+    """One Metropolis-Hastings move at tolerance ``eps`` of every living member (or those ``only`` marks).
+
+    Returns (acceptance, simulations).  The proposals are :func:`_propose`'s (``share``: independent ones),
+    fitted to the living members (all of them); the walk's step adapts to the walks' acceptance.
+    """
+    alive = np.flatnonzero(np.isfinite(parts.logw))
+    moving = np.ones(alive.size, bool) if only is None else only[alive]
+    prop, walk, log_q = _propose(parts, alive, world, rng, share)
+    comp = parts.comp[alive]
+    alive, prop, comp, walk, log_q = alive[moving], prop[moving], comp[moving], walk[moving], log_q[moving]
     lp = world.log_prior(prop)
     g = np.full((alive.size, parts.g.shape[1]), np.nan)
     pair = np.full(alive.size, -1)
@@ -210,12 +262,13 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     ok &= pair >= 0
     d = np.full(alive.size, np.inf)
     d[ok] = sim.distance(g[ok], seed, world.sigma(prop[ok]))
-    accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive])
+    with np.errstate(invalid="ignore"):
+        accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive] + log_q)
     idx = alive[accept]
     parts.theta[idx], parts.g[idx], parts.d[idx], parts.lp[idx] = prop[accept], g[accept], d[accept], lp[accept]
     parts.pair[idx] = pair[accept]
-    for c in np.unique(comp):  # adapt each component's step to its acceptance (between sweeps)
-        rate = accept[comp == c].mean()
+    for c in np.unique(comp[walk]):  # adapt each component's step to its walks' acceptance (between sweeps)
+        rate = accept[walk & (comp == c)].mean()
         parts.scale[c] = np.clip(parts.scale[c] * (0.5 if rate < 0.15 else 1.5 if rate > 0.5 else 1.0), 1e-3, 2.0)
     return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
 
@@ -294,12 +347,14 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
         rng = _seeds.rng(seed, _seeds.REFINE, gen)
         if _ess(parts.logw) < 0.5 * opt.n_members or len(parts.d) > opt.n_members:
             parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
-        acceptance, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, 1))
+        acceptance, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, 1),
+                                  share=opt.independent)
         n_sims += spent
         for r in range(2, _steps(acceptance, opt.max_steps) + 1):  # until most members have moved once
             if n_sims >= opt.max_simulations:
                 break
-            rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r))
+            rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r),
+                                share=opt.independent)
             n_sims, acceptance = n_sims + spent, max(acceptance, rate)  # a stall: no step of smaller scale moves
         if acceptance < opt.min_acceptance:
             eps = previous  # the moves stalled: the members are rejuvenated at the last tolerance that moved
@@ -332,12 +387,14 @@ def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt
         first[np.unique(parts.theta, axis=0, return_index=True)[1]] = True
         if first.sum() >= opt.distinct_min * opt.n_members:
             break
-        _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r), only=~first)
+        _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r), only=~first,
+                          share=opt.independent)
         n_sims += spent
     moved, r = 0.0, 0
     while moved < opt.final_moves and r < 6 * opt.max_steps:  # every member, until enough moves were accepted
         r += 1
-        rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, 1000 + r))
+        rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, 1000 + r),
+                            share=opt.independent)
         n_sims, moved = n_sims + spent, moved + rate
     return parts, n_sims
 
