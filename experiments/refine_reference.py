@@ -15,9 +15,11 @@ nominal level lies in the target (distance, tolerance, prior), not in the sample
     python experiments/refine_reference.py --model stg [--world prior|own|unseen] [--n 24] [--budget 16000]
 
 Ends with one line: model=M world=W n=N budget=B is_cov90_e03=.. is_cov90_e05=.. is_cov90_e10=..
-is_ess_e03=.. resolved=.. is_cov90_resolved=.. smc_cov90_resolved=.. smc_cov90=.. smc_eps_median=..
+is_ess_e03=.. resolved=.. is_cov90_resolved=.. smc_cov90_resolved=.. width_gs=.. width_gu=.. smc_cov90=..
+smc_eps_median=..
 (``is_ess_e03``: median ESS of the reference at eps 0.3; ``resolved``: cells where it is at least 30, on which
-``*_resolved`` compare the reference and the SMC; a cell the reference does not resolve counts as uncovered in
+``*_resolved`` compare the reference and the SMC; ``width_*``: the median over cells of the target's deviation
+of g_s and g_u at eps 0.3 over the DIC posterior's; a cell the reference does not resolve counts as uncovered in
 ``is_cov90_*``).
 """
 
@@ -60,17 +62,28 @@ def weighted_hits(g: np.ndarray, w: np.ndarray, truth: np.ndarray, level: float 
     return hits
 
 
-def reference(post, one, world: World, budget: int, seed: int) -> tuple[dict, dict]:
-    """Weighted exact sample of pi_eps at each tolerance: its truth hits (filled by the caller) and ESS."""
+def reference(post, one, world: World, budget: int, seed: int) -> tuple[dict, dict, tuple | None]:
+    """Weighted exact sample of pi_eps at each tolerance and its ESS; the (g_s, g_u) marginal at 0.3.
+
+    The marginal is (mean, deviations) of the target's and of the DIC posterior's (None: nothing within 0.3).
+    """
     shifted, window = recording_window(one)
     sim = Simulator(world.model, window, "fast", train_features(shifted)[0])
     parts = _first_generation(Proposal(post, one, world, RefineOptions.defensive), sim, budget, seed)
-    out, ess = {}, {}
+    out, ess, marginal = {}, {}, None
+    logw = np.where(parts.d <= 0.3, parts.logw, -np.inf)
+    if np.isfinite(logw).any():  # the target's (g_s, g_u) marginal at 0.3 against the DIC posterior's
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        mean = w @ parts.theta[:, -2:]
+        sd = np.sqrt(w @ (parts.theta[:, -2:] - mean) ** 2)
+        dic = np.asarray(post.sample(one, 2000, seed=seed), dtype=float).reshape(-1, 2)
+        marginal = (mean, sd, dic.mean(axis=0), dic.std(axis=0))
     for eps in TOLERANCES:
         logw = np.where(parts.d <= eps, parts.logw, -np.inf)
         ess[eps] = _ess(logw)
         out[eps] = (parts.g, np.exp(logw - logw.max()) if np.isfinite(logw).any() else np.zeros(len(logw)))
-    return out, ess
+    return out, ess, marginal
 
 
 def main() -> None:
@@ -93,18 +106,24 @@ def main() -> None:
     world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), candidate_pairs(m),
                   RefineOptions.wide)
     hits: dict = {eps: [] for eps in TOLERANCES}
-    ess03, smc_hits, smc_eps, resolved = [], [], [], []  # resolved: (reference hits, SMC hits) where ESS >= 30
+    ess03, smc_hits, smc_eps, widths = [], [], [], []
+    resolved = []  # (reference hits, SMC hits) where the ESS at 0.3 is at least RESOLVED_ESS
     for k in range(len(trains)):
         one = trains.select([k])
         rid = str(one.ids[0])
         t0 = time.perf_counter()
-        ref, ess = reference(post, one, world, args.budget, 1000 + k)
+        ref, ess, marginal = reference(post, one, world, args.budget, 1000 + k)
         row = []
         for eps in TOLERANCES:
             h = weighted_hits(*ref[eps], cells[rid])
             hits[eps].extend(h)
             row.append(f"eps {eps}: ESS {ess[eps]:.0f} cov {np.mean(h):.2f}")
         ess03.append(ess[0.3])
+        if marginal is not None:
+            mean, sd, p_mean, p_sd = marginal
+            widths.append(sd / p_sd)
+            row.append(f"target (g_s, g_u) at 0.3 {np.round(mean, 1)} sd {np.round(sd, 1)}, DIC posterior "
+                       f"{np.round(p_mean, 1)} sd {np.round(p_sd, 1)}")
         ref03 = weighted_hits(*ref[0.3], cells[rid])
         t1 = time.perf_counter()
         smc = refine(m, one, post, None, RefineOptions(), seed=1000 + k)
@@ -120,13 +139,18 @@ def main() -> None:
     res_smc = float(np.mean([x for _, s in resolved for x in s])) if resolved else float("nan")
     print(f"on the {len(resolved)} cells the reference resolves at eps 0.3 (ESS >= {RESOLVED_ESS}): reference "
           f"{res_ref:.3f}, SMC {res_smc:.3f} (a cell it does not resolve counts as uncovered above)")
+    wid = np.median(widths, axis=0) if widths else np.full(2, np.nan)
+    if widths:
+        print("the target's (g_s, g_u) deviations over the DIC posterior's at eps 0.3, median over cells: "
+              + ", ".join(f"{n} {v:.2f}" for n, v in zip(("g_s", "g_u"), np.median(widths, axis=0))))
     print("truth coverage of the 90% intervals: exact reference " + ", ".join(
         f"eps {e}: {c:.3f}" for e, c in cov.items()) + f" (median ESS at 0.3: {np.median(ess03):.0f}); SMC refinement "
           f"{np.mean(smc_hits):.3f} (median final tolerance {np.median(smc_eps):.2f})")
     print(f"model={args.model} world={args.world} n={len(trains)} budget={args.budget} "
           f"is_cov90_e03={cov[0.3]:.4f} is_cov90_e05={cov[0.5]:.4f} is_cov90_e10={cov[1.0]:.4f} "
           f"is_ess_e03={np.median(ess03):.1f} resolved={len(resolved)} is_cov90_resolved={res_ref:.4f} "
-          f"smc_cov90_resolved={res_smc:.4f} smc_cov90={np.mean(smc_hits):.4f} smc_eps_median={np.median(smc_eps):.3f}")
+          f"smc_cov90_resolved={res_smc:.4f} width_gs={wid[0]:.3f} width_gu={wid[1]:.3f} "
+          f"smc_cov90={np.mean(smc_hits):.4f} smc_eps_median={np.median(smc_eps):.3f}")
 
 
 if __name__ == "__main__":
