@@ -190,16 +190,20 @@ def _random_walk(theta: np.ndarray, w: np.ndarray, rng: np.random.Generator, sca
     cov = np.atleast_2d(np.cov(theta.T, aweights=w)) if len(theta) > 1 else None
     if cov is None or not np.all(np.isfinite(cov)):
         cov = np.diag((0.05 * np.abs(theta).mean(0)) ** 2)
-    cov = cov * (scale * 2.38**2 / dim) + np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
+    cov = _regularised(cov, scale * 2.38**2 / dim)
     return theta + rng.multivariate_normal(np.zeros(dim), cov, size=len(theta), method="cholesky")
+
+
+def _regularised(cov: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """Scale a proposal covariance and add a tiny ridge (from the unscaled one) so that it keeps a factor."""
+    return cov * factor + np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
 
 
 def _fitted(theta: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Weighted mean and Cholesky factor of ``INFLATION**2`` times the covariance (None: too few members)."""
     if len(theta) < theta.shape[1] + 2:
         return None
-    cov = np.atleast_2d(np.cov(theta.T, aweights=w)) * INFLATION**2
-    cov += np.diag(1e-12 + 1e-8 * np.abs(np.diag(cov)))
+    cov = _regularised(np.atleast_2d(np.cov(theta.T, aweights=w)) * INFLATION**2)  # ridge of the inflated one
     try:
         return np.average(theta, axis=0, weights=w), np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
@@ -262,8 +266,7 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     ok &= pair >= 0
     d = np.full(alive.size, np.inf)
     d[ok] = sim.distance(g[ok], seed, world.sigma(prop[ok]))
-    with np.errstate(invalid="ignore"):
-        accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive] + log_q)
+    accept = ok & (d <= eps) & (np.log(rng.random(alive.size)) < lp - parts.lp[alive] + log_q)
     idx = alive[accept]
     parts.theta[idx], parts.g[idx], parts.d[idx], parts.lp[idx] = prop[accept], g[accept], d[accept], lp[accept]
     parts.pair[idx] = pair[accept]
@@ -281,22 +284,23 @@ def _first_generation(proposal: Proposal, sim: Simulator, n: int, seed: int) -> 
     """
     rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
     world = proposal.world
-    parts: list[list[np.ndarray]] = [[], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
     found, tries = 0, 0
     while found < n and tries < 6:
         m = int(1.5 * (n - found)) + 16
         theta, comp = proposal.draw(m, rng, _seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))
         g, pair = world.cells(theta, comp)
-        ok = (pair >= 0) & np.isfinite(world.log_prior(theta))
-        for store, values in zip(parts, (theta, pair, comp, g)):
+        lp = world.log_prior(theta)
+        ok = (pair >= 0) & np.isfinite(lp)
+        for store, values in zip(parts, (theta, pair, comp, g, lp)):
             store.append(values[ok])
         found += int(ok.sum())
         tries += 1
     if found == 0:
         raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
-    theta, pair, comp, g = (np.concatenate(a)[:n] for a in parts)
+    theta, pair, comp, g, lp = (np.concatenate(a)[:n] for a in parts)
     d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6), world.sigma(theta))
-    return _Particles(theta, pair, comp, g, d, proposal.log_weight(theta), world.log_prior(theta))
+    return _Particles(theta, pair, comp, g, d, proposal.log_weight(theta), lp)
 
 
 def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: RefineOptions = RefineOptions(),
