@@ -8,7 +8,8 @@ output that draws from it, and ``tests/test_golden.py`` says so.
 Training sets (root: the data set's seed; :mod:`dicsbi.datasets`)
     ``(DESIGN,)`` the DIC targets; ``(POPULATION, shard, j)`` the population of target ``j`` of a shard;
     ``(NOISE, shard)`` the shard's noise (its cell ``i`` then uses noise stream ``i``, as :func:`dicsbi.simulate`);
-    ``(SPLIT,)`` the validation targets; ``(NOISE_LEVELS, shard)`` each cell's noise level (``noise_max``).
+    ``(SPLIT,)`` the validation targets; ``(NOISE_LEVELS, shard)`` each cell's noise level (``noise_max``);
+    ``(WORLD_CHOICE, shard)`` the world of each target of a shard (``world``).
 Simulation (root: ``simulate``'s seed)
     ``(i,)`` the noise of neuron ``i`` (or of its ``noise_keys[i]``).
 The main job (root: ``infer``'s seed; :mod:`dicsbi.pipeline`)
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DESIGN, POPULATION, NOISE, SPLIT, NOISE_LEVELS = 0, 1, 2, 3, 4
+DESIGN, POPULATION, NOISE, SPLIT, NOISE_LEVELS, WORLD_CHOICE = 0, 1, 2, 3, 4, 5
 WINDOWS = 1
 CHUNK = 2**31
 MORE = 2**20

@@ -145,6 +145,9 @@ def simulate_dataset(
                                                          "(a noise prior; train with a clean set for its point "
                                                          "mass at 0)")] = None,
     pair: Annotated[str, typer.Option(help="compensated pair: 'auto' or 'published'")] = "auto",
+    world: Annotated[str | None, typer.Option(help="how cells are made: a mixture such as 'generator:0.5,wide:0.2,"
+                                                   "allpairs:0.15,modulated:0.15', or 'unseen' for a test world "
+                                                   "(docs/datasets.md; default: the generator)")] = None,
     targets_per_shard: Annotated[int, typer.Option(help="targets per Parquet shard")] = 64,
     workers: Annotated[int, typer.Option(help="0: in-process (numba threads); N: N worker processes")] = 0,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786")] = None,
@@ -169,7 +172,7 @@ def simulate_dataset(
 
     cfg = DatasetConfig(model, n_targets, cells_per_target, seed, design, box(gs_range, "gs-range"),
                         box(gu_range, "gu-range"), duration_ms, transient_ms, dt_ms, noise_std, pair,
-                        targets_per_shard, tier=tier, noise_max=noise_max)
+                        targets_per_shard, tier=tier, noise_max=noise_max, world=world)
     res = run(cfg, out, workers=workers, scheduler=scheduler, dask_local=dask_local, progress=progress,
               n_threads=threads, max_shards=max_shards, device=device)
     tot, man = res.manifest["totals"], res.manifest

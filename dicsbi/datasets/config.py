@@ -31,6 +31,17 @@ class DatasetError(DicsbiError):
 
 
 # ------------------------------------------------------------------------------------------ configuration
+def _world_spec(spec: str) -> str:
+    """Return a world specification in canonical form (names in ``WORLDS`` order, weights normalised)."""
+    from .worlds import WORLDS, parse_worlds
+
+    try:
+        weights = parse_worlds(spec)
+    except DicsbiError as e:
+        raise DatasetError(f"invalid data-set configuration: {e}") from None
+    return ",".join(f"{k}:{weights[k]:.6g}" for k in WORLDS if k in weights)
+
+
 def _float_pair(values) -> tuple[float, float]:
     """Return a (min, max) range as two floats."""
     lo, hi = (float(x) for x in values)
@@ -62,6 +73,7 @@ class DatasetConfig:
     targets_per_shard: int = 64
     tier: str = "fast"
     noise_max: float | None = None  # if set: each cell's noise level uniform on (0, noise_max], noise_std unused
+    world: str | None = None  # None: the generator alone; else a world mixture (dicsbi.datasets.worlds)
 
     def resolved(self) -> DatasetConfig:
         """Return a checked copy with every default filled in from the model (what the manifest stores)."""
@@ -83,6 +95,7 @@ class DatasetConfig:
             dt_ms=dt_ms, tier=tier,
             noise_std=float(self.noise_std), n_targets=int(self.n_targets),
             noise_max=None if self.noise_max is None else float(self.noise_max),
+            world=None if self.world is None else _world_spec(self.world),
             cells_per_target=int(self.cells_per_target), seed=int(self.seed),
             targets_per_shard=int(self.targets_per_shard))
         problems = []
@@ -118,9 +131,16 @@ class DatasetConfig:
         return -(-self.n_targets // self.targets_per_shard)
 
     def to_dict(self) -> dict:
-        """JSON-able fields; ``noise_max`` only when set, so the fingerprints of earlier sets are unchanged."""
+        """JSON-able fields; ``noise_max`` and ``world`` only when set, so earlier sets keep their fingerprints."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
-                if not (k == "noise_max" and v is None)}
+                if not (k in ("noise_max", "world") and v is None)}
+
+    @property
+    def world_weights(self) -> dict[str, float]:
+        """Return the normalised weight of each world the set's targets are drawn from."""
+        from .worlds import parse_worlds
+
+        return parse_worlds(self.world)
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetConfig:
@@ -170,6 +190,17 @@ def population_seed(config: DatasetConfig, shard: int, j: int) -> int:
 def noise_seed(config: DatasetConfig, shard: int) -> int:
     """Return the noise seed of the simulations of shard ``shard`` (stream ``NOISE``)."""
     return _seeds.int_seed63(config.seed, _seeds.NOISE, shard)
+
+
+def shard_worlds(config: DatasetConfig, shard: int) -> list[str]:
+    """Return the world of each target of shard ``shard`` (stream ``(WORLD_CHOICE, shard)``)."""
+    from .worlds import choose_worlds
+
+    cfg = config.resolved()
+    n = shard_targets(cfg, shard).size
+    if cfg.world is None:
+        return ["generator"] * n
+    return choose_worlds(cfg.world_weights, _seeds.rng(cfg.seed, _seeds.WORLD_CHOICE, shard).uniform(size=n))
 
 
 def cell_noise_levels(config: DatasetConfig, shard: int, n: int) -> np.ndarray:

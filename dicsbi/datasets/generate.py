@@ -27,31 +27,35 @@ from .config import (
     noise_seed,
     population_seed,
     shard_targets,
+    shard_worlds,
 )
 from .storage import _SHARD_META_KEY, _read_shard_summary, read_manifest, shard_path
 
 
 # ------------------------------------------------------------------------------------------ one shard
 def _shard_populations(cfg: DatasetConfig, model: Model, shard: int) -> tuple[np.ndarray, list, list[int]]:
-    """Generate the populations of the shard's targets.
+    """Generate the cells of the shard's targets, each target's from its world (:mod:`.worlds`).
 
-    Returns the shard's target indices, ``(target index, population seed, population)`` for every reachable
-    target and the indices of the unreachable ones.
+    Returns the shard's target indices, ``(target index, population seed, cells)`` for every reachable target
+    and the indices of the unreachable ones.
     """
-    from ..compensation import UnreachableTargetError, generate_population
+    from ..compensation import UnreachableTargetError
+    from .worlds import make_cells
 
     targets = design_targets(cfg)
     idx = shard_targets(cfg, shard)
+    worlds = shard_worlds(cfg, shard)
+    box = (cfg.g_s_range, cfg.g_u_range)
     pops, unreachable = [], []
     for j, t in enumerate(idx):
         seed = population_seed(cfg, shard, j)
         try:
-            pop = generate_population(model, targets[t, 0], targets[t, 1], cfg.cells_per_target, seed=seed,
-                                      pair=cfg.pair)
+            cells = make_cells(model, worlds[j], targets[t, 0], targets[t, 1], cfg.cells_per_target, seed, box,
+                               pair=cfg.pair)
         except UnreachableTargetError:
             unreachable.append(int(t))
             continue
-        pops.append((int(t), seed, pop))
+        pops.append((int(t), seed, cells))
     return idx, pops, unreachable
 
 
@@ -89,14 +93,14 @@ def _shard_columns(cfg: DatasetConfig, model: Model, pops: list, g: np.ndarray, 
     cols = {
         "target_index": pa.array(rep([t for t, _, _ in pops], c).astype(np.int64), pa.int64()),
         "cell": pa.array(np.tile(np.arange(c, dtype=np.int32), len(pops)), pa.int32()),
-        "target_g_s": rep([p.target[0] for _, _, p in pops], c).astype(float),
-        "target_g_u": rep([p.target[1] for _, _, p in pops], c).astype(float),
     }
+    labels = np.concatenate([p.labels for _, _, p in pops]) if pops else np.empty((0, 2))
+    cols.update({"target_g_s": labels[:, 0].astype(float), "target_g_u": labels[:, 1].astype(float)})
     dics = np.concatenate([p.dics for _, _, p in pops]) if pops else np.empty((0, 3))
     cols.update({"g_f": dics[:, 0], "g_s": dics[:, 1], "g_u": dics[:, 2],
                  "v_th_mV": rep([p.vth_mV for _, _, p in pops], c).astype(float)})
     cols.update({name: g[:, k] for k, name in enumerate(model.conductance_names)})
-    cols["pair"] = pa.array(rep(["+".join(p.pair) for _, _, p in pops], c).tolist(), pa.string())
+    cols["pair"] = pa.array(rep([p.pair for _, _, p in pops], c).tolist(), pa.string())
     offsets = trains.offsets.astype(np.int32)
     cols["spike_times_ms"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(trains.times_ms, pa.float64()))
     cols["n_spikes"] = trains.counts.astype(np.int32)
@@ -109,6 +113,8 @@ def _shard_columns(cfg: DatasetConfig, model: Model, pops: list, g: np.ndarray, 
     cols["noise_index"] = pa.array(np.arange(n, dtype=np.int32), pa.int32())
     if cfg.noise_max is not None:  # only then: shards of earlier configurations keep their schema
         cols["noise_std"] = levels.astype(float)
+    if cfg.world is not None:  # likewise
+        cols["world"] = pa.array(rep([p.world for _, _, p in pops], c).tolist(), pa.string())
     return cols
 
 

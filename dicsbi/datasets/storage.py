@@ -80,6 +80,7 @@ class TrainingSet:
     noise_index: np.ndarray
     manifest: dict
     noise_std: np.ndarray | None = None  # [n] each cell's noise level (uA/cm^2)
+    world: np.ndarray | None = None      # [n] the world that made each cell (dicsbi.datasets.worlds)
 
     def __len__(self) -> int:
         return self.targets.shape[0]
@@ -149,7 +150,9 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, val_fraction
         target_index=col("target_index", np.int64), features=feats,
         population_seed=col("population_seed", np.uint64), noise_seed=col("noise_seed", np.uint64),
         noise_index=col("noise_index", np.int64), manifest=manifest,
-        noise_std=col("noise_std") if "noise_std" in t.column_names else np.full(n, cfg.noise_std))
+        noise_std=col("noise_std") if "noise_std" in t.column_names else np.full(n, cfg.noise_std),
+        world=(t.column("world").to_numpy(zero_copy_only=False).astype(str) if "world" in t.column_names
+               else np.full(n, "generator")))
 
 
 def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
@@ -210,5 +213,5 @@ def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[
         manifest=manifest,
         **{f: np.concatenate([getattr(s, f) for s in sets]) for f in (
             "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
-            "noise_seed", "noise_index", "noise_std")})
+            "noise_seed", "noise_index", "noise_std", "world")})
     return combined, np.concatenate(val)

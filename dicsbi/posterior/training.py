@@ -192,6 +192,12 @@ def _training_split(data, cfg: TrainConfig) -> tuple[TrainingSet, np.ndarray, np
     return ds, tr_idx, va_idx, (n_silent, n_diverged)
 
 
+def _world_shares(ds, tr_idx) -> dict[str, float]:
+    """Share of the training trains each world made (:mod:`dicsbi.datasets.worlds`): the mixture's weights."""
+    names, counts = np.unique(ds.world[tr_idx] if ds.world is not None else ["generator"], return_counts=True)
+    return {str(k): round(float(c) / counts.sum(), 6) for k, c in zip(names, counts)}
+
+
 def _artifact_meta(ds, cfg: TrainConfig, tr_idx, va_idx, excluded, stats) -> PosteriorConfig:
     """``posterior.json`` of a posterior trained on ``ds`` (everything but the training summary)."""
     dcfg = ds.manifest["config"]
@@ -207,7 +213,8 @@ def _artifact_meta(ds, cfg: TrainConfig, tr_idx, va_idx, excluded, stats) -> Pos
                    "noise_parts": _noise_parts(ds.manifest)},
         training_data={"fingerprint": ds.manifest["fingerprint"], "rows": int(len(ds)),
                        "train_trains": int(tr_idx.size), "val_trains": int(va_idx.size),
-                       "excluded_silent": excluded[0], "excluded_diverged": excluded[1]},
+                       "excluded_silent": excluded[0], "excluded_diverged": excluded[1],
+                       "worlds": _world_shares(ds, tr_idx)},
         train_config={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "device")},
         class_map=_class_map(ds.targets[ds.status == 0], ds.firing_class[ds.status == 0], box),
         versions=package_versions(("dicsbi", "sbi", "torch", "numpy")),
