@@ -38,12 +38,31 @@ from dicsbi.datasets.generate import simulate_dataset
 
 PRESETS = {
     "shipped": {"train": (12_000, 4), "train-noisy": (6_000, 4), "train-noise": (12_000, 4),
-                "train-noise2": (6_000, 4), "test": (250, 16)},
+                "train-noise2": (6_000, 4), "train-mix": (12_000, 4), "train-mix-noise": (12_000, 4),
+                "test": (250, 16)},
     "published": {"train": (62_500, 16), "train-noisy": (62_500, 16), "train-noise": (62_500, 16),
-                  "test": (12_000, 16)},
+                  "train-mix": (62_500, 16), "train-mix-noise": (62_500, 16), "test": (12_000, 16)},
 }
 SEEDS = {"train": 20261130, "train-noisy": 20261201, "train-noise": 20261202, "train-noise2": 20261203,
+         "train-mix": 20261204, "train-mix-noise": 20261205,
          "test": 777, "test-noisy": 778, "test-noise": 779}
+# the training worlds beside the generator (dicsbi.datasets.worlds): train-mix* hold them in equal shares, so
+# training on train + train-noise + train-mix + train-mix-noise gives the generator half the weight
+MIX = "wide:1,allpairs:1,modulated:1"
+# test sets of one world each: test-<world> (clean) and test-<world>-noisy (5 uA/cm^2), seeds 780...
+WORLD_TESTS = ("wide", "allpairs", "modulated", "unseen")
+for _k, _w in enumerate(WORLD_TESTS):
+    SEEDS[f"test-{_w}"], SEEDS[f"test-{_w}-noisy"] = 780 + 2 * _k, 781 + 2 * _k
+
+
+def world_of(which: str) -> str | None:
+    """Return the world specification of set ``which`` (None: the generator alone)."""
+    if which.startswith("train-mix"):
+        return MIX
+    parts = which.split("-")
+    return parts[1] if which.startswith("test-") and parts[1] in WORLD_TESTS else None
+
+
 NOISE_MAX = 8.0  # uA/cm^2: the published noisy sets use 5 (and 3); the prior reaches past them
 
 
@@ -65,8 +84,8 @@ def main() -> None:
         n_targets = args.n_targets or n_targets
         cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which],
                             noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells,
-                            noise_max=NOISE_MAX if which.startswith(("train-noise", "test-noise"))
-                            and not which.endswith("noisy") else None)
+                            noise_max=NOISE_MAX if which.startswith(("train-noise", "test-noise", "train-mix-noise"))
+                            and not which.endswith("noisy") else None, world=world_of(which))
         out = f"{args.root}/{args.model}-{args.preset}-{which}"
         print(f"{which}: {n_targets} targets x {cells} cells -> {out}", flush=True)
         backend = {"dask_local": args.dask_local} if args.dask_local else {"workers": args.workers}
