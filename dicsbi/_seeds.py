@@ -10,6 +10,8 @@ Training sets (root: the data set's seed; :mod:`dicsbi.datasets`)
     ``(NOISE, shard)`` the shard's noise (its cell ``i`` then uses noise stream ``i``, as :func:`dicsbi.simulate`);
     ``(SPLIT,)`` the validation targets; ``(NOISE_LEVELS, shard)`` each cell's noise level (``noise_max``);
     ``(WORLD_CHOICE, shard)`` the world of each target of a shard (``world``).
+Subsets (root: the subset's seed; :func:`dicsbi.datasets.storage.subset_trains`)
+    ``(SUBSET,)`` the order in which targets are taken.
 Simulation (root: ``simulate``'s seed)
     ``(i,)`` the noise of neuron ``i`` (or of its ``noise_keys[i]``).
 The main job (root: ``infer``'s seed; :mod:`dicsbi.pipeline`)
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DESIGN, POPULATION, NOISE, SPLIT, NOISE_LEVELS, WORLD_CHOICE = 0, 1, 2, 3, 4, 5
+DESIGN, POPULATION, NOISE, SPLIT, NOISE_LEVELS, WORLD_CHOICE, SUBSET = 0, 1, 2, 3, 4, 5, 6
 WINDOWS = 1
 CHUNK = 2**31
 MORE = 2**20

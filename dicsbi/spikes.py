@@ -176,8 +176,11 @@ class SpikeTrains:
     def select(self, index) -> SpikeTrains:
         """Subset of trains (boolean mask or integer indices), order kept."""
         idx = np.arange(len(self))[index]
-        return SpikeTrains.from_list([self[i] for i in idx], self.t_start_ms[idx], self.t_stop_ms[idx],
-                                     list(self.ids[idx]))
+        counts = self.counts[idx]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        spike = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - self.offsets[idx], counts)
+        return SpikeTrains(self.times_ms[spike], offsets, self.t_start_ms[idx], self.t_stop_ms[idx],
+                           self.ids[idx])
 
 
 # ---------------------------------------------------------------------------- kernels over CSR trains

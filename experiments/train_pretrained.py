@@ -35,16 +35,31 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_posterior import evaluate  # noqa: E402
 
-from dicsbi.datasets.storage import combine_datasets, load_dataset  # noqa: E402
+from dicsbi.datasets.storage import combine_datasets, load_dataset, subset_trains  # noqa: E402
 from dicsbi.posterior.artifact import PRETRAINED_DIR, load_posterior  # noqa: E402
 from dicsbi.posterior.training import TrainConfig, train_posterior  # noqa: E402
+
+
+def training_data(train: str, max_trains: int | None, seed: int):
+    """Load and combine the training sets of ``--train`` (each ``PATH`` or ``PATH@N``), capped at ``max_trains``."""
+    parts = []
+    for item in train.split(","):
+        path, _, cap = item.partition("@")
+        ds = load_dataset(path)
+        parts.append(subset_trains(ds, int(cap), 0.1, seed) if cap else ds)
+    data, _ = combine_datasets(parts, 0.1)
+    return subset_trains(data, max_trains, 0.1, seed) if max_trains else data
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=["stg", "da"])
     ap.add_argument("--train", default=None, help="training set(s), comma-separated (default "
-                    "data/<model>-shipped-train, plus data/<model>-shipped-train-noisy with --noisy)")
+                    "data/<model>-shipped-train, plus data/<model>-shipped-train-noisy with --noisy); "
+                    "PATH@N keeps N training trains of that set (whole populations, seeded)")
+    ap.add_argument("--max-trains", type=int, default=None,
+                    help="train on the first N training trains of the combined sets (learning curves: with one "
+                    "--seed a smaller subset lies inside a larger one)")
     ap.add_argument("--noisy", action="store_true", help="train on clean and noisy simulations together")
     ap.add_argument("--test", default=None, help="test set (default data/<model>-shipped-test)")
     ap.add_argument("--representations", default="summary,sequence")
@@ -68,7 +83,7 @@ def main() -> None:
         f",data/{args.model}-shipped-train-noisy" if args.noisy else "")
     test = args.test or f"data/{args.model}-shipped-test"
     noisy_test = f"{test}-noisy" if Path(f"{test}-noisy").exists() else None
-    data, _ = combine_datasets([load_dataset(t) for t in train.split(",")], 0.1)
+    data = training_data(train, args.max_trains, args.seed)
     candidates = {}
     reuse = set(filter(None, args.reuse.split(",")))
     resume = set(filter(None, args.resume.split(",")))

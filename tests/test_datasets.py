@@ -13,7 +13,7 @@ import pytest
 
 from dicsbi.datasets.config import DatasetConfig, DatasetError, design_targets
 from dicsbi.datasets.generate import simulate_dataset
-from dicsbi.datasets.storage import load_dataset, read_manifest, shard_path
+from dicsbi.datasets.storage import load_dataset, read_manifest, shard_path, subset_trains, validation_mask
 from dicsbi.dics import compute_dics
 from dicsbi.models import STG
 from dicsbi.simulate import simulate
@@ -66,6 +66,25 @@ def test_manifest_and_loader(reference_set):
     val, train = load_dataset(reference_set, "val", 0.34), load_dataset(reference_set, "train", 0.34)
     assert len(val) + len(train) == 24 and len(val) == 8
     assert not set(val.target_index) & set(train.target_index)
+
+
+def test_subsets_keep_whole_populations_nest_and_split_as_the_set(reference_set):
+    d = load_dataset(reference_set)
+    val = validation_mask(d, 0.34)
+    small, large = subset_trains(d, 3, 0.34, seed=1), subset_trains(d, 9, 0.34, seed=1)
+    for sub in (small, large):
+        kept = np.isin(d.target_index, sub.target_index)  # whole populations, rows and trains as in the set
+        assert len(sub) == kept.sum() and len(sub) % 4 == 0
+        np.testing.assert_array_equal(sub.conductances, d.conductances[kept])
+        assert all(np.array_equal(a, b) for a, b in zip(sub.trains, d.trains.select(kept)))
+        np.testing.assert_array_equal(validation_mask(sub, 0.34), val[kept])  # the split is the set's
+        assert sub.manifest["subset"]["of"] == d.manifest["fingerprint"] != sub.manifest["fingerprint"]
+    ok = (d.status == 0) & (d.trains.counts >= 3)
+    n_small = (np.isin(d.target_index, small.target_index) & ok & ~val).sum()
+    assert n_small >= 3 and set(small.target_index) <= set(large.target_index)  # nested under one seed
+    assert subset_trains(d, 10**6, 0.34).target_index.size == len(d)
+    with pytest.raises(DatasetError, match="positive"):
+        subset_trains(d, 0)
 
 
 def test_targets_cover_the_box_by_design():

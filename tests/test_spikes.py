@@ -87,6 +87,9 @@ def test_spiketrains_container():
     np.testing.assert_array_equal(tr[2], [3.0])
     sub = tr.select([0, 2])
     assert list(sub.ids) == ["a", "c"] and sub.counts.tolist() == [2, 1]
+    back = tr.select(np.array([False, True, True]))  # a mask, an empty train kept, order kept
+    assert list(back.ids) == ["b", "c"] and back.counts.tolist() == [0, 1] and back[1].tolist() == [3.0]
+    assert tr.select([2, 0])[1].tolist() == [1.0, 2.0] and len(tr.select([])) == 0
     with pytest.raises(InputError):
         SpikeTrains.from_list([[1.0]], ids=["a", "b"])
 

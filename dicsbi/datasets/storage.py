@@ -215,3 +215,46 @@ def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[
             "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
             "noise_seed", "noise_index", "noise_std", "world")})
     return combined, np.concatenate(val)
+
+
+def subset_trains(ds: TrainingSet, max_trains: int, val_fraction: float = 0.1, seed: int = 0,
+                  min_spikes: int = 3) -> TrainingSet:
+    """Return the populations of ``ds`` that hold its first ``max_trains`` training trains in a seeded order.
+
+    Made for learning curves and for capping one part of a mixture: targets (whole populations) are taken in a
+    seeded random order until their non-silent (``>= min_spikes``) training-split trains reach ``max_trains``;
+    the same share of the validation targets is kept.  With one seed, a smaller subset lies inside a larger
+    one.  Target indices are kept, so :func:`validation_mask` and :func:`combine_datasets` split it as they
+    split ``ds``; the manifest records the subset and its fingerprint hashes ``ds``'s with it.
+    """
+    if max_trains < 1:
+        raise DatasetError(f"max_trains must be positive (got {max_trains})")
+    is_val = validation_mask(ds, val_fraction)
+    ok = (ds.status == 0) & (ds.trains.counts >= min_spikes)
+    rng = _seeds.rng(seed, _seeds.SUBSET)
+    keep = np.zeros(len(ds), dtype=bool)
+    fraction = 1.0
+    for val_side in (False, True):
+        side = is_val == val_side
+        targets = rng.permutation(np.unique(ds.target_index[side]))
+        if not val_side:
+            ordered = np.sort(targets)
+            n_ok = np.bincount(np.searchsorted(ordered, ds.target_index[side & ok]), minlength=targets.size)
+            cum = np.cumsum(n_ok[np.searchsorted(ordered, targets)])
+            n_keep = min(int(np.searchsorted(cum, max_trains)) + 1, targets.size)
+            fraction = n_keep / max(targets.size, 1)
+        else:
+            n_keep = int(round(fraction * targets.size))
+        keep |= side & np.isin(ds.target_index, targets[:n_keep])
+    spec = {"max_trains": int(max_trains), "seed": int(seed), "val_fraction": float(val_fraction)}
+    fingerprint = hashlib.sha256(f"{ds.manifest['fingerprint']}:{json.dumps(spec, sort_keys=True)}".encode())
+    manifest = {**ds.manifest, "fingerprint": fingerprint.hexdigest(),
+                "subset": {**spec, "of": ds.manifest["fingerprint"], "rows": int(keep.sum())}}
+    rows = np.flatnonzero(keep)
+    arrays = {f: getattr(ds, f)[rows] for f in (
+        "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "target_index", "population_seed",
+        "noise_seed", "noise_index")}
+    return TrainingSet(model=ds.model, trains=ds.trains.select(rows), manifest=manifest,
+                       features={k: v[rows] for k, v in ds.features.items()},
+                       noise_std=None if ds.noise_std is None else ds.noise_std[rows],
+                       world=None if ds.world is None else ds.world[rows], **arrays)
