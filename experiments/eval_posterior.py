@@ -15,15 +15,27 @@ uniform on (0, 8]; with the clean set, the noise prior of a posterior with a noi
   one the threshold never saw): in-world, other model, Poisson, shuffled bursters;
 * accuracy and coverage by recording length: 1 s, 2 s, the training window, twice it
   (``experiments/eval_lengths.py``);
-* speed on one core after warm-up: one train -> 1000 samples, 1000 trains -> 100 samples each.
+* speed on one core after warm-up: one train -> 1000 samples, 1000 trains -> 100 samples each;
+* with the world test sets (``make_training_sets.py --only test-wide,test-allpairs,test-modulated,test-unseen``
+  and their ``-noisy`` twins): ``eval_worlds.py``'s table per world, clean and noisy (MAE, coverage, flag rate),
+  the training mixture's coverage, the unseen world's two-sample AUC; the published network (Spike2Pop, run from
+  its own sources outside the package by ``s2p_baseline.py``) on the same unseen and generator trains; and with
+  ``--curve`` the learning curve of posteriors trained on nested subsets of one training spec.
 
     python experiments/eval_posterior.py --model stg                         # the shipped posterior
     python experiments/eval_posterior.py --model stg --posterior out/post-stg --max-trains 2000
+    python experiments/eval_posterior.py --model stg --posterior P --curve P50k,P150k,P   # with a learning curve
 
 Ends with one line: model=M mae_gs=.. mae_gu=.. cov50=.. cov80=.. cov95=.. noisy_cov80=.. sbc_d_max=..
 mae_noise=.. cov80_noise=.. flag_rate_in=.. flag_rate_other_model=.. flag_rate_poisson=.. flag_rate_shuffled=..
-cov80_1s=.. ms_one=.. s_batch1000=.. followed by the detail keys (tonic / bursting MAE, TARP, noisy MAE, ...)
-(MAE of the posterior mean.)  ``sbc_d_max`` is the largest KS statistic of the SBC ranks of g_s, g_u and the
+cov80_1s=.. ms_one=.. s_batch1000=.. unseen_cov50=.. unseen_cov80=.. unseen_cov95=.. modulated_cov95=..
+unseen_mae_gs=.. unseen_mae_gu=.. s2p_unseen_mae_gs=.. s2p_unseen_mae_gu=.. unseen_auc=.. n_train=.. followed by
+the detail keys (per world set, generator-world coverage, tonic / bursting MAE, TARP, noisy MAE, ...)
+(MAE of the posterior mean.)  With the world test sets ``cov50/80/95`` are the training mixture's coverage (the
+training-worlds issue's definition; the per-world coverages weighted by the posterior's training shares) and the
+generator world's own are ``generator_cov50/80/95``; without them, and for a posterior trained on the generator
+alone, the two agree.  ``mae_gs/gu`` are always the generator world's (``<model>-shipped-test``), clean.
+``sbc_d_max`` is the largest KS statistic of the SBC ranks of g_s, g_u and the
 noise level on the noise-prior world, where the truths are draws of the prior, as SBC requires; the clean and
 the 5 uA/cm^2 sets are slices at one noise level, on which an exact posterior's DIC ranks need not be uniform
 (it averages over the noise it cannot resolve), so their D is printed beside, not in the maximum.  Without a
@@ -147,6 +159,45 @@ def noise_figures(post, clean_set: str, noise_set: str, n_samples: int, max_trai
     return out
 
 
+def world_section(post, sets: Path, args) -> tuple[dict | None, str]:
+    """The training-worlds figures (``eval_worlds.py``), the published network on the unseen world, the curve.
+
+    Returns the worlds' figures (None without the world test sets) and the closing line's keys for them.
+    """
+    from eval_worlds import curve_figures, get, load_trains, set_folder, world_figures, world_keys
+
+    nan = float("nan")
+    if not set_folder(sets, args.model, "unseen", False).exists():
+        print("\n(no world test sets: experiments/make_training_sets.py --only test-unseen,... makes them)")
+        return None, ""
+    print(f"\n== training worlds, their mixture and the unseen world ({args.world_trains} trains per set)")
+    fig = world_figures(post, sets, args.model, args.n_samples, args.world_trains, args.seed)
+    s2p = {w: (nan, nan) for w in ("unseen", "generator")}
+    s2p_dir = Path(os.path.expanduser(args.s2p))
+    if s2p_dir.exists():
+        from s2p_baseline import s2p_predictions
+
+        for w in s2p:
+            trains, theta, _, _ = load_trains(set_folder(sets, args.model, w, False), args.world_trains, args.seed)
+            pred = s2p_predictions(args.model, trains, s2p_dir)
+            s2p[w] = tuple(np.nanmean(np.abs(pred - theta), axis=0))
+            print(f"published network (Spike2Pop) on the same {w} trains: MAE {s2p[w][0]:.3f} / {s2p[w][1]:.3f} "
+                  f"(dicsbi {get(fig, w, 'mae', 0):.3f} / {get(fig, w, 'mae', 1):.3f})")
+    else:
+        print(f"(published network not scored: no sources at {s2p_dir}; experiments/s2p_baseline.py)")
+    if args.curve:
+        print("\n== learning curve (one training spec, nested subsets)")
+        curve_figures(args.curve.split(","), sets, args.model, args.n_samples, args.world_trains, args.seed)
+    line = (f" unseen_cov50={get(fig, 'unseen', 'cov', 0.5):.4f} unseen_cov80={get(fig, 'unseen', 'cov', 0.8):.4f} "
+            f"unseen_cov95={get(fig, 'unseen', 'cov', 0.95):.4f} "
+            f"modulated_cov95={get(fig, 'modulated', 'cov', 0.95):.4f} "
+            f"unseen_mae_gs={get(fig, 'unseen', 'mae', 0):.4f} unseen_mae_gu={get(fig, 'unseen', 'mae', 1):.4f} "
+            f"s2p_unseen_mae_gs={s2p['unseen'][0]:.4f} s2p_unseen_mae_gu={s2p['unseen'][1]:.4f} "
+            f"unseen_auc={fig['auc']:.4f} n_train={fig['n_train']}")
+    return fig, line + world_keys(fig) + f" s2p_generator_mae_gs={s2p['generator'][0]:.4f} " \
+        f"s2p_generator_mae_gu={s2p['generator'][1]:.4f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=["stg", "da"])
@@ -158,6 +209,10 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=500)
     ap.add_argument("--max-trains", type=int, default=None)
     ap.add_argument("--length-cells", type=int, default=2000, help="cells re-simulated for the length figures")
+    ap.add_argument("--world-trains", type=int, default=1000, help="trains per world test set (eval_worlds.py)")
+    ap.add_argument("--curve", default="", help="comma-separated posterior folders of a learning curve")
+    ap.add_argument("--s2p", default="~/spike2pop/sources", help="the published network's sources "
+                    "(experiments/s2p_baseline.py); scored on the unseen world's trains when present")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from eval_lengths import length_figures
@@ -211,6 +266,7 @@ def main() -> None:
     d = load_dataset(test)
     ms_one, s_batch = timing(post, d.trains.select(np.flatnonzero(d.trains.counts >= 3)))
     print(f"\nspeed (1 core): one train -> 1000 samples {ms_one:.2f} ms; 1000 trains -> 100 samples {s_batch:.3f} s")
+    worlds, world_line = world_section(post, sets, args)
     m, c = clean["mae_mean_all"], clean["coverage"]
     print(f"\nshipped before (same script): MAE {sh['mae'][0]:.3f} / {sh['mae'][1]:.3f}, coverage "
           f"{sh['cov'][0]:.3f} / {sh['cov'][1]:.3f} / {sh['cov'][2]:.3f}, noisy cov80 {sh['noisy_cov80']:.3f}, "
@@ -218,13 +274,15 @@ def main() -> None:
     print(f"now:                           MAE {m[0]:.3f} / {m[1]:.3f}, coverage {c[0.5]:.3f} / {c[0.8]:.3f} / "
           f"{c[0.95]:.3f}, noisy cov80 {nz['coverage'][0.8]:.3f}, cov80 at 1 s {lengths['1s'][1][0.8]:.3f}")
     nan = float("nan")
-    line = (f"model={args.model} mae_gs={m[0]:.4f} mae_gu={m[1]:.4f} cov50={c[0.5]:.4f} cov80={c[0.8]:.4f} "
-            f"cov95={c[0.95]:.4f} noisy_cov80={nz['coverage'][0.8]:.4f} sbc_d_max={max(d_all):.4f} "
+    cm = worlds["mixture"] if worlds else c  # the training mixture's coverage; the generator world's without sets
+    line = (f"model={args.model} mae_gs={m[0]:.4f} mae_gu={m[1]:.4f} cov50={cm[0.5]:.4f} cov80={cm[0.8]:.4f} "
+            f"cov95={cm[0.95]:.4f} noisy_cov80={nz['coverage'][0.8]:.4f} sbc_d_max={max(d_all):.4f} "
             f"mae_noise={nf['mae_noise'] if nf else nan:.4f} cov80_noise={nf['cov_noise'][0.8] if nf else nan:.4f} "
             f"flag_rate_in={rates['in']:.4f} flag_rate_other_model={rates['other_model']:.4f} "
             f"flag_rate_poisson={rates['poisson']:.4f} flag_rate_shuffled={rates['shuffled']:.4f} "
-            f"cov80_1s={lengths['1s'][1][0.8]:.4f} ms_one={ms_one:.3f} s_batch1000={s_batch:.4f}")
-    detail = (f" mae_gs_tonic={clean['mae_mean_tonic'][0]:.4f} mae_gu_tonic={clean['mae_mean_tonic'][1]:.4f} "
+            f"cov80_1s={lengths['1s'][1][0.8]:.4f} ms_one={ms_one:.3f} s_batch1000={s_batch:.4f}{world_line}")
+    detail = (f" generator_cov50={c[0.5]:.4f} generator_cov80={c[0.8]:.4f} generator_cov95={c[0.95]:.4f}"
+              f" mae_gs_tonic={clean['mae_mean_tonic'][0]:.4f} mae_gu_tonic={clean['mae_mean_tonic'][1]:.4f} "
               f"mae_gs_burst={clean['mae_mean_burst'][0]:.4f} mae_gu_burst={clean['mae_mean_burst'][1]:.4f} "
               f"tarp_atc={clean['tarp']['atc']:.4f} noisy_mae_gs={nz['mae_mean_all'][0]:.4f} "
               f"noisy_mae_gu={nz['mae_mean_all'][1]:.4f} noisy_cov50={nz['coverage'][0.5]:.4f} "

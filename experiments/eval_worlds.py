@@ -81,6 +81,88 @@ def two_sample_auc(sets: Path, model: str, shares: dict[str, float], n: int, see
     return float(roc_auc_score(y, p[:, 1]))
 
 
+def world_figures(post, sets: Path, model: str, n_samples: int, max_trains: int | None, seed: int) -> dict:
+    """Score ``post`` on every world's test set (clean and noisy), the mixture and the two-sample AUC; print a table.
+
+    Returns ``{"sets": {(world, noisy): score_set(...)}, "mixture": {level: coverage}, "auc": float,
+    "shares": the training world shares, "n_train": int}``.
+    """
+    shares = dict(post.config.training_data.get("worlds") or {"generator": 1.0})
+    res = {}
+    print(f"\n{'set':22} {'n':>5} {'MAE g_s / g_u':>16} {'cov 50 / 80 / 95%':>22} {'flagged':>8}")
+    for world in WORLDS:
+        for noisy in (False, True):
+            folder = set_folder(sets, model, world, noisy)
+            if not folder.exists():
+                print(f"{world + (' noisy' if noisy else ''):22} (no set at {folder})")
+                continue
+            r = res[(world, noisy)] = score_set(post, folder, n_samples, max_trains, seed)
+            c = r["cov"]
+            print(f"{world + (' noisy' if noisy else ''):22} {r['n']:5d} {r['mae'][0]:7.3f} / {r['mae'][1]:<6.3f} "
+                  f"{c[0.5]:6.3f} / {c[0.8]:.3f} / {c[0.95]:.3f} {r['flag']:8.3f}")
+    have = {w: s for w, s in shares.items() if (w, False) in res}
+    total = sum(have.values()) or 1.0
+    mix = {q: sum(s * res[(w, False)]["cov"][q] for w, s in have.items()) / total for q in LEVELS}
+    print("\nmixture (training shares " + ", ".join(f"{w} {s:.2f}" for w, s in have.items()) + "): coverage "
+          + " / ".join(f"{mix[q]:.3f}" for q in LEVELS))
+    auc = float("nan")
+    if ("unseen", False) in res:
+        auc = two_sample_auc(sets, model, have or {"generator": 1.0}, 2000, seed)
+        print(f"unseen world vs the training mixture: classifier two-sample AUC {auc:.3f} (0.5: the same world)")
+    return {"sets": res, "mixture": mix, "auc": auc, "shares": shares,
+            "n_train": int(post.config.training_data["train_trains"])}
+
+
+def get(fig: dict, world: str, key: str, i=None, noisy: bool = False) -> float:
+    """One figure of :func:`world_figures`' result (NaN where the set is missing)."""
+    r = fig["sets"].get((world, noisy))
+    return float("nan") if r is None else (r[key][i] if i is not None else r[key])
+
+
+def world_keys(fig: dict) -> str:
+    """The per-set ``key=value`` pairs of :func:`world_figures`' result (``<world>[_noisy]_cov50`` ...)."""
+    line = ""
+    for (world, noisy), r in fig["sets"].items():
+        tag = world + ("_noisy" if noisy else "")
+        line += "".join(f" {tag}_cov{int(q * 100)}={r['cov'][q]:.4f}" for q in LEVELS)
+        line += f" {tag}_mae_gs={r['mae'][0]:.4f} {tag}_mae_gu={r['mae'][1]:.4f} {tag}_flag={r['flag']:.4f}"
+    return line
+
+
+def curve_figures(folders: list[str], sets: Path, model: str, n_samples: int, max_trains: int | None,
+                  seed: int) -> list[dict]:
+    """The learning curve: per posterior (one training spec, nested subsets), its size and clean-set figures.
+
+    Each row: training trains, epochs, seconds, generator-world MAE, mixture coverage (training shares, clean sets
+    of the training worlds) and unseen-world MAE and coverage.  Printed as a table, smallest set first.
+    """
+    rows = []
+    for folder in folders:
+        post = load_posterior(folder, model=model)
+        shares = dict(post.config.training_data.get("worlds") or {"generator": 1.0})
+        res = {w: score_set(post, set_folder(sets, model, w, False), n_samples, max_trains, seed)
+               for w in (*shares, "unseen") if set_folder(sets, model, w, False).exists()}
+        have = {w: sh for w, sh in shares.items() if w in res}
+        mix = {q: sum(sh * res[w]["cov"][q] for w, sh in have.items()) / (sum(have.values()) or 1.0)
+               for q in LEVELS}
+        nan2 = (float("nan"),) * 2
+        tr = post.config.training
+        rows.append({"folder": folder, "n_train": int(post.config.training_data["train_trains"]),
+                     "epochs": int(tr["epochs"]), "seconds": float(tr["seconds"]), "mix_cov": mix,
+                     "mae": tuple(res["generator"]["mae"]) if "generator" in res else nan2,
+                     "unseen_mae": tuple(res["unseen"]["mae"]) if "unseen" in res else nan2,
+                     "unseen_cov": res["unseen"]["cov"] if "unseen" in res else dict.fromkeys(LEVELS, np.nan)})
+    rows.sort(key=lambda r: r["n_train"])
+    print(f"\n{'training trains':>15} {'epochs':>6} {'minutes':>7} {'generator MAE':>15} {'mixture cov 50/80/95':>22} "
+          f"{'unseen MAE':>15} {'unseen cov 50/80/95':>22}")
+    for r in rows:
+        m, u = r["mix_cov"], r["unseen_cov"]
+        print(f"{r['n_train']:15d} {r['epochs']:6d} {r['seconds'] / 60:7.1f} {r['mae'][0]:7.3f} / {r['mae'][1]:<5.3f} "
+              f"{m[0.5]:6.3f} / {m[0.8]:.3f} / {m[0.95]:.3f} {r['unseen_mae'][0]:7.3f} / {r['unseen_mae'][1]:<5.3f} "
+              f"{u[0.5]:6.3f} / {u[0.8]:.3f} / {u[0.95]:.3f}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=["stg", "da"])
@@ -92,47 +174,18 @@ def main() -> None:
     args = ap.parse_args()
     post = load_posterior(args.posterior or args.model, model=args.model)
     sets = Path(os.path.expanduser(args.sets))
-    shares = dict(post.config.training_data.get("worlds") or {"generator": 1.0})
-    n_train = int(post.config.training_data["train_trains"])
-    print(f"posterior: {post!r}; {n_train} training trains; world shares {shares}")
-    res = {}
-    print(f"\n{'set':22} {'n':>5} {'MAE g_s / g_u':>16} {'cov 50 / 80 / 95%':>22} {'flagged':>8}")
-    for world in WORLDS:
-        for noisy in (False, True):
-            folder = set_folder(sets, args.model, world, noisy)
-            if not folder.exists():
-                print(f"{world + (' noisy' if noisy else ''):22} (no set at {folder})")
-                continue
-            r = res[(world, noisy)] = score_set(post, folder, args.n_samples, args.max_trains, args.seed)
-            c = r["cov"]
-            print(f"{world + (' noisy' if noisy else ''):22} {r['n']:5d} {r['mae'][0]:7.3f} / {r['mae'][1]:<6.3f} "
-                  f"{c[0.5]:6.3f} / {c[0.8]:.3f} / {c[0.95]:.3f} {r['flag']:8.3f}")
-    nan = float("nan")
-    have = {w: s for w, s in shares.items() if (w, False) in res}
-    total = sum(have.values()) or 1.0
-    mix = {q: sum(s * res[(w, False)]["cov"][q] for w, s in have.items()) / total for q in LEVELS}
-    print("\nmixture (training shares " + ", ".join(f"{w} {s:.2f}" for w, s in have.items()) + "): coverage "
-          + " / ".join(f"{mix[q]:.3f}" for q in LEVELS))
-    auc = nan
-    if ("unseen", False) in res:
-        auc = two_sample_auc(sets, args.model, have or {"generator": 1.0}, 2000, args.seed)
-        print(f"unseen world vs the training mixture: classifier two-sample AUC {auc:.3f} (0.5: the same world)")
-
-    def get(world, key, i=None, noisy=False):
-        r = res.get((world, noisy))
-        return nan if r is None else (r[key][i] if i is not None else r[key])
-
+    print(f"posterior: {post!r}; {post.config.training_data['train_trains']} training trains; world shares "
+          f"{post.config.training_data.get('worlds')}")
+    fig = world_figures(post, sets, args.model, args.n_samples, args.max_trains, args.seed)
+    mix = fig["mixture"]
     line = (f"model={args.model} cov50={mix[0.5]:.4f} cov80={mix[0.8]:.4f} cov95={mix[0.95]:.4f} "
-            f"unseen_cov50={get('unseen', 'cov', 0.5):.4f} unseen_cov80={get('unseen', 'cov', 0.8):.4f} "
-            f"unseen_cov95={get('unseen', 'cov', 0.95):.4f} modulated_cov95={get('modulated', 'cov', 0.95):.4f} "
-            f"mae_gs={get('generator', 'mae', 0):.4f} mae_gu={get('generator', 'mae', 1):.4f} "
-            f"unseen_mae_gs={get('unseen', 'mae', 0):.4f} unseen_mae_gu={get('unseen', 'mae', 1):.4f} "
-            f"unseen_auc={auc:.4f} n_train={n_train}")
-    for (world, noisy), r in res.items():
-        tag = world + ("_noisy" if noisy else "")
-        line += "".join(f" {tag}_cov{int(q * 100)}={r['cov'][q]:.4f}" for q in LEVELS)
-        line += f" {tag}_mae_gs={r['mae'][0]:.4f} {tag}_mae_gu={r['mae'][1]:.4f} {tag}_flag={r['flag']:.4f}"
-    print(line)
+            f"unseen_cov50={get(fig, 'unseen', 'cov', 0.5):.4f} unseen_cov80={get(fig, 'unseen', 'cov', 0.8):.4f} "
+            f"unseen_cov95={get(fig, 'unseen', 'cov', 0.95):.4f} "
+            f"modulated_cov95={get(fig, 'modulated', 'cov', 0.95):.4f} "
+            f"mae_gs={get(fig, 'generator', 'mae', 0):.4f} mae_gu={get(fig, 'generator', 'mae', 1):.4f} "
+            f"unseen_mae_gs={get(fig, 'unseen', 'mae', 0):.4f} unseen_mae_gu={get(fig, 'unseen', 'mae', 1):.4f} "
+            f"unseen_auc={fig['auc']:.4f} n_train={fig['n_train']}")
+    print(line + world_keys(fig))
 
 
 if __name__ == "__main__":
