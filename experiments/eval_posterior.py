@@ -165,7 +165,7 @@ def world_section(post, sets: Path, args) -> tuple[dict | None, str]:
 
     Returns the worlds' figures (None without the world test sets) and the closing line's keys for them.
     """
-    from eval_worlds import curve_figures, get, load_trains, set_folder, world_figures, world_keys
+    from eval_worlds import curve_figures, get, headline_keys, load_trains, set_folder, world_figures, world_keys
 
     nan = float("nan")
     if not set_folder(sets, args.model, "unseen", False).exists():
@@ -189,14 +189,8 @@ def world_section(post, sets: Path, args) -> tuple[dict | None, str]:
     if args.curve:
         print("\n== learning curve (one training spec, nested subsets)")
         curve_figures(args.curve.split(","), sets, args.model, args.n_samples, args.world_trains, args.seed)
-    line = (f" unseen_cov50={get(fig, 'unseen', 'cov', 0.5):.4f} unseen_cov80={get(fig, 'unseen', 'cov', 0.8):.4f} "
-            f"unseen_cov95={get(fig, 'unseen', 'cov', 0.95):.4f} "
-            f"modulated_cov95={get(fig, 'modulated', 'cov', 0.95):.4f} "
-            f"unseen_mae_gs={get(fig, 'unseen', 'mae', 0):.4f} unseen_mae_gu={get(fig, 'unseen', 'mae', 1):.4f} "
-            f"s2p_unseen_mae_gs={s2p['unseen'][0]:.4f} s2p_unseen_mae_gu={s2p['unseen'][1]:.4f} "
-            f"unseen_auc={fig['auc']:.4f} n_train={fig['n_train']}")
-    return fig, line + world_keys(fig) + f" s2p_generator_mae_gs={s2p['generator'][0]:.4f} " \
-        f"s2p_generator_mae_gu={s2p['generator'][1]:.4f}"
+    s2p_keys = "".join(f" s2p_{w}_mae_gs={m[0]:.4f} s2p_{w}_mae_gu={m[1]:.4f}" for w, m in s2p.items())
+    return fig, headline_keys(fig) + s2p_keys + world_keys(fig)
 
 
 def main() -> None:

@@ -81,6 +81,12 @@ def two_sample_auc(sets: Path, model: str, shares: dict[str, float], n: int, see
     return float(roc_auc_score(y, p[:, 1]))
 
 
+def mixture_coverage(shares: dict[str, float], scores: dict[str, dict]) -> dict[float, float]:
+    """Coverage of the training mixture: the worlds' clean-set coverages weighted by the training shares."""
+    total = sum(shares.values()) or 1.0
+    return {q: sum(s * scores[w]["cov"][q] for w, s in shares.items()) / total for q in LEVELS}
+
+
 def world_figures(post, sets: Path, model: str, n_samples: int, max_trains: int | None, seed: int) -> dict:
     """Score ``post`` on every world's test set (clean and noisy), the mixture and the two-sample AUC; print a table.
 
@@ -101,8 +107,7 @@ def world_figures(post, sets: Path, model: str, n_samples: int, max_trains: int 
             print(f"{world + (' noisy' if noisy else ''):22} {r['n']:5d} {r['mae'][0]:7.3f} / {r['mae'][1]:<6.3f} "
                   f"{c[0.5]:6.3f} / {c[0.8]:.3f} / {c[0.95]:.3f} {r['flag']:8.3f}")
     have = {w: s for w, s in shares.items() if (w, False) in res}
-    total = sum(have.values()) or 1.0
-    mix = {q: sum(s * res[(w, False)]["cov"][q] for w, s in have.items()) / total for q in LEVELS}
+    mix = mixture_coverage(have, {w: res[(w, False)] for w in have})
     print("\nmixture (training shares " + ", ".join(f"{w} {s:.2f}" for w, s in have.items()) + "): coverage "
           + " / ".join(f"{mix[q]:.3f}" for q in LEVELS))
     auc = float("nan")
@@ -117,6 +122,15 @@ def get(fig: dict, world: str, key: str, i=None, noisy: bool = False) -> float:
     """One figure of :func:`world_figures`' result (NaN where the set is missing)."""
     r = fig["sets"].get((world, noisy))
     return float("nan") if r is None else (r[key][i] if i is not None else r[key])
+
+
+def headline_keys(fig: dict) -> str:
+    """The training-worlds issue's unseen / modulated / AUC / size ``key=value`` pairs of a result."""
+    return (f" unseen_cov50={get(fig, 'unseen', 'cov', 0.5):.4f} unseen_cov80={get(fig, 'unseen', 'cov', 0.8):.4f} "
+            f"unseen_cov95={get(fig, 'unseen', 'cov', 0.95):.4f} "
+            f"modulated_cov95={get(fig, 'modulated', 'cov', 0.95):.4f} "
+            f"unseen_mae_gs={get(fig, 'unseen', 'mae', 0):.4f} unseen_mae_gu={get(fig, 'unseen', 'mae', 1):.4f} "
+            f"unseen_auc={fig['auc']:.4f} n_train={fig['n_train']}")
 
 
 def world_keys(fig: dict) -> str:
@@ -142,9 +156,7 @@ def curve_figures(folders: list[str], sets: Path, model: str, n_samples: int, ma
         shares = dict(post.config.training_data.get("worlds") or {"generator": 1.0})
         res = {w: score_set(post, set_folder(sets, model, w, False), n_samples, max_trains, seed)
                for w in (*shares, "unseen") if set_folder(sets, model, w, False).exists()}
-        have = {w: sh for w, sh in shares.items() if w in res}
-        mix = {q: sum(sh * res[w]["cov"][q] for w, sh in have.items()) / (sum(have.values()) or 1.0)
-               for q in LEVELS}
+        mix = mixture_coverage({w: sh for w, sh in shares.items() if w in res}, res)
         nan2 = (float("nan"),) * 2
         tr = post.config.training
         rows.append({"folder": folder, "n_train": int(post.config.training_data["train_trains"]),
@@ -178,14 +190,9 @@ def main() -> None:
           f"{post.config.training_data.get('worlds')}")
     fig = world_figures(post, sets, args.model, args.n_samples, args.max_trains, args.seed)
     mix = fig["mixture"]
-    line = (f"model={args.model} cov50={mix[0.5]:.4f} cov80={mix[0.8]:.4f} cov95={mix[0.95]:.4f} "
-            f"unseen_cov50={get(fig, 'unseen', 'cov', 0.5):.4f} unseen_cov80={get(fig, 'unseen', 'cov', 0.8):.4f} "
-            f"unseen_cov95={get(fig, 'unseen', 'cov', 0.95):.4f} "
-            f"modulated_cov95={get(fig, 'modulated', 'cov', 0.95):.4f} "
-            f"mae_gs={get(fig, 'generator', 'mae', 0):.4f} mae_gu={get(fig, 'generator', 'mae', 1):.4f} "
-            f"unseen_mae_gs={get(fig, 'unseen', 'mae', 0):.4f} unseen_mae_gu={get(fig, 'unseen', 'mae', 1):.4f} "
-            f"unseen_auc={fig['auc']:.4f} n_train={fig['n_train']}")
-    print(line + world_keys(fig))
+    print(f"model={args.model} cov50={mix[0.5]:.4f} cov80={mix[0.8]:.4f} cov95={mix[0.95]:.4f} "
+          f"mae_gs={get(fig, 'generator', 'mae', 0):.4f} mae_gu={get(fig, 'generator', 'mae', 1):.4f}"
+          + headline_keys(fig) + world_keys(fig))
 
 
 if __name__ == "__main__":

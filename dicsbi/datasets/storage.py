@@ -173,6 +173,9 @@ def validation_mask(ds: TrainingSet, val_fraction: float) -> np.ndarray:
     return mask
 
 
+# the per-row arrays of a TrainingSet besides its trains, target indices and features (set by load_dataset)
+ROW_ARRAYS = ("targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
+              "noise_seed", "noise_index", "noise_std", "world")
 SHARED_FIELDS = ("model", "g_s_range", "g_u_range", "duration_ms", "transient_ms", "dt_ms")
 
 
@@ -211,9 +214,7 @@ def combine_datasets(sets: Sequence[TrainingSet], val_fraction: float) -> tuple[
         target_index=np.concatenate([s.target_index + o for s, o in zip(sets, offsets)]),
         features={k: np.concatenate([s.features[k] for s in sets]) for k in sets[0].features},
         manifest=manifest,
-        **{f: np.concatenate([getattr(s, f) for s in sets]) for f in (
-            "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "population_seed",
-            "noise_seed", "noise_index", "noise_std", "world")})
+        **{f: np.concatenate([getattr(s, f) for s in sets]) for f in ROW_ARRAYS})
     return combined, np.concatenate(val)
 
 
@@ -232,29 +233,18 @@ def subset_trains(ds: TrainingSet, max_trains: int, val_fraction: float = 0.1, s
     is_val = validation_mask(ds, val_fraction)
     ok = (ds.status == 0) & (ds.trains.counts >= min_spikes)
     rng = _seeds.rng(seed, _seeds.SUBSET)
-    keep = np.zeros(len(ds), dtype=bool)
-    fraction = 1.0
-    for val_side in (False, True):
-        side = is_val == val_side
-        targets = rng.permutation(np.unique(ds.target_index[side]))
-        if not val_side:
-            ordered = np.sort(targets)
-            n_ok = np.bincount(np.searchsorted(ordered, ds.target_index[side & ok]), minlength=targets.size)
-            cum = np.cumsum(n_ok[np.searchsorted(ordered, targets)])
-            n_keep = min(int(np.searchsorted(cum, max_trains)) + 1, targets.size)
-            fraction = n_keep / max(targets.size, 1)
-        else:
-            n_keep = int(round(fraction * targets.size))
-        keep |= side & np.isin(ds.target_index, targets[:n_keep])
+    train_t = np.unique(ds.target_index[~is_val])
+    order = rng.permutation(train_t.size)
+    val_t = rng.permutation(np.unique(ds.target_index[is_val]))
+    n_ok = np.bincount(np.searchsorted(train_t, ds.target_index[~is_val & ok]), minlength=train_t.size)
+    n_train = min(int(np.searchsorted(np.cumsum(n_ok[order]), max_trains)) + 1, train_t.size)
+    n_val = int(round(n_train / max(train_t.size, 1) * val_t.size))  # the same share of the validation targets
+    keep = np.isin(ds.target_index, np.concatenate([train_t[order[:n_train]], val_t[:n_val]]))
     spec = {"max_trains": int(max_trains), "seed": int(seed), "val_fraction": float(val_fraction)}
     fingerprint = hashlib.sha256(f"{ds.manifest['fingerprint']}:{json.dumps(spec, sort_keys=True)}".encode())
     manifest = {**ds.manifest, "fingerprint": fingerprint.hexdigest(),
                 "subset": {**spec, "of": ds.manifest["fingerprint"], "rows": int(keep.sum())}}
     rows = np.flatnonzero(keep)
-    arrays = {f: getattr(ds, f)[rows] for f in (
-        "targets", "dics", "vth_mV", "conductances", "firing_class", "status", "target_index", "population_seed",
-        "noise_seed", "noise_index")}
     return TrainingSet(model=ds.model, trains=ds.trains.select(rows), manifest=manifest,
-                       features={k: v[rows] for k, v in ds.features.items()},
-                       noise_std=None if ds.noise_std is None else ds.noise_std[rows],
-                       world=None if ds.world is None else ds.world[rows], **arrays)
+                       target_index=ds.target_index[rows], features={k: v[rows] for k, v in ds.features.items()},
+                       **{f: getattr(ds, f)[rows] for f in ROW_ARRAYS})
