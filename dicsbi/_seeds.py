@@ -23,7 +23,7 @@ Refinement (root: the recording's own stream ``(i, REFINE)`` under ``infer``'s s
     ``(REFINE, gen)`` generation ``gen``'s resampling and moves, ``(REFINE, gen, 1)`` their simulations' noise.
 Neuromodulation (root: ``modulate``'s seed)
     ``(MODULATION + i,)`` neuron ``i``'s likelihood tables and importance samples; scenario sets of the benchmark
-    ``(set index, i)``.
+    ``(set index, i)``; training pairs of the spike-level evidence (root: the run's seed) ``(MOD_PAIRS, block)``.
 Pair rankings (root 0)
     ``(i + PAIR_CELL, j + PAIR_CELL)`` the pilot cells of grid cell ``(i, j)``.
 Training (root: ``TrainConfig.seed``)
@@ -43,6 +43,7 @@ MODULATION = 2**30
 PAIR_CELL = 10**6
 REFINE_FIRST = 2**22
 REFINE = 2**23  # also the recording's refinement root: (i, REFINE) under infer's seed
+MOD_PAIRS = 2**24
 
 
 def stream(root: int, *key: int) -> np.random.SeedSequence:

@@ -32,9 +32,15 @@ bootstrap intervals of the differences between methods.
 
 Rows go to ``--out/rows.jsonl`` as they finish (one JSON object per scenario with every method's probabilities
 or ranks); a rerun with the same settings skips the rows already there, so an interrupted run resumes.
-Ends with one line (unprefixed figures: today's evidence on the prior set):
+``spike``: the spike-level evidence (:mod:`dicsbi.modulation.spike_evidence`, ``--spike-evidence`` or the
+shipped model): an amortised posterior over hypotheses from both whole spike trains, trained on pairs of the
+model's prior made by ``make_modulation_pairs.py`` with other seeds (never on these scenarios).  Each row keeps
+the pair's features, so a retrained model rescores every row without simulating (``--report-only``).
+
+Ends with one line (unprefixed figures: the DIC-level evidence on the prior set; ``_new``: the spike-level one):
 model=M scenarios=n top1 top3 top3_swaps median_rank channel_auc ece ece_lo ece_hi brier confident_share
-confident_right top3_cost channel_auc_cost top3_oracle_before top3_oracle_after seconds
+confident_right top3_cost channel_auc_cost top3_oracle_before top3_oracle_after seconds top3_new channel_auc_new
+ece_new ece_new_hi confident_share_new confident_right_new seconds_new
 """
 
 from __future__ import annotations
@@ -55,8 +61,9 @@ from dicsbi.modulation.cost_rule import rank_by_cost_population
 from dicsbi.modulation.likelihood import GaussianLikelihood, GridLikelihood
 from dicsbi.modulation.scenarios import draw_scenario, scenario_seed
 from dicsbi.modulation.scoring import bootstrap_index, ece, paired_difference, reliability, score_rows, summary
+from dicsbi.modulation.spike_evidence import pair_features
 
-PROBABILISTIC = ("evidence", "oracle_before", "oracle_after", "oracle_both")
+PROBABILISTIC = ("spike", "evidence", "oracle_before", "oracle_after", "oracle_both")
 RANKING = ("cost", "cost_oracle_before", "cost_oracle_after")
 METHODS = PROBABILISTIC + RANKING
 
@@ -104,7 +111,55 @@ def run_scenario(model: str, set_name: str, i: int, args, post) -> dict:
     row["methods"].update({k: {"failed": "no before-population: no posterior sample reachable by compensation"}
                            for k in METHODS if k not in row["methods"]})
     row["seconds"] = round(time.perf_counter() - t0, 2)
+    _store_features(row, sc, post)
     return row
+
+
+def _store_features(row: dict, sc, post) -> None:
+    """Keep the pair's classifier input (with the DIC features of ``post``, the shipped posterior) in ``row``."""
+    t0 = time.perf_counter()
+    row["pair_features"] = [float(f"{v:.7g}") for v in pair_features(*sc.trains, post)[0]]
+    row["pair_features_seconds"] = time.perf_counter() - t0
+    row["pair_features_posterior"] = post.config.weights_sha256
+
+
+def add_spike_evidence(rows: dict, path: Path, args) -> None:
+    """Score every row with the spike-level evidence (``--spike-evidence``), in place; rewrite ``path``.
+
+    A row made without the pair's features (an older run) gets them from its scenario, drawn again (a pure
+    function of model, set, index and seed); the features stay in the row, so a retrained model rescores at once.
+    """
+    from dicsbi.modulation.spike_evidence import SpikeEvidence, pretrained_spike_evidence
+
+    ev = SpikeEvidence.load(os.path.expanduser(args.spike_evidence)) if args.spike_evidence else \
+        pretrained_spike_evidence(args.model)
+    from dicsbi.posterior.artifact import load_posterior
+
+    post = load_posterior(args.model)
+    missing = [k for k, r in rows.items() if r.get("pair_features_posterior") != post.config.weights_sha256]
+    for n, k in enumerate(missing):
+        _store_features(rows[k], draw_scenario(args.model, k[0], k[1], args.seed), post)
+        if (n + 1) % 50 == 0:
+            print(f"  pair features of {n + 1}/{len(missing)} older rows", flush=True)
+    import torch
+
+    keys = list(rows)
+    sha = ev.config.get("dic_posterior_sha256")
+    if sha not in (None, post.config.weights_sha256):
+        raise SystemExit(f"the spike-level evidence reads DIC posterior {sha[:12]}, not the installed one")
+    width = len(ev.config["x_mean"])  # 66 spike statistics, then 12 DIC features: a prefix without them
+    x = torch.as_tensor(np.array([rows[k]["pair_features"][:width] for k in keys]), dtype=torch.float32)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        logp = torch.log_softmax(ev.logits(x) / ev.temperature, -1).numpy()
+    per_pair = (time.perf_counter() - t0) / len(keys)
+    for k, lp in zip(keys, logp, strict=True):
+        rows[k]["methods"]["spike"] = {"p": [float(f"{p:.6g}") for p in ev.combine(lp[None])],
+                                       "seconds": per_pair + rows[k]["pair_features_seconds"],
+                                       "weights_sha256": ev.config["weights_sha256"][:12]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(rows[k]) + "\n" for k in keys))
+    tmp.replace(path)
 
 
 def _settings(args) -> dict:
@@ -140,6 +195,8 @@ def run(args) -> dict[tuple[str, int], dict]:
     todo = [(s, i) for s, n in (("prior", args.prior), ("drift", args.drift), ("bio", args.bio)) for i in range(n)
             if (s, i) not in rows]
     if args.report_only or not todo:
+        if not args.no_spike:
+            add_spike_evidence(rows, rows_path, args)
         return rows
     post = load_posterior(args.model)
     t0 = time.perf_counter()
@@ -155,12 +212,19 @@ def run(args) -> dict[tuple[str, int], dict]:
                     f"rank={1 + int(np.sum(np.array(ev) > ev[t]))} P(true)={ev[t]:.3f}")
             print(f"[{k + 1}/{len(todo)}] {time.perf_counter() - t0:7.0f}s {s:<5} {i:>3} truth={row['truth']:<11} "
                   f"{what} ({row['seconds']:.1f} s)", flush=True)
+    if not args.no_spike:
+        add_spike_evidence(rows, rows_path, args)
     return rows
 
 
 def _fmt(v, w=6):
     return f"{v:>{w}.3f}" if isinstance(v, float) and np.isfinite(v) else f"{'-':>{w}}" if isinstance(
         v, float) else f"{v:>{w}}"
+
+
+def present(rows: list[dict]) -> list[str]:
+    """The methods every row holds (the spike-level evidence is absent from runs made with ``--no-spike``)."""
+    return [m for m in METHODS if all(m in r["methods"] for r in rows)]
 
 
 def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
@@ -176,7 +240,8 @@ def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
         sub = [r for r in rows if r["set"] == set_name]
         if not sub:
             continue
-        scores = {meth: score_rows(model, sub, labels, meth) for meth in METHODS}
+        meths = present(sub)
+        scores = {meth: score_rows(model, sub, labels, meth) for meth in meths}
         if set_name == "prior":
             prior_scores = scores
         sizes = np.array([r["size"] for r in sub])
@@ -185,7 +250,7 @@ def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
             if not mask.any():
                 continue
             boot = bootstrap_index(int(mask.sum()))
-            for meth in METHODS:
+            for meth in meths:
                 s = summary({k: v[mask] for k, v in scores[meth].items()}, boot if size == "all" else None)
                 ci = f"[{s['ece_lo']:.3f},{s['ece_hi']:.3f}]" if "ece_lo" in s else "-"
                 print(f"{set_name:<6} {str(size):<4} {meth:<19} {s['n']:>4} {_fmt(s['top1'])} {_fmt(s['top3'])} "
@@ -194,8 +259,10 @@ def print_table(model: str, rows: list[dict], labels: list[str]) -> dict:
                       f"{_fmt(s.get('ece_calibrated', float('nan')))} "
                       f"{_fmt(s.get('confident_share', float('nan')))} {_fmt(s.get('confident_right', float('nan')))}")
         boot = bootstrap_index(len(sub), 1)
-        for a, b in (("evidence", "cost"), ("oracle_before", "evidence"), ("oracle_after", "evidence"),
-                     ("oracle_both", "evidence"), ("evidence", "cost_oracle_after")):
+        for a, b in (("spike", "evidence"), ("spike", "cost"), ("evidence", "cost"), ("oracle_before", "evidence"),
+                     ("oracle_after", "evidence"), ("oracle_both", "evidence"), ("evidence", "cost_oracle_after")):
+            if a not in scores or b not in scores:
+                continue
             for key in ("top3", "auc"):
                 d, lo, hi = paired_difference(scores[a][key], scores[b][key], boot)
                 print(f"  {set_name}: {a} - {b}: {key} {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap)")
@@ -212,7 +279,7 @@ def plot_reliability(model: str, rows: list[dict], labels: list[str], path: Path
     for ax, set_name in zip(axes, ("prior", "drift", "bio"), strict=True):
         sub = [r for r in rows if r["set"] == set_name]
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        for meth in PROBABILISTIC:
+        for meth in [m for m in present(sub) if m in PROBABILISTIC]:
             if not sub:
                 break
             s = score_rows(model, sub, labels, meth)
@@ -241,7 +308,7 @@ def compare_runs(model: str, rows: list[dict], other: dict, labels: list[str], n
         raise SystemExit(f"{name} holds other scenarios under the same indices (another --seed?)")
     boot = bootstrap_index(len(both), 2)
     print(f"\nthis run minus {name} on {len(both)} common scenarios (paired bootstrap 95%):")
-    for meth in METHODS:
+    for meth in [m for m in present(both) if m in present(theirs)]:
         a, b = score_rows(model, both, labels, meth), score_rows(model, theirs, labels, meth)
         parts = []
         for key in ("top1", "top3", "auc", "rank"):
@@ -262,6 +329,9 @@ def main(argv=None) -> None:
     ap.add_argument("--n-particles", type=int, default=128)
     ap.add_argument("--oracle-sd", type=float, default=0.2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--spike-evidence", default=None, help="folder of a spike-level evidence model "
+                    "(default: the shipped one)")
+    ap.add_argument("--no-spike", action="store_true", help="leave the spike-level evidence out")
     ap.add_argument("--report-only", action="store_true", help="score the rows already computed, run nothing")
     ap.add_argument("--compare-with", default=None, help="another run's --out (same scenarios, e.g. another "
                     "budget): paired differences of every method on the scenarios both hold")
@@ -279,7 +349,7 @@ def main(argv=None) -> None:
     counts = ", ".join(f"{s} {sum(r['set'] == s for r in rows)}" for s in ("prior", "drift", "bio"))
     print(f"{len(rows)} scenarios ({counts}); {sum(r['seconds'] for r in rows):.0f} s of scenario time, "
           f"{time.perf_counter() - t0:.0f} s this run")
-    failed = {k: sum("failed" in r["methods"][k] for r in rows) for k in METHODS}
+    failed = {k: sum("failed" in r["methods"][k] for r in rows) for k in present(rows)}
     print("scenarios a method refused (scored as misses, top-1 confidence 1/H): "
           + ", ".join(f"{k} {v}" for k, v in failed.items() if v) if any(failed.values()) else
           "no scenario refused by any method")
@@ -292,6 +362,8 @@ def main(argv=None) -> None:
                      labels, args.compare_with)
     prior = [r for r in rows if r["set"] == "prior"]
     ev = summary(sc["evidence"], bootstrap_index(len(prior)))
+    new = summary(sc["spike"], bootstrap_index(len(prior))) if "spike" in sc else {}
+    sec_new = float(np.median([r["methods"]["spike"]["seconds"] for r in prior])) if new else float("nan")
     cost = summary(sc["cost"])
     ob, oa = summary(sc["oracle_before"]), summary(sc["oracle_after"])
     secs = sum(r["seconds"] for r in rows)
@@ -301,7 +373,10 @@ def main(argv=None) -> None:
           f"ece_hi={ev['ece_hi']:.4f} brier={ev['brier']:.4f} confident_share={ev['confident_share']:.4f} "
           f"confident_right={ev['confident_right']:.4f} top3_cost={cost['top3']:.4f} "
           f"channel_auc_cost={cost['channel_auc']:.4f} top3_oracle_before={ob['top3']:.4f} "
-          f"top3_oracle_after={oa['top3']:.4f} seconds={secs:.0f}")
+          f"top3_oracle_after={oa['top3']:.4f} seconds={secs:.0f} top3_new={new.get('top3', np.nan):.4f} "
+          f"channel_auc_new={new.get('channel_auc', np.nan):.4f} ece_new={new.get('ece', np.nan):.4f} "
+          f"ece_new_hi={new.get('ece_hi', np.nan):.4f} confident_share_new={new.get('confident_share', np.nan):.4f} "
+          f"confident_right_new={new.get('confident_right', np.nan):.4f} seconds_new={sec_new:.4f}")
 
 
 if __name__ == "__main__":
