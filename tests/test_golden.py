@@ -24,6 +24,12 @@ PROVENANCE = {"dicsbi_version", "created_at", "arviz_version", "inference_librar
 # samples and Pareto tail indices moved by up to 1.4e-9 (absolute; 1.6e-9 relative for a tail index) between two
 # machines with the same pinned installs; a re-layout that changes a result changes it by far more
 RTOL, ATOL = 1e-7, 1e-8
+# outputs of float32 networks (the typicality score, the noise-level posterior) moved by up to 1.9e-6 relative
+# between two AMD EPYC machines with the same installs (float32 epsilon 1.2e-7, summed over layers), and the
+# predictive check's van Rossum ratio, whose members are simulated with noise levels drawn from that posterior,
+# by 6.3e-5: these fields get their own tolerance, every other float keeps RTOL
+LOOSE = {"typicality": 1e-5, "noise_p_zero": 1e-5, "noise_median": 1e-5, "noise_q05": 1e-5, "noise_q95": 1e-5,
+         "noise_std": 1e-5, "check_vr_ratio": 1e-3}
 
 
 def _maker():
@@ -45,7 +51,8 @@ def _same_csv(got: Path, want: Path) -> None:
                 fx, fy = float(x), float(y)
             except ValueError:
                 raise AssertionError(f"{want.name} row {i} column {col}: {x!r} != golden {y!r}") from None
-            assert np.isclose(fx, fy, rtol=RTOL, atol=ATOL) or (np.isnan(fx) and np.isnan(fy)), \
+            rtol = LOOSE.get(col, RTOL)
+            assert np.isclose(fx, fy, rtol=rtol, atol=ATOL) or (np.isnan(fx) and np.isnan(fy)), \
                 f"{want.name} row {i} column {col}: {x} != golden {y}"
 
 
@@ -70,7 +77,8 @@ def _same_netcdf(got: Path, want: Path) -> None:
             x, y = da_[v], db_[v]
             assert x.dims == y.dims and x.shape == y.shape, f"{want.name}/{group}/{v}: shape {x.shape} != {y.shape}"
             if np.issubdtype(y.dtype, np.floating):
-                np.testing.assert_allclose(x.values, y.values, rtol=RTOL, atol=ATOL, equal_nan=True,
+                np.testing.assert_allclose(x.values, y.values, rtol=LOOSE.get(v, RTOL),
+                                           atol=ATOL if v not in LOOSE else 1e-5, equal_nan=True,
                                            err_msg=f"{want.name}/{group}/{v}")
             else:
                 np.testing.assert_array_equal(x.values, y.values, err_msg=f"{want.name}/{group}/{v}")
