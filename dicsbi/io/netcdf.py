@@ -287,7 +287,9 @@ def modulation_data(result):
     * ``prior``: the before-population ``conductance`` ``(chain, draw, neuron, channel)`` (draw = member) and
       its ``g_s``/``g_u``;
     * ``sample_stats``: per hypothesis ``log_evidence`` (all neurons), its standard errors, ``probability``,
-      ``log_prior``, ``log_bayes_factor``, and per (hypothesis, neuron) ``log_evidence_neuron`` and ``ess``;
+      ``log_prior``, ``log_bayes_factor``, and per (hypothesis, neuron) ``log_evidence_neuron`` and ``ess``
+      (the DIC-level evidence); ``probability_spike`` and per (hypothesis, neuron)
+      ``log_probability_spike_neuron`` (the spike-level evidence; NaN where it was not used);
     * ``observed_data``: per neuron the firing class and rate before and after, and the after posterior's
       mean (g_s, g_u); ``constant_data``: which channels each hypothesis modulates, each channel's (g_s, g_u)
       sensitivity per neuron and the log evidence of "no change".
@@ -369,8 +371,18 @@ def _modulation_stats(result, labels: list, ids: list, attrs: dict):
                        "log_evidence_neuron": (("hypothesis", "neuron"),
                                                np.stack([n.log_evidence for n in neurons], 1)),
                        "ess": (("hypothesis", "neuron"), np.stack([n.ess for n in neurons], 1)),
-                       "pareto_k": (("hypothesis", "neuron"), np.stack([n.pareto_k for n in neurons], 1))},
+                       "pareto_k": (("hypothesis", "neuron"), np.stack([n.pareto_k for n in neurons], 1)),
+                       **_spike_stats(result)},
                       coords=hc, attrs=attrs)
+
+
+def _spike_stats(result) -> dict:
+    """Return the spike-level evidence's probabilities (all NaN where the result has none)."""
+    n_h, n_n = len(result.hypotheses), len(result.neurons)
+    sp = result.spike
+    return {"probability_spike": (("hypothesis",), np.full(n_h, np.nan) if sp is None else sp.probability),
+            "log_probability_spike_neuron": (("hypothesis", "neuron"),
+                                             np.full((n_h, n_n), np.nan) if sp is None else sp.log_q_neuron.T)}
 
 
 def _modulation_observed(neurons, ids: list, attrs: dict):

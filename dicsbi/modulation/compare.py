@@ -29,6 +29,7 @@ from .hypotheses import Hypothesis, hypothesis_log_prior, resolve_hypotheses
 from .inputs import prepare_inputs, rate_hz
 from .likelihood import GridLikelihood
 from .options import ComparisonOptions
+from .spike_evidence import SpikeLevel
 
 N_DRAWS = 400          # resampled posterior draws of the change kept per hypothesis and neuron
 FLAT_PROBABILITY = 0.5  # below this, the best hypothesis is reported as not identified
@@ -78,6 +79,7 @@ class ModulationResult:
     log_prior: np.ndarray
     neurons: list[NeuronModulation]
     settings: dict
+    spike: SpikeLevel | None = None  # the spike-level evidence (None: not available, ``settings`` says why)
 
     @property
     def log_evidence(self) -> np.ndarray:
@@ -133,13 +135,34 @@ class ModulationResult:
         le = self.log_evidence
         return le - np.max(le)
 
-    def order(self) -> np.ndarray:
-        """Hypothesis indices from the most to the least probable (ties keep their order)."""
-        return np.argsort(-self.probability, kind="stable")
+    @property
+    def spike_probability(self) -> np.ndarray | None:
+        """Posterior probability of each hypothesis from the whole spike trains (the spike-level evidence)."""
+        return None if self.spike is None else self.spike.probability
 
-    def channel_probability(self) -> dict[str, float]:
-        """Each modulable channel's probability of being targeted: the total probability of the hypotheses naming it."""
-        p = self.probability
+    def probability_of(self, evidence: str) -> np.ndarray:
+        """Return the hypothesis probabilities of ``evidence`` (``"dic"`` or ``"spike"``)."""
+        if evidence not in ("dic", "spike"):
+            raise DicsbiError(f"evidence must be 'dic' or 'spike', got {evidence!r}")
+        if evidence == "spike":
+            if self.spike is None:
+                raise DicsbiError(f"no spike-level evidence in this result ({self.settings.get('spike_evidence')})")
+            return self.spike.probability
+        return self.probability
+
+    def order(self, evidence: str = "dic") -> np.ndarray:
+        """Hypothesis indices from the most to the least probable (ties keep their order).
+
+        ``evidence``: ``"dic"`` (the DIC-level comparison) or ``"spike"`` (the spike-level evidence).
+        """
+        return np.argsort(-self.probability_of(evidence), kind="stable")
+
+    def channel_probability(self, evidence: str = "dic") -> dict[str, float]:
+        """Each modulable channel's probability of being targeted: the total probability of the hypotheses naming it.
+
+        ``evidence``: ``"dic"`` or ``"spike"`` (as :meth:`order`).
+        """
+        p = self.probability if evidence == "dic" else self.probability_of(evidence)
         m = get_model(self.model)
         from .hypotheses import modulable_channels
 
@@ -214,7 +237,7 @@ def _dic_shift(before: np.ndarray, after: np.ndarray) -> float:
 
 
 def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int = 200, posterior=None,
-             seed: int = 0, *, options: ComparisonOptions = ComparisonOptions(),
+             seed: int = 0, *, options: ComparisonOptions = ComparisonOptions(), spike_evidence="auto",
              progress: bool = False) -> ModulationResult:
     """Compare hypotheses of which channels a modulator changed (see the module docstring).
 
@@ -236,6 +259,11 @@ def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int 
         Everything is reproducible by it (see the module docstring).
     options
         The comparison's settings (cost prior, typical change, importance samples).
+    spike_evidence
+        The spike-level evidence (:mod:`dicsbi.modulation.spike_evidence`) scored next to the DIC-level one:
+        ``"auto"`` (the shipped model when there is one), a folder written by ``SpikeEvidence.save``, a
+        :class:`~dicsbi.modulation.spike_evidence.SpikeEvidence`, or None (off).  ``result.settings
+        ["spike_evidence"]`` says which was used, or why none was.
     progress
         Show a progress bar.
     """
@@ -263,7 +291,30 @@ def modulate(before, after, model: str = "stg", hypotheses=None, n_members: int 
             nm.rate_before, nm.rate_after = float(rate_before[i]), float(rate_after[i])
             neurons.append(nm)
     settings = options.settings(n_members, post.config.fingerprint)
-    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, cmp.log_prior, neurons, settings)
+    spike, settings["spike_evidence"] = _spike_level(spike_evidence, m, hyps, cmp.log_prior, before_trains,
+                                                     after_trains, options)
+    return ModulationResult(m.name, float(post.vth_mV), int(seed), hyps, cmp.log_prior, neurons, settings, spike)
+
+
+def _spike_level(which, m, hyps, log_prior, before, after, options) -> tuple[SpikeLevel | None, str]:
+    """Return the spike-level evidence asked for by ``modulate(spike_evidence=which)``, and what the settings record."""
+    from .spike_evidence import SpikeEvidence, SpikeEvidenceError, pretrained_spike_evidence, spike_level
+
+    if which is None or which is False:
+        return None, "off"
+    if before is None:
+        return None, "not available: the before recordings were given as populations, not spike trains"
+    try:
+        ev = (which if isinstance(which, SpikeEvidence) else
+              pretrained_spike_evidence(m.name) if which == "auto" else SpikeEvidence.load(which))
+        if ev.config["model"] != m.name:
+            raise SpikeEvidenceError(f"the spike-level evidence is for model {ev.config['model']!r}, not {m.name!r}")
+        sha = ev.config.get("weights_sha256", "unsaved")[:12]
+        return spike_level(ev, hyps, log_prior, before, after, options), f"weights {sha}"
+    except SpikeEvidenceError as exc:
+        if which != "auto":
+            raise
+        return None, f"not available: {exc}"
 
 
 def _by_size(hyps) -> dict[int, list[int]]:

@@ -36,12 +36,19 @@ def _describe(changes: dict[str, np.ndarray]) -> str:
     return "; ".join(parts)
 
 
-def hypotheses_table(result) -> str:
-    """Return ``hypotheses.csv``: one row per hypothesis, most probable first.
+def _spike_p(result) -> np.ndarray:
+    """Return the spike-level probabilities, NaN where the result has none."""
+    sp = result.spike_probability
+    return np.full(len(result.hypotheses), np.nan) if sp is None else sp
 
-    The columns hold its probability, log evidence with standard errors, log Bayes factors against the best
-    and against no change, log prior, the smallest ESS and largest Pareto k over neurons, the median change
-    factor of each channel and the changes' medians with 90% intervals.
+
+def hypotheses_table(result) -> str:
+    """Return ``hypotheses.csv``: one row per hypothesis, most probable first (DIC-level evidence).
+
+    The columns hold its probability (DIC-level; ``probability_spike``: the spike-level evidence), log evidence
+    with standard errors, log Bayes factors against the best and against no change, log prior, the smallest ESS
+    and largest Pareto k over neurons, the median change factor of each channel and the changes' medians with
+    90% intervals.
     """
     order = result.order()
     chans = modulable_channels(result.model)
@@ -50,6 +57,7 @@ def hypotheses_table(result) -> str:
     pk = np.fmax.reduce([n.pareto_k for n in result.neurons], axis=0)  # NaN: no diagnostic for that hypothesis
     cols = {"rank": list(range(1, len(order) + 1)), "hypothesis": [result.hypotheses[i].label for i in order],
             "n_channels": [result.hypotheses[i].size for i in order], "probability": [prob[i] for i in order],
+            "probability_spike": [_spike_p(result)[i] for i in order],
             "log_evidence": [le[i] for i in order], "log_evidence_se": [result.se[i] for i in order],
             "log_evidence_se_population": [result.se_population[i] for i in order],
             "log_bayes_factor_vs_best": [bf[i] for i in order],
@@ -90,10 +98,13 @@ def _mixture_draws(result, channel: str) -> np.ndarray:
 def channels_table(result) -> str:
     """Return ``channels.csv``: per channel, most probable first, the probability that it was targeted.
 
+    ``probability_targeted`` is the DIC-level evidence's, ``probability_targeted_spike`` the spike-level one's.
+
     With it: its DIC sensitivity, whether it is invisible to the DICs, and the median and 90% interval of its
     change factor given that it was targeted (hypotheses weighted by probability).
     """
     p = result.channel_probability()
+    ps = result.channel_probability("spike") if result.spike is not None else {c: np.nan for c in p}
     chans = sorted(p, key=lambda c: -p[c])
     meds, lo, hi = [], [], []
     for c in chans:
@@ -104,6 +115,7 @@ def channels_table(result) -> str:
     sens = result.channel_sensitivity()
     invisible = result.invisible_channels()
     return format_table_csv({"channel": [c[2:] for c in chans], "probability_targeted": [p[c] for c in chans],
+                             "probability_targeted_spike": [ps[c] for c in chans],
                              "dic_sensitivity": [sens[c] for c in chans],
                              "dic_invisible": [c in invisible for c in chans],
                              "factor_median_if_targeted": meds, "factor_q05_if_targeted": lo,
@@ -142,7 +154,13 @@ def hypothesis_bars(result, top: int = 15):
     prob = result.probability
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.4))
     y = np.arange(len(order))[::-1]
-    ax.barh(y, prob[order], color="#1f77b4")
+    sp = result.spike_probability
+    if sp is None:
+        ax.barh(y, prob[order], color="#1f77b4")
+    else:
+        ax.barh(y + 0.2, prob[order], 0.4, color="#1f77b4", label="DIC-level evidence")
+        ax.barh(y - 0.2, sp[order], 0.4, color="#2ca02c", label="spike-level evidence")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_yticks(y, [result.hypotheses[i].label for i in order], fontsize=8)
     for yy, i in zip(y, order):
         ax.text(prob[i] + 0.01, yy, f"log BF {result.log_bayes_factor[i]:.1f} ± {result.se[i]:.2f}", va="center",
@@ -161,7 +179,14 @@ def channel_bars(result):
     p = result.channel_probability()
     chans = list(p)
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar([c[2:] for c in chans], [p[c] for c in chans], color="#ff7f0e")
+    if result.spike is None:
+        ax.bar([c[2:] for c in chans], [p[c] for c in chans], color="#ff7f0e")
+    else:
+        ps = result.channel_probability("spike")
+        x = np.arange(len(chans))
+        ax.bar(x - 0.2, [p[c] for c in chans], 0.4, color="#ff7f0e", label="DIC-level")
+        ax.bar(x + 0.2, [ps[c] for c in chans], 0.4, color="#2ca02c", label="spike-level")
+        ax.set_xticks(x, [c[2:] for c in chans])
     prior = np.exp(result.log_prior)
     for k, c in enumerate(chans):  # what the hypothesis prior alone gives each channel
         level = sum(prior[i] for i, h in enumerate(result.hypotheses) if c in h.channels)
@@ -224,8 +249,12 @@ def populations_figure(result, h: int, neuron: int = 0):
     return fig
 
 
-def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) -> Path:
-    """Write the tables, ``modulation.nc``, ``figures/`` and ``report.html`` into the folder ``out``."""
+def write_modulation(result, out, maps: bool = True, max_map_members: int = 60, design=None) -> Path:
+    """Write the tables, ``modulation.nc``, ``figures/`` and ``report.html`` into the folder ``out``.
+
+    ``design``: a :class:`~dicsbi.modulation.design.ProtocolDesign` (``design.csv``, a figure and a report
+    section), or None.
+    """
     from ..io.netcdf import modulation_data, to_netcdf
 
     out = Path(out)
@@ -234,6 +263,9 @@ def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) 
     atomic_write_text(out / "changes.csv", changes_table(result))
     to_netcdf(modulation_data(result), out / "modulation.nc")
     figs = {"hypotheses": hypothesis_bars(result), "channels": channel_bars(result)}
+    if design is not None:
+        atomic_write_text(out / "design.csv", format_table_csv(design.table()))
+        figs["design"] = design.figure()
     top = [i for i in result.order()[:TOP_FIGURES] if result.probability[i] > 0]
     n0 = result.neurons[0]
     for rank, i in enumerate(top, 1):
@@ -244,20 +276,35 @@ def write_modulation(result, out, maps: bool = True, max_map_members: int = 60) 
             figs[f"reachability_{rank}_{result.hypotheses[i].label}"] = plot_cost_map(
                 cm, before=n0.before_samples, after=n0.after_samples,
                 title=f"{n0.id}: targets reachable by modulating {result.hypotheses[i].label}")
-    atomic_write_text(out / "report.html", _report_html(result, save_figures(figs, out / "figures")))
+    atomic_write_text(out / "report.html", _report_html(result, save_figures(figs, out / "figures"), design))
     return out
 
 
-def _report_html(result, imgs: str) -> str:
+def _evidence_note(result) -> str:
+    """Say which evidence each probability is."""
+    dic = ("<b>DIC-level</b>: the Pyro model's evidence of each hypothesis given the before-population and the "
+           "after recording's (g_s, g_u) posterior (log evidence, Bayes factors and changes are this one's).")
+    if result.spike is None:
+        return f"<p>{dic} Spike-level evidence: {esc(str(result.settings.get('spike_evidence', 'off')))}.</p>"
+    best = result.order("spike")[0]
+    return (f"<p>{dic} <b>Spike-level</b>: the amortised posterior over the same hypotheses and the same Pyro prior, "
+            "read from both whole spike trains (rate, burst structure, ISI shape, and the DIC posteriors), "
+            f"trained on simulated before/after pairs ({esc(str(result.settings.get('spike_evidence')))}); "
+            f"its best: {esc(result.hypotheses[best].label)} (P = {result.spike.probability[best]:.2f}).</p>")
+
+
+def _report_html(result, imgs: str, design=None) -> str:
     order = result.order()[:10]
-    prob = result.probability
+    prob, sp = result.probability, _spike_p(result)
     rows = "".join(
         f"<tr><td>{k}</td><td>{esc(result.hypotheses[i].label)}</td><td>{prob[i]:.3f}</td>"
+        f"<td>{sp[i]:.3f}</td>"
         f"<td>{result.log_evidence[i]:.2f} ± {result.se[i]:.2f}</td><td>{result.log_bayes_factor[i]:.2f}</td>"
         f"<td>{esc(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
     chan = result.channel_probability()
+    chan_sp = result.channel_probability("spike") if result.spike is not None else {c: np.nan for c in chan}
     sens = result.channel_sensitivity()
-    crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td><td>{sens[c]:.3g}</td></tr>"
+    crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td><td>{chan_sp[c]:.3f}</td><td>{sens[c]:.3g}</td></tr>"
                    for c, p in sorted(chan.items(), key=lambda x: -x[1]))
     null = (f"<p>Log evidence of 'nothing changed in (g_s, g_u)': {result.log_evidence_null:.2f}; the best hypothesis "
             f"against it: log Bayes factor {result.log_bayes_factor_vs_no_change[result.order()[0]]:.2f}.</p>")
@@ -274,11 +321,15 @@ def _report_html(result, imgs: str) -> str:
 {f'<div class="warn">{warn}</div>' if warn else ''}
 <h2>Neurons</h2><table><tr><th>neuron</th><th>firing class</th><th>rate (Hz)</th></tr>{neurons}</table>
 <h2>Top hypotheses</h2>
-<table><tr><th>rank</th><th>channels</th><th>P</th><th>log evidence ± MC error</th><th>log BF vs best</th>
+{_evidence_note(result)}
+<table><tr><th>rank</th><th>channels</th><th>P (DIC-level)</th><th>P (spike-level)</th>
+<th>log evidence ± MC error</th><th>log BF vs best</th>
 <th>changes: median factor [90% interval]</th></tr>{rows}</table>
 {null}
-<h2>Channels</h2><table><tr><th>channel</th><th>P(targeted)</th><th>|d(g_s, g_u)/d ln g| (median)</th></tr>{crow}
+<h2>Channels</h2><table><tr><th>channel</th><th>P(targeted), DIC-level</th><th>spike-level</th>
+<th>|d(g_s, g_u)/d ln g| (median)</th></tr>{crow}
 </table>
+{"" if design is None else design.html()}
 <h2>Figures</h2>{imgs}""", "Which channels did the modulator change?")
 
 

@@ -39,6 +39,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +76,7 @@ def pair_features(before: SpikeTrains, after: SpikeTrains, posterior=None) -> np
     return np.concatenate([out, dic], 1)
 
 
-def _net(n_in: int, n_out: int, hidden: int, depth: int):
+def _member(n_in: int, n_out: int, hidden: int, depth: int):
     from torch import nn
 
     layers: list = []
@@ -83,6 +85,23 @@ def _net(n_in: int, n_out: int, hidden: int, depth: int):
         layers += [nn.Linear(width, hidden), nn.GELU()]
         width = hidden
     return nn.Sequential(*layers, nn.Linear(width, n_out))
+
+
+def _net(n_in: int, n_out: int, hidden: int, depth: int, members: int = 1):
+    """Return an ensemble of ``members`` MLPs whose output is the log of their mean probability (deep ensemble)."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = nn.ModuleList(_member(n_in, n_out, hidden, depth) for _ in range(members))
+
+        def forward(self, x):
+            logp = torch.stack([torch.log_softmax(m(x), -1) for m in self.members])
+            return torch.logsumexp(logp, 0) - math.log(len(self.members))
+
+    return Ensemble()
 
 
 class SpikeEvidence:
@@ -170,7 +189,8 @@ class SpikeEvidence:
         if hashlib.sha256(raw).hexdigest() != config.get("weights_sha256"):
             raise SpikeEvidenceError(f"{folder / WEIGHTS}: checksum mismatch (corrupted, or not the weights "
                                      "the configuration was written with)")
-        net = _net(len(config["x_mean"]), len(config["labels"]), int(config["hidden"]), int(config["depth"]))
+        net = _net(len(config["x_mean"]), len(config["labels"]), int(config["hidden"]), int(config["depth"]),
+                   int(config["members"]))
         net.load_state_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
         return cls(net, config)
 
@@ -193,6 +213,31 @@ def _nll(logits, y, temperature: float = 1.0) -> float:
     return float(F.cross_entropy(logits / temperature, y))
 
 
+def _fit_member(net, train, val, batch: int, lr: float, max_epochs: int, patience: int, deadline: float, gen,
+                bar) -> int:
+    """Train one member in place until its validation loss stops falling; returns the epochs run."""
+    import copy
+    import time
+
+    import torch
+
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    best, best_state, stale, epoch = np.inf, copy.deepcopy(net.state_dict()), 0, 0
+    for epoch in range(1, max_epochs + 1):  # noqa: B007 (the last epoch is returned)
+        _epoch(net, opt, train[0], train[1], batch, gen)
+        with torch.no_grad():
+            loss = _nll(net(val[0]), val[1])
+        if loss < best:
+            best, best_state, stale = loss, copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+        bar.advance(1, info=f"val {loss:.4f} (best {best:.4f})")
+        if stale >= patience or time.time() > deadline:
+            break
+    net.load_state_dict(best_state)
+    return epoch
+
+
 def fit_temperature(logits, y) -> float:
     """Return the temperature minimising the negative log-likelihood of ``y`` (a grid on log T, then refined)."""
     grid = np.exp(np.linspace(-1.5, 1.5, 61))
@@ -204,50 +249,43 @@ def fit_temperature(logits, y) -> float:
 def fit_spike_evidence(x: np.ndarray, y: np.ndarray, val: np.ndarray, labels: list[str], model: str,
                        dic_posterior_sha256: str | None = None, seed: int = 0, hidden: int = 256, depth: int = 3,
                        batch: int = 512, lr: float = 1e-3, max_epochs: int = 200, patience: int = 12,
-                       max_seconds: float = 3600.0, progress: bool = True) -> SpikeEvidence:
+                       max_seconds: float = 3600.0, members: int = 5, progress: bool = True) -> SpikeEvidence:
     """Train the classifier on features ``x`` and hypothesis indices ``y``; ``val`` marks the validation rows.
 
     ``dic_posterior_sha256``: the DIC posterior whose features ``x`` holds (None: spike statistics only).
-    The prior over hypotheses it is calibrated to is the training labels' frequencies (the model's prior
-    conditioned on a visible change); it is stored for :meth:`SpikeEvidence.combine`.
+    ``members`` networks start from other seeds and stop early each on the validation loss; the temperature is
+    fitted to their averaged probabilities.  The prior over hypotheses it is calibrated to is the training
+    labels' frequencies (the model's prior conditioned on a visible change); it is stored for
+    :meth:`SpikeEvidence.combine`.
     """
-    import copy
     import time
 
     import torch
 
     from ..progress import ProgressBar
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
     tr, va = ~np.asarray(val, bool), np.asarray(val, bool)
     mean, std = xt[tr].mean(0), xt[tr].std(0).clamp_min(1e-6)
     counts = np.bincount(y[tr], minlength=len(labels)) + 1.0
     config = {"model": model, "labels": list(labels), "log_prior": np.log(counts / counts.sum()).tolist(),
-              "x_mean": mean.tolist(), "x_std": std.tolist(), "hidden": hidden, "depth": depth, "temperature": 1.0,
-              "dic_posterior_sha256": dic_posterior_sha256}
-    ev = SpikeEvidence(_net(x.shape[1], len(labels), hidden, depth), config)
-    opt = torch.optim.AdamW(ev.net.parameters(), lr=lr, weight_decay=1e-4)
+              "x_mean": mean.tolist(), "x_std": std.tolist(), "hidden": hidden, "depth": depth, "members": members,
+              "temperature": 1.0, "dic_posterior_sha256": dic_posterior_sha256}
+    ev = SpikeEvidence(_net(x.shape[1], len(labels), hidden, depth, members), config)
     xs_tr, xs_va = (xt[tr] - mean) / std, (xt[va] - mean) / std
-    best, best_state, stale, t0, epoch = np.inf, None, 0, time.time(), 0
-    with ProgressBar(progress, max_epochs, "spike evidence") as bar:
-        for epoch in range(1, max_epochs + 1):  # noqa: B007 (the last epoch is recorded)
-            _epoch(ev.net, opt, xs_tr, yt[tr], batch, gen)
-            with torch.no_grad():
-                loss = _nll(ev.net(xs_va), yt[va])
-            best, best_state, stale = ((loss, copy.deepcopy(ev.net.state_dict()), 0) if loss < best
-                                       else (best, best_state, stale + 1))
-            bar.advance(1, info=f"val {loss:.4f} (best {best:.4f})")
-            if stale >= patience or time.time() - t0 > max_seconds:
-                break
-    ev.net.load_state_dict(best_state)
+    t0, epochs = time.time(), []
+    with ProgressBar(progress, max_epochs * members, "spike evidence") as bar:
+        for k, net in enumerate(ev.net.members):
+            torch.manual_seed(seed + k)
+            epochs.append(_fit_member(net, (xs_tr, yt[tr]), (xs_va, yt[va]), batch, lr, max_epochs, patience,
+                                      t0 + max_seconds * (k + 1) / members, torch.Generator().manual_seed(seed + k),
+                                      bar))
     with torch.no_grad():
         logits = ev.net(xs_va)
     temp = fit_temperature(logits, yt[va])
     top = torch.topk(logits, 3, -1).indices
     ev.config.update(temperature=temp, training={
-        "n_train": int(tr.sum()), "n_val": int(va.sum()), "epochs": epoch, "seconds": round(time.time() - t0, 1),
+        "n_train": int(tr.sum()), "n_val": int(va.sum()), "epochs": epochs, "seconds": round(time.time() - t0, 1),
         "val_nll": _nll(logits, yt[va], temp),
         "val_nll_prior": float(-np.mean(np.log(counts / counts.sum())[y[va]])),
         "val_top1": float((top[:, 0] == yt[va]).float().mean()),
@@ -261,3 +299,49 @@ def pretrained_spike_evidence(model: str) -> SpikeEvidence:
     from ..models import get_model
 
     return SpikeEvidence.load(Path(__file__).resolve().parent.parent / "pretrained" / get_model(model).name)
+
+
+@dataclass
+class SpikeLevel:
+    """The spike-level evidence of one comparison (:func:`spike_level`), over the comparison's hypotheses.
+
+    ``log_q_neuron[i, h]``: neuron ``i``'s own log posterior probability of hypothesis ``h`` (its pair alone, the
+    comparison's prior); ``probability``: all neurons together (likelihood ratios multiply).
+    """
+
+    probability: np.ndarray
+    log_q_neuron: np.ndarray
+    neurons: list[str]
+    weights_sha256: str
+
+
+def spike_level(ev: SpikeEvidence, hypotheses, log_prior: np.ndarray, before: SpikeTrains, after: SpikeTrains,
+                options=None) -> SpikeLevel:
+    """Score a comparison's ``hypotheses`` with the spike-level evidence ``ev`` (pairs ``before[i]``/``after[i]``).
+
+    The classifier was trained under the benchmark's prior (every subset of 1..3 channels, equal mass per size,
+    the Laplace cost prior of typical change 1.5, conditioned on a visible change).  A comparison with another
+    hypothesis prior (``log_prior``: a size penalty, or a list of hypotheses) is served by reweighting, exact for
+    a change of the prior over hypotheses: ``P(m | x) ~ q(m | x) p(m) / p_default(m)`` restricted to the
+    comparison's hypotheses.  Another cost prior changes what each hypothesis predicts, which no reweighting
+    undoes: :class:`SpikeEvidenceError` then, as for a hypothesis the classifier never saw.
+    """
+    from .hypotheses import enumerate_hypotheses, hypothesis_log_prior
+
+    if options is not None and (options.cost != "laplace" or abs(float(options.typical_change) - 1.5) > 1e-12):
+        raise SpikeEvidenceError("the spike-level evidence was trained with the Laplace cost prior of typical "
+                                 f"change 1.5; this comparison uses {options.cost} with {options.typical_change}")
+    index = {lab: k for k, lab in enumerate(ev.labels)}
+    unknown = [h.label for h in hypotheses if h.label not in index]
+    if unknown:
+        raise SpikeEvidenceError("the spike-level evidence knows subsets of 1-3 channels of its model; not "
+                                 + ", ".join(unknown[:5]))
+    cols = np.array([index[h.label] for h in hypotheses])
+    default = hypothesis_log_prior(enumerate_hypotheses(ev.config["model"]))[cols]
+    log_q = ev.log_probability(before, after)                      # [n, all labels], the classifier's prior
+    ratio = np.sum(log_q - ev.log_prior, 0)[cols]                   # likelihood ratios of all neurons
+    z = ev.log_prior[cols] + ratio + np.asarray(log_prior) - default
+    p = np.exp(z - z.max())
+    per = log_q[:, cols] + np.asarray(log_prior) - default
+    per = per - np.logaddexp.reduce(per, axis=1, keepdims=True)
+    return SpikeLevel(p / p.sum(), per, [str(i) for i in before.ids], str(ev.config.get("weights_sha256", "unsaved")))

@@ -2,7 +2,7 @@
 
 Run only when an output changes on purpose, in a commit of its own that says why:
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py [infer] [modulate]
 
 The runs are small (40 models per recording, 4 simulated in the check; 30 before-members and three
 hypotheses for ``modulate``) so the comparison stays in the default suite.
@@ -55,8 +55,11 @@ def main() -> None:
     import shutil
     import tempfile
 
+    only = sys.argv[1:] or ["infer", "modulate"]  # e.g. `make_golden.py modulate`: rewrite that one only
     with tempfile.TemporaryDirectory() as tmp:
         for name, run, files in (("infer", run_infer, INFER_FILES), ("modulate", run_modulate, MODULATE_FILES)):
+            if name not in only:
+                continue
             made = run(Path(tmp) / name)
             dest = HERE / name
             dest.mkdir(exist_ok=True)
