@@ -43,6 +43,11 @@ def modulate(
                                              "cheapest subset onto the after DICs)")] = "evidence",
     tolerance: Annotated[float, typer.Option(help="--method cost: how close (g_leak units) a single channel "
                                                   "must bring a member to the after DICs")] = 0.1,
+    spike_evidence: Annotated[str, typer.Option(help="spike-level evidence beside the DIC-level one: auto (the "
+                                                     "shipped model), off, or a folder of a trained one")] = "auto",
+    design: Annotated[str, typer.Option(help="rank current steps by how well they would separate the leading "
+                                             "hypotheses: auto (when no hypothesis reaches P 0.5), always or "
+                                             "never")] = "auto",
     seed: SeedOption = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
     progress: ProgressOption = True,
@@ -61,6 +66,8 @@ def modulate(
 
     if method not in ("evidence", "cost"):
         raise DicsbiError(f"--method must be 'evidence' or 'cost', got {method!r}")
+    if design not in ("auto", "always", "never"):
+        raise DicsbiError(f"--design must be 'auto', 'always' or 'never', got {design!r}")
     b, _ = read_spike_trains(before, unit=unit)
     a, _ = read_spike_trains(after, unit=unit)
     post = load_posterior(posterior or model, model=model)
@@ -71,15 +78,43 @@ def modulate(
     options = ComparisonOptions(max_size=max_size, size_penalty=_size_penalty(size_penalty),
                                 typical_change=typical_change, cost=cast(CostPrior, cost),
                                 n_particles=n_particles)
-    result = run(b, a, model, hypotheses, n_members, post, seed, options=options, progress=progress)
+    result = run(b, a, model, hypotheses, n_members, post, seed, options=options, progress=progress,
+                 spike_evidence=None if spike_evidence == "off" else spike_evidence)
+    plan = _design(result, design, seed, threads)
     with OutputFolder(out) as stage:
-        write_modulation(result, stage, maps=maps)
+        write_modulation(result, stage, maps=maps, design=plan)
+    _print_outcome(result, plan, out)
+
+
+def _print_outcome(result, plan, out) -> None:
+    """Say what ``dicsbi modulate`` found and wrote: each evidence's best hypothesis, notes, the design."""
     best = result.order()[0]
-    err.print(f"{len(result.neurons)} neuron(s), {len(result.hypotheses)} hypotheses: best "
-              f"{result.hypotheses[best].label} (P = {result.probability[best]:.2f}); wrote hypotheses.csv, "
+    spike = "" if result.spike is None else (
+        f"; spike-level evidence: best {result.hypotheses[result.order('spike')[0]].label} "
+        f"(P = {result.spike.probability[result.order('spike')[0]]:.2f})")
+    err.print(f"{len(result.neurons)} neuron(s), {len(result.hypotheses)} hypotheses: DIC-level evidence: best "
+              f"{result.hypotheses[best].label} (P = {result.probability[best]:.2f}){spike}; wrote hypotheses.csv, "
               f"channels.csv, changes.csv, modulation.nc, figures/ and report.html to {out}", soft_wrap=True)
     for w in result.warnings():
         err.print(f"[yellow]note:[/] {w}", soft_wrap=True)
+    for line in [] if plan is None else plan.sentences():
+        err.print(f"design: {line}", soft_wrap=True)
+
+
+def _design(result, when: str, seed: int, threads):
+    """Return the experiment design of ``dicsbi modulate --design`` (None when not asked for or not needed)."""
+    from ..modulation.design import design_protocols
+
+    lead = result.spike_probability if result.spike is not None else result.probability
+    if when == "never" or (when == "auto" and lead.max() >= 0.5):
+        return None
+    try:
+        return design_protocols(result, seed=seed, threads=threads)
+    except DicsbiError as exc:
+        if when == "always":
+            raise
+        err.print(f"[yellow]note:[/] no experiment design: {exc}", soft_wrap=True)
+        return None
 
 
 def _modulate_by_cost(b, a, out, model, hypotheses, max_size, cost, tolerance, n_members, post, maps, seed,
