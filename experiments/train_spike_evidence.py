@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--max-minutes", type=float, default=30.0)
+    ap.add_argument("--members", type=int, default=5, help="networks in the deep ensemble")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-dic", action="store_true", help="spike statistics only, no DIC-posterior features")
     args = ap.parse_args()
@@ -69,7 +70,7 @@ def main() -> None:
     ev = fit_spike_evidence(x, y, block % 10 == 9, labels, args.model,
                             dic_posterior_sha256=None if post is None else post.config.weights_sha256,
                             seed=args.seed, hidden=args.hidden,
-                            depth=args.depth, max_seconds=60 * args.max_minutes)
+                            depth=args.depth, max_seconds=60 * args.max_minutes, members=args.members)
     ev.config["training"].update(data=str(data), blocks=int(len(np.unique(block))))
     out = Path(args.out or Path(__file__).resolve().parent.parent / "dicsbi" / "pretrained" / args.model)
     path = ev.save(out)
