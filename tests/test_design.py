@@ -42,3 +42,19 @@ def test_design_finds_the_step_that_separates_what_the_spontaneous_recording_can
     assert len(diff.sentences()) == 1
     with pytest.raises(DicsbiError, match="at least two"):
         design_cells("stg", {"a": pop[:4], "b": pop[:0]})
+
+
+def test_a_recording_under_the_protocol_matches_its_own_hypothesis():
+    from dicsbi.modulation.design import protocol_stimulus
+    from dicsbi.simulate import simulate
+
+    pop = generate_population("stg", g_s=-4.0, g_u=5.0, n=50, seed=1).conductances
+    moved = pop.copy()
+    moved[:, 5] *= 2.5  # g_A
+    d = design_cells("stg", {"a": pop[:24], "A": moved[:24]}, amplitudes=(1.0,), seed=0, threads=1)
+    assert d.responses.shape == (2, 48, 26) and list(d.cell_hypothesis) == [0] * 24 + [1] * 24
+    new = simulate("stg", np.vstack([pop[24:26], moved[24:26]]), duration_ms=3000.0, seed=0, tier="fast",
+                   stimulus=protocol_stimulus(1.0, d.window_ms))  # cells the design never saw
+    share = d.match(new.trains, 1)
+    assert share.shape == (4, 2) and np.allclose(share.sum(1), 1.0)
+    assert np.all(share[:2, 0] > 0.5) and np.all(share[2:, 1] > 0.5)

@@ -54,6 +54,8 @@ class ProtocolDesign:
     accuracy: np.ndarray
     left_out: list[str]
     seed: int
+    responses: np.ndarray | None = None    # [protocol, cell, N_FEATURES] the predicted cells' responses
+    cell_hypothesis: np.ndarray | None = None  # [cell] index into ``hypotheses``
 
     @property
     def score(self) -> np.ndarray:
@@ -117,6 +119,23 @@ class ProtocolDesign:
                 "The predictions come from each hypothesis's DIC-level change posterior; a recording under the "
                 f"protocol still has to be compared (design.csv).</p>{bullet_list(self.sentences())}")
 
+    def match(self, trains, protocol: int, k: int = 5) -> np.ndarray:
+        """Return ``[n, hypotheses]``: which hypotheses' predicted responses a recording under ``protocol`` matches.
+
+        Per recorded train of ``trains`` (made under ``protocol``, on the design's window and time axis), the share
+        of each hypothesis among its ``k`` nearest predicted responses (z-scored as the predictions).
+        """
+        if self.responses is None or self.cell_hypothesis is None:
+            raise DicsbiError("this design keeps no predicted responses")
+        pred = self.responses[protocol]
+        sd = pred.std(0)
+        scale = np.where(sd > 1e-9, sd, 1.0)
+        z_pred = (pred - pred.mean(0)) / scale
+        z = (response_features(trains, self.window_ms) - pred.mean(0)) / scale
+        near = np.argsort(np.sum((z[:, None] - z_pred[None]) ** 2, -1), axis=1, kind="stable")[:, :k]
+        lab = self.cell_hypothesis[near]
+        return np.stack([np.mean(lab == h, 1) for h in range(len(self.hypotheses))], 1)
+
     def table(self) -> dict[str, list]:
         """Columns of ``design.csv``: one row per (protocol, pair), the best protocol first."""
         cols: dict[str, list] = {k: [] for k in ("rank", "protocol", "amplitude_uA_cm2", "step_start_ms",
@@ -170,7 +189,6 @@ def design_cells(model, cells: dict[str, np.ndarray], amplitudes=DEFAULT_AMPLITU
                  left_out: list[str] | None = None) -> ProtocolDesign:
     """Rank protocols by how well they separate the responses of ``cells[label]`` (rows: conductance vectors)."""
     from ..simulate import simulate
-    from ..stimulus import Stimulus
 
     m = get_model(model)
     labels = [k for k, v in cells.items() if len(v)]
@@ -183,14 +201,22 @@ def design_cells(model, cells: dict[str, np.ndarray], amplitudes=DEFAULT_AMPLITU
     which = np.repeat(np.arange(len(labels)), [len(cells[k]) for k in labels])
     pairs = list(combinations(range(len(labels)), 2))
     acc = np.zeros((len(amps), len(pairs)))
+    resp = np.zeros((len(amps), len(g), N_FEATURES))
     for p, amp in enumerate(amps):
-        stim = None if amp == 0 else Stimulus.step(window[0], window[1], float(amp))
-        res = simulate(m, g, duration_ms=dur, seed=seed, tier="fast", stimulus=stim, n_threads=threads)
-        f = response_features(res.trains, window)
+        res = simulate(m, g, duration_ms=dur, seed=seed, tier="fast", stimulus=protocol_stimulus(amp, window),
+                       n_threads=threads)
+        f = resp[p] = response_features(res.trains, window)
         for k, (i, j) in enumerate(pairs):
             acc[p, k] = separation(f[which == i], f[which == j])
     return ProtocolDesign(labels, [(labels[i], labels[j]) for i, j in pairs], amps, window, acc,
-                          list(left_out or []), int(seed))
+                          list(left_out or []), int(seed), resp, which)
+
+
+def protocol_stimulus(amplitude: float, window_ms: tuple[float, float]):
+    """Return the stimulus of a protocol: None for 0 (the spontaneous recording), else the step over the window."""
+    from ..stimulus import Stimulus
+
+    return None if amplitude == 0 else Stimulus.step(window_ms[0], window_ms[1], float(amplitude))
 
 
 def design_protocols(result, top: int = 3, evidence: str | None = None, neuron: int = 0, n_cells: int = N_CELLS,
