@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from eval_modulation import read_rows
 
 
 def run_one(model: str, i: int, seed: int) -> dict:
@@ -36,7 +37,7 @@ def run_one(model: str, i: int, seed: int) -> dict:
     t0 = time.perf_counter()
     sc = draw_scenario(model, "prior", i, seed)
     truth = "+".join(c[2:] for c in sc.truth)
-    row: dict = {"i": i, "truth": truth}
+    row: dict = {"set": "prior", "i": i, "truth": truth}
     try:
         res = modulate(sc.trains[0], sc.trains[1], model, n_members=64, seed=seed + i,
                        options=ComparisonOptions(n_pilot=32, n_particles=128))
@@ -70,14 +71,7 @@ def main() -> None:
     out = Path(os.path.expanduser(args.out or f"~/dicsbi-data/eval-design-{args.model}"))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "rows.jsonl"
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            rows[r["i"]] = r
+    rows = {i: r for (_, i), r in read_rows(path).items()}  # the benchmark's reader: cut-short lines ignored
     with open(path, "a") as f:
         for i in range(args.n):
             if i in rows:
