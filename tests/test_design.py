@@ -58,3 +58,23 @@ def test_a_recording_under_the_protocol_matches_its_own_hypothesis():
     share = d.match(new.trains, 1)
     assert share.shape == (4, 2) and np.allclose(share.sum(1), 1.0)
     assert np.all(share[:2, 0] > 0.5) and np.all(share[2:, 1] > 0.5)
+
+
+def test_modulate_cli_writes_the_design_when_asked(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import read_csv
+    from dicsbi.cli import app
+
+    out = tmp_path / "mod"
+    r = CliRunner().invoke(app, ["modulate", "examples/stg_before.csv", "examples/stg_after.csv", "--out", str(out),
+                                 "--hypotheses", "A, H, A+H", "--n-members", "12", "--n-particles", "16",
+                                 "--no-maps", "--design", "always", "--threads", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = read_csv(out / "design.csv")
+    assert {row["hypothesis_a"] for row in rows} | {row["hypothesis_b"] for row in rows} == {"A", "H", "A+H"}
+    assert (out / "figures" / "design.png").stat().st_size > 0
+    assert "Experiment design" in (out / "report.html").read_text()
+    bad = CliRunner().invoke(app, ["modulate", "examples/stg_before.csv", "examples/stg_after.csv", "--out",
+                                   str(tmp_path / "x"), "--design", "sometimes"])
+    assert bad.exit_code != 0 and "--design must be" in str(bad.exception)
