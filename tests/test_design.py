@@ -61,9 +61,9 @@ def test_a_recording_under_the_protocol_matches_its_own_hypothesis():
 
 
 def test_modulate_cli_writes_the_design_when_asked(tmp_path):
+    from conftest import read_csv
     from typer.testing import CliRunner
 
-    from conftest import read_csv
     from dicsbi.cli import app
 
     out = tmp_path / "mod"

@@ -24,8 +24,9 @@ PROVENANCE = {"dicsbi_version", "created_at", "arviz_version", "inference_librar
 # samples and Pareto tail indices moved by up to 1.4e-9 (absolute; 1.6e-9 relative for a tail index) between two
 # machines with the same pinned installs; a re-layout that changes a result changes it by far more
 RTOL, ATOL = 1e-7, 1e-8
-# outputs of float32 networks (the typicality score, the noise-level posterior, the spike-level evidence) moved by up to 1.9e-6 relative
-# between two AMD EPYC machines with the same installs (float32 epsilon 1.2e-7, summed over layers), and the
+# outputs of float32 networks (the typicality score, the noise-level posterior, the spike-level evidence) moved by
+# up to 1.9e-6 relative between two AMD EPYC machines with the same installs (float32 epsilon 1.2e-7, summed over
+# layers), and the
 # predictive check's van Rossum ratio, whose members are simulated with noise levels drawn from that posterior,
 # by 6.3e-5: these fields get their own tolerance, every other float keeps RTOL
 LOOSE = {"typicality": 1e-5, "noise_p_zero": 1e-5, "noise_median": 1e-5, "noise_q05": 1e-5, "noise_q95": 1e-5,
