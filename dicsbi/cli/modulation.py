@@ -89,9 +89,9 @@ def modulate(
 def _print_outcome(result, plan, out) -> None:
     """Say what ``dicsbi modulate`` found and wrote: each evidence's best hypothesis, notes, the design."""
     best = result.order()[0]
-    spike = "" if result.spike is None else (
-        f"; spike-level evidence: best {result.hypotheses[result.order('spike')[0]].label} "
-        f"(P = {result.spike.probability[result.order('spike')[0]]:.2f})")
+    top = result.order("spike")[0] if result.spike is not None else None
+    spike = "" if top is None else (f"; spike-level evidence: best {result.hypotheses[top].label} "
+                                     f"(P = {result.spike.probability[top]:.2f})")
     err.print(f"{len(result.neurons)} neuron(s), {len(result.hypotheses)} hypotheses: DIC-level evidence: best "
               f"{result.hypotheses[best].label} (P = {result.probability[best]:.2f}){spike}; wrote hypotheses.csv, "
               f"channels.csv, changes.csv, modulation.nc, figures/ and report.html to {out}", soft_wrap=True)
@@ -105,8 +105,7 @@ def _design(result, when: str, seed: int, threads):
     """Return the experiment design of ``dicsbi modulate --design`` (None when not asked for or not needed)."""
     from ..modulation.design import design_protocols
 
-    lead = result.spike_probability if result.spike is not None else result.probability
-    if when == "never" or (when == "auto" and lead.max() >= 0.5):
+    if when == "never" or (when == "auto" and result.probability_of(result.lead_evidence).max() >= 0.5):
         return None
     try:
         return design_protocols(result, seed=seed, threads=threads)

@@ -140,6 +140,11 @@ class ModulationResult:
         """Posterior probability of each hypothesis from the whole spike trains (the spike-level evidence)."""
         return None if self.spike is None else self.spike.probability
 
+    @property
+    def lead_evidence(self) -> str:
+        """The evidence that reads most of the recordings: ``"spike"`` where the result has it, else ``"dic"``."""
+        return "dic" if self.spike is None else "spike"
+
     def probability_of(self, evidence: str) -> np.ndarray:
         """Return the hypothesis probabilities of ``evidence`` (``"dic"`` or ``"spike"``)."""
         if evidence not in ("dic", "spike"):
@@ -162,7 +167,7 @@ class ModulationResult:
 
         ``evidence``: ``"dic"`` or ``"spike"`` (as :meth:`order`).
         """
-        p = self.probability if evidence == "dic" else self.probability_of(evidence)
+        p = self.probability_of(evidence)
         m = get_model(self.model)
         from .hypotheses import modulable_channels
 

@@ -226,10 +226,10 @@ def design_protocols(result, top: int = 3, evidence: str | None = None, neuron: 
     ``evidence``: which probabilities lead (default: the spike-level evidence where the result has it, else the
     DIC-level one); ``neuron``: whose before-population and change draws predict the responses.
     """
-    evidence = evidence or ("spike" if result.spike is not None else "dic")
-    lead = [int(i) for i in result.order(evidence)[:top]]
+    lead = [int(i) for i in result.order(evidence or result.lead_evidence)[:top]]
     n = result.neurons[neuron]
     rng = np.random.default_rng(seed)
+    names = get_model(result.model).conductance_names
     cells, left_out = {}, []
     for h in lead:
         hyp = result.hypotheses[h]
@@ -238,7 +238,7 @@ def design_protocols(result, top: int = 3, evidence: str | None = None, neuron: 
             continue
         pick = rng.choice(len(n.log_ratio[h]), size=min(n_cells, len(n.log_ratio[h])), replace=False)
         g = n.before[n.member[h][pick]].copy()
-        cols = [get_model(result.model).conductance_names.index(c) for c in hyp.channels]
+        cols = [names.index(c) for c in hyp.channels]
         g[:, cols] *= np.exp(n.log_ratio[h][pick])
         cells[hyp.label] = g
     return design_cells(result.model, cells, amplitudes, seed, threads=threads, left_out=left_out)

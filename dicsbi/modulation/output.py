@@ -42,6 +42,13 @@ def _spike_p(result) -> np.ndarray:
     return np.full(len(result.hypotheses), np.nan) if sp is None else sp
 
 
+def _spike_channels(result) -> dict[str, float]:
+    """Return the spike-level channel probabilities, NaN where the result has none."""
+    if result.spike is None:
+        return {c: np.nan for c in modulable_channels(result.model)}
+    return result.channel_probability("spike")
+
+
 def hypotheses_table(result) -> str:
     """Return ``hypotheses.csv``: one row per hypothesis, most probable first (DIC-level evidence).
 
@@ -57,7 +64,7 @@ def hypotheses_table(result) -> str:
     pk = np.fmax.reduce([n.pareto_k for n in result.neurons], axis=0)  # NaN: no diagnostic for that hypothesis
     cols = {"rank": list(range(1, len(order) + 1)), "hypothesis": [result.hypotheses[i].label for i in order],
             "n_channels": [result.hypotheses[i].size for i in order], "probability": [prob[i] for i in order],
-            "probability_spike": [_spike_p(result)[i] for i in order],
+            "probability_spike": list(_spike_p(result)[order]),
             "log_evidence": [le[i] for i in order], "log_evidence_se": [result.se[i] for i in order],
             "log_evidence_se_population": [result.se_population[i] for i in order],
             "log_bayes_factor_vs_best": [bf[i] for i in order],
@@ -104,7 +111,7 @@ def channels_table(result) -> str:
     change factor given that it was targeted (hypotheses weighted by probability).
     """
     p = result.channel_probability()
-    ps = result.channel_probability("spike") if result.spike is not None else {c: np.nan for c in p}
+    ps = _spike_channels(result)
     chans = sorted(p, key=lambda c: -p[c])
     meds, lo, hi = [], [], []
     for c in chans:
@@ -302,7 +309,7 @@ def _report_html(result, imgs: str, design=None) -> str:
         f"<td>{result.log_evidence[i]:.2f} ± {result.se[i]:.2f}</td><td>{result.log_bayes_factor[i]:.2f}</td>"
         f"<td>{esc(_describe(result.changes(i)))}</td></tr>" for k, i in enumerate(order, 1))
     chan = result.channel_probability()
-    chan_sp = result.channel_probability("spike") if result.spike is not None else {c: np.nan for c in chan}
+    chan_sp = _spike_channels(result)
     sens = result.channel_sensitivity()
     crow = "".join(f"<tr><td>{c[2:]}</td><td>{p:.3f}</td><td>{chan_sp[c]:.3f}</td><td>{sens[c]:.3g}</td></tr>"
                    for c, p in sorted(chan.items(), key=lambda x: -x[1]))

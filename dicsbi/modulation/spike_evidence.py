@@ -327,21 +327,22 @@ def spike_level(ev: SpikeEvidence, hypotheses, log_prior: np.ndarray, before: Sp
     undoes: :class:`SpikeEvidenceError` then, as for a hypothesis the classifier never saw.
     """
     from .hypotheses import enumerate_hypotheses, hypothesis_log_prior
+    from .scenarios import TYPICAL_CHANGE  # the cost prior the training pairs were drawn with
 
-    if options is not None and (options.cost != "laplace" or abs(float(options.typical_change) - 1.5) > 1e-12):
+    if options is not None and (options.cost != "laplace" or float(options.typical_change) != TYPICAL_CHANGE):
         raise SpikeEvidenceError("the spike-level evidence was trained with the Laplace cost prior of typical "
-                                 f"change 1.5; this comparison uses {options.cost} with {options.typical_change}")
+                                 f"change {TYPICAL_CHANGE}; this comparison uses {options.cost} with "
+                                 f"{options.typical_change}")
     index = {lab: k for k, lab in enumerate(ev.labels)}
     unknown = [h.label for h in hypotheses if h.label not in index]
     if unknown:
         raise SpikeEvidenceError("the spike-level evidence knows subsets of 1-3 channels of its model; not "
                                  + ", ".join(unknown[:5]))
     cols = np.array([index[h.label] for h in hypotheses])
-    default = hypothesis_log_prior(enumerate_hypotheses(ev.config["model"]))[cols]
+    shift = np.asarray(log_prior) - hypothesis_log_prior(enumerate_hypotheses(ev.config["model"]))[cols]
     log_q = ev.log_probability(before, after)                      # [n, all labels], the classifier's prior
-    ratio = np.sum(log_q - ev.log_prior, 0)[cols]                   # likelihood ratios of all neurons
-    z = ev.log_prior[cols] + ratio + np.asarray(log_prior) - default
-    p = np.exp(z - z.max())
-    per = log_q[:, cols] + np.asarray(log_prior) - default
+    combined = np.log(ev.combine(log_q))[cols] + shift              # all neurons, then the comparison's prior
+    per = log_q[:, cols] + shift
     per = per - np.logaddexp.reduce(per, axis=1, keepdims=True)
-    return SpikeLevel(p / p.sum(), per, [str(i) for i in before.ids], str(ev.config.get("weights_sha256", "unsaved")))
+    return SpikeLevel(np.exp(combined - np.logaddexp.reduce(combined)), per, [str(i) for i in before.ids],
+                      str(ev.config.get("weights_sha256", "unsaved")))
