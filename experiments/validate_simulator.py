@@ -10,6 +10,7 @@ and reported separately; the headline figures exclude them.
     python experiments/validate_simulator.py                      # 200 sets per model, 2 workers
     python experiments/validate_simulator.py --n-sets 30 --dts 0.02
     python experiments/validate_simulator.py --write-test-sets tests/data/simulator_sets.json
+    python tests/data/make_simulator_references.py               # then store their scipy trains for the tests
 
 Ends with one line: class_agreement_stg=.. isi_relerr_median_stg=.. class_agreement_stg_fast=..
 isi_relerr_median_stg_fast=.. (the same for da) dt_ms=<stg>,<da> fast_dt_ms=<stg>,<da> (the exact and fast

@@ -9,7 +9,7 @@ import pytest
 
 from dicsbi.errors import ConductanceError, DicsbiError, ModelError
 from dicsbi.models import DA, STG
-from dicsbi.oracle import compare_trains, run_references
+from dicsbi.oracle import ReferenceResult, compare_trains, run_references
 from dicsbi.simulate import simulate
 from dicsbi.spikes import firing_class
 
@@ -17,18 +17,29 @@ sim = importlib.import_module("dicsbi.simulate")  # the module: the package attr
 SETS = json.loads((Path(__file__).parent / "data" / "simulator_sets.json").read_text())
 
 
+REFERENCES = json.loads((Path(__file__).parent / "data" / "simulator_references.json").read_text())
+
+
+def _stored_references(model) -> list[ReferenceResult]:
+    return [ReferenceResult(np.array(r["spike_times_ms"]), r["marginal"], 0)
+            for r in REFERENCES["references"][model.name]]
+
+
 @pytest.mark.parametrize("model", [STG, DA], ids=["stg", "da"])
 def test_matches_tight_scipy_reference(model):
-    """20 balanced sets per model (from experiments/validate_simulator.py): LSODA rtol = atol = 1e-8.
+    """20 balanced sets per model (from experiments/validate_simulator.py) against LSODA rtol = atol = 1e-8.
 
-    The sets are well-conditioned by criteria that never look at the kernel: non-marginal, LSODA 1e-8 and
-    1e-10 agree, and the reference train stays within these tolerances when every conductance moves by
-    +-0.1% (:func:`dicsbi.oracle.parameter_sensitive`)."""
+    The reference trains are stored (``tests/data/make_simulator_references.py``) so the default suite runs in
+    seconds; ``test_stored_references_are_scipys`` (slow) integrates them again with scipy.  The sets are
+    well-conditioned by criteria that never look at the kernel: non-marginal, LSODA 1e-8 and 1e-10 agree, and
+    the reference train stays within these tolerances when every conductance moves by +-0.1%
+    (:func:`dicsbi.oracle.parameter_sensitive`)."""
     g = np.array(SETS["sets"][model.name])
     assert len(g) >= 20
-    duration, transient = SETS["duration_ms"], SETS["transient_ms"]
-    refs = run_references(model, g, duration, transient, workers=2)
-    res = simulate(model, g, duration, None, transient)
+    assert REFERENCES["duration_ms"] == SETS["duration_ms"] and REFERENCES["transient_ms"] == SETS["transient_ms"]
+    refs = _stored_references(model)
+    assert len(refs) == len(g)
+    res = simulate(model, g, SETS["duration_ms"], None, SETS["transient_ms"])
     cmp = compare_trains(res.trains, refs)
     assert not cmp["marginal"].any()
     classes = set(cmp["class_reference"].tolist())
@@ -37,6 +48,19 @@ def test_matches_tight_scipy_reference(model):
     assert cmp["count_ok"].all(), (cmp["count_kernel"], cmp["count_reference"])
     err = cmp["isi_relerr"][np.isfinite(cmp["isi_relerr"])]
     assert err.size >= 8 and err.max() < 0.01, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [STG, DA], ids=["stg", "da"])
+def test_stored_references_are_scipys(model):
+    """The stored reference trains are what scipy's LSODA (rtol = atol = 1e-8) gives today, spike for spike."""
+    g = np.array(SETS["sets"][model.name])
+    fresh = run_references(model, g, SETS["duration_ms"], SETS["transient_ms"], workers=2,
+                           tol=REFERENCES["rtol"])
+    for k, (new, old) in enumerate(zip(fresh, _stored_references(model))):
+        assert new.marginal == old.marginal, k
+        assert new.spike_times_ms.shape == old.spike_times_ms.shape, k
+        np.testing.assert_allclose(new.spike_times_ms, old.spike_times_ms, atol=1e-3, err_msg=str(k))
 
 
 def test_spikes_follow_the_published_detection_rule():
