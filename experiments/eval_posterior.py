@@ -55,7 +55,7 @@ from scipy.stats import kstest
 
 from dicsbi.datasets.config import DatasetError
 from dicsbi.datasets.storage import combine_datasets, load_dataset
-from dicsbi.diagnostics.metrics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
+from dicsbi.diagnostics.metrics import coverage_interval, expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
 from dicsbi.posterior.artifact import load_posterior
 from dicsbi.posterior.noise_level import randomised_pit
 
@@ -74,13 +74,17 @@ def evaluate(post, folder: str, n_samples: int, max_trains: int | None, seed: in
     n_silent = int(((d.status == 0) & (d.trains.counts < 3)).sum())
     if max_trains and ok.size > max_trains:
         ok = np.sort(np.random.default_rng(seed).choice(ok, max_trains, replace=False))
-    out = evaluate_trains(post, d.trains.select(ok), d.targets[ok], d.firing_class[ok], n_samples, seed)
+    out = evaluate_trains(post, d.trains.select(ok), d.targets[ok], d.firing_class[ok], n_samples, seed,
+                          clusters=d.target_index[ok])
     out["n_silent_removed"] = n_silent
     return out
 
 
-def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int) -> dict:
-    """Accuracy and calibration of ``post`` on given trains with true (g_s, g_u) ``theta`` and classes."""
+def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int, clusters=None) -> dict:
+    """Accuracy and calibration of ``post`` on given trains with true (g_s, g_u) ``theta`` and classes.
+
+    ``clusters`` (each train's DIC target) gives the coverage's 95 % bootstrap interval over targets.
+    """
     n = len(trains)
     chunks = [np.arange(s, min(s + 500, n)) for s in range(0, n, 500)]
     t0 = time.perf_counter()
@@ -95,6 +99,9 @@ def evaluate_trains(post, trains, theta, cls, n_samples: int, seed: int) -> dict
         out[f"mae_median_{name}"] = np.abs(median[sel] - theta[sel]).mean(0) if sel.any() else np.full(2, np.nan)
         out[f"n_{name}"] = int(sel.sum())
     out["coverage"] = expected_coverage(lp_s, lp_t)
+    out["coverage_ci"] = coverage_interval(lp_s, lp_t, clusters, seed=seed)
+    out["resampled"] = (f"the {n} trains" if clusters is None else
+                        f"the {np.unique(clusters).size} DIC targets, whose cells share their truth")
     out["sbc_p"] = sbc_ks_pvalues(samples, theta, seed)
     ranks = sbc_ranks(samples, theta, seed)
     out["sbc_d"] = np.array([kstest(ranks[:, k], "uniform").statistic for k in range(2)])
@@ -110,8 +117,10 @@ def report(title: str, r: dict, published: dict) -> None:
     for name in ("all", "tonic", "burst"):
         a, b, p = r[f"mae_mean_{name}"], r[f"mae_median_{name}"], published[name]
         print(f"{name:8} {a[0]:10.3f} / {a[1]:<9.3f} {b[0]:12.3f} / {b[1]:<9.3f} {p[0]:10.2f} / {p[1]:<9.2f}")
-    cov = r["coverage"]
-    print("coverage (HPD) " + "  ".join(f"{int(k * 100)}%: {v:.3f}" for k, v in cov.items()))
+    cov, ci = r["coverage"], r["coverage_ci"]
+    print("coverage (HPD) " + "  ".join(f"{int(k * 100)}%: {v:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
+                                        for k, v in cov.items())
+          + f"  (95% bootstrap intervals over {r['resampled']})")
     print(f"SBC rank KS g_s D {r['sbc_d'][0]:.4f} (p {r['sbc_p'][0]:.3g}), g_u D {r['sbc_d'][1]:.4f} "
           f"(p {r['sbc_p'][1]:.3g}); TARP ATC {r['tarp']['atc']:+.4f} (KS p {r['tarp']['ks_pvalue']:.3g})")
 

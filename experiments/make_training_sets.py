@@ -19,6 +19,8 @@ posteriors trained on clean and noisy simulations together (``train_pretrained.p
 ``--only train-noise,test-noise`` makes the sets of the noise prior's continuous part: each cell's noise level
 uniform on (0, 8] uA/cm^2 (``DatasetConfig.noise_max``; shipped: 12,000 x 4 like the clean set, so the clean
 set combined with it gives the prior's point mass at 0 half the weight; see ``dicsbi.posterior.noise_level``).
+``--seed 779 --only test-noisy`` makes a replicate of a set from another seed (here the noise-prior test set's
+cells and noise draws at 5 uA/cm^2), in a folder named after the seed.
 ``train-noise2`` is a second block of the same prior with another seed (shipped: 6,000 x 4), for a model whose
 noisy cells were too few (DA: 21,016 cells from ``train-noise --n-targets 6000``).
 
@@ -76,17 +78,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--max-shards", type=int, default=None, help="stop after this many shards per set")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="override the set's seed (a replicate; the folder name gains -<seed>)")
     args = ap.parse_args()
     t0 = time.time()
     rows = {}
     for which in args.only.split(","):
         n_targets, cells = PRESETS[args.preset]["test" if which.startswith("test") else which]
         n_targets = args.n_targets or n_targets
-        cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which],
+        cfg = DatasetConfig(args.model, n_targets, cells, seed=SEEDS[which] if args.seed is None else args.seed,
                             noise_std=5.0 if which.endswith("noisy") else 0.0, targets_per_shard=64 // cells,
                             noise_max=NOISE_MAX if which.startswith(("train-noise", "test-noise", "train-mix-noise"))
                             and not which.endswith("noisy") else None, world=world_of(which))
-        out = f"{args.root}/{args.model}-{args.preset}-{which}"
+        out = f"{args.root}/{args.model}-{args.preset}-{which}" + ("" if args.seed is None else f"-{args.seed}")
         print(f"{which}: {n_targets} targets x {cells} cells -> {out}", flush=True)
         backend = {"dask_local": args.dask_local} if args.dask_local else {"workers": args.workers}
         run = simulate_dataset(cfg, out, max_shards=args.max_shards, **backend)

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.stats import multivariate_normal
 
-from dicsbi.diagnostics.metrics import expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
+from dicsbi.diagnostics.metrics import coverage_interval, expected_coverage, sbc_ks_pvalues, sbc_ranks, tarp
 
 
 def gaussian_problem(rng, n_obs=2000, n_samples=400, scale=1.0):
@@ -38,3 +38,33 @@ def test_over_and_under_confident_posteriors_are_flagged(rng):
     theta, samples, lp_s, lp_t = gaussian_problem(rng, scale=1.6)
     assert expected_coverage(lp_s, lp_t)[0.5] > 0.7
     assert (sbc_ks_pvalues(samples, theta) < 1e-3).all()
+
+
+def clustered_problem(rng, n_targets=150, per=16, n_samples=200):
+    """1-D conjugate problem whose cells come in clusters sharing theta (a DIC target and its cells):
+    theta ~ N(0, 1), x = theta + N(0, 1), exact posterior N(x / 2, 1 / 2).  Given theta the coverage of the
+    exact posterior is not the nominal level (shrinkage), so indicators within a cluster are correlated."""
+    theta = np.repeat(rng.standard_normal(n_targets), per)
+    x = theta + rng.standard_normal(theta.size)
+    mean, sd = 0.5 * x, np.sqrt(0.5)
+    samples = mean[:, None] + sd * rng.standard_normal((theta.size, n_samples))
+    lp_s, lp_t = -0.5 * ((samples - mean[:, None]) / sd) ** 2, -0.5 * ((theta - mean) / sd) ** 2
+    return lp_s, lp_t, np.repeat(np.arange(n_targets), per)
+
+
+def test_cluster_bootstrap_interval_matches_the_spread_of_replicate_test_sets(rng):
+    """The interval resampling targets is as wide as replicate test sets scatter; one resampling cells is too narrow."""
+    replicate, half_cluster, half_iid = [], [], []
+    for k in range(40):
+        lp_s, lp_t, clusters = clustered_problem(rng)
+        replicate.append(expected_coverage(lp_s, lp_t)[0.5])
+        lo, hi = coverage_interval(lp_s, lp_t, clusters, n_boot=400, seed=k)[0.5]
+        half_cluster.append((hi - lo) / 2)
+        lo, hi = coverage_interval(lp_s, lp_t, None, n_boot=400, seed=k)[0.5]
+        half_iid.append((hi - lo) / 2)
+    spread = 1.96 * np.std(replicate)
+    assert abs(np.mean(replicate) - 0.5) < 0.02  # the exact posterior is calibrated on average
+    assert 0.6 < np.mean(half_cluster) / spread < 1.6, (np.mean(half_cluster), spread)
+    assert np.mean(half_iid) < 0.8 * np.mean(half_cluster)
+    lo, hi = coverage_interval(lp_s, lp_t, clusters, levels=(0.8,), seed=1)[0.8]
+    assert lo < expected_coverage(lp_s, lp_t)[0.8] < hi
