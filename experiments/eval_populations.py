@@ -144,16 +144,34 @@ def _firing_cells(m, draw, n: int, rng, prefix: str) -> tuple[SpikeTrains, dict]
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
 
 
-def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
-    """Share of (recording, channel) pairs whose true conductance lies in the population's central interval."""
+def truth_hits(res, cells: dict, level: float = 0.9) -> list[np.ndarray]:
+    """Per recording: does each channel's true conductance lie in the population's central interval?"""
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    hits = []
+    out = []
     for r in res.recordings:
         g = cells[r.id]
         lo, hi = np.quantile(r.conductances, [lo_q, hi_q], axis=0)
         varying = hi > lo  # a conductance fixed in the model (e.g. DA's g_NMDA) says nothing
-        hits.extend(((g >= lo) & (g <= hi))[varying].tolist())
-    return float(np.mean(hits)) if hits else float("nan")
+        out.append(((g >= lo) & (g <= hi))[varying])
+    return out
+
+
+def truth_coverage(res, cells: dict, level: float = 0.9) -> float:
+    """Share of (recording, channel) pairs whose true conductance lies in the population's central interval."""
+    hits = np.concatenate(truth_hits(res, cells, level) or [np.empty(0)])
+    return float(np.mean(hits)) if hits.size else float("nan")
+
+
+def coverage_interval(res, cells: dict, level: float = 0.9, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of :func:`truth_coverage` resampling whole recordings (a recording's channels
+    share one population, so they are not independent pairs)."""
+    per = truth_hits(res, cells, level)
+    hit, n = np.array([h.sum() for h in per], float), np.array([h.size for h in per], float)
+    if not n.sum():
+        return float("nan"), float("nan")
+    b = np.random.default_rng(seed).integers(len(per), size=(n_boot, len(per)))
+    lo, hi = np.quantile(hit[b].sum(1) / np.maximum(n[b].sum(1), 1), [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 STEP_UA_CM2 = 1.0  # the unseen check's depolarising current step over the whole window
@@ -245,7 +263,7 @@ def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, 
                 refine=RefineOptions(wide=args.wide), progress=True)
     seconds = (time.perf_counter() - t0) / max(len(res.recordings), 1)
     refs = [r.refinement for r in res.recordings if r.refinement is not None]
-    figures = {"truth_cov90": truth_coverage(res, cells),
+    figures = {"truth_cov90": truth_coverage(res, cells), "truth_cov90_ci": coverage_interval(res, cells),
                "ess_min": min(r.ess for r in refs), "s_per_recording": seconds,
                "refine_flagged": float(np.mean([r.flagged for r in refs])),
                "distinct_min": min(r.distinct for r in refs),
@@ -335,7 +353,9 @@ def main() -> None:
         for k in rs:
             print(f"refined {k:10} class match {rs[k][0]:.3f}  freq within 10% {rs[k][1]:.3f}")
         cov_dic = truth_coverage(res, cells)
-        print(f"truth coverage (90% interval): refined {fig['truth_cov90']:.3f}, unrefined {cov_dic:.3f}; smallest "
+        (a, b), (c, d) = fig["truth_cov90_ci"], coverage_interval(res, cells)
+        print(f"truth coverage (90% interval): refined {fig['truth_cov90']:.3f} [{a:.3f}, {b:.3f}], unrefined "
+              f"{cov_dic:.3f} [{c:.3f}, {d:.3f}] (95% bootstrap over recordings); smallest "
               f"ESS {fig['ess_min']:.0f}, fewest distinct {fig['distinct_min']}, flagged {fig['refine_flagged']:.3f}, "
               f"{fig['s_per_recording']:.1f} s per recording")
         print(f"unseen: a {STEP_UA_CM2:g} uA/cm^2 step: members in the true cell's pattern "
@@ -347,8 +367,9 @@ def main() -> None:
             u_res = infer(u_trains, args.model, args.n_models, posterior=post, seed=args.seed,
                           refine=RefineOptions(wide=args.wide), progress=True)
             fig["unseen_truth_cov90"] = truth_coverage(u_res, u_cells)
+            a, b = coverage_interval(u_res, u_cells)
             print(f"unseen world ({len(u_trains)} cells uniform in the box, no compensation): truth coverage "
-                  f"{fig['unseen_truth_cov90']:.3f}")
+                  f"{fig['unseen_truth_cov90']:.3f} [{a:.3f}, {b:.3f}]")
         if args.prior_world:
             p_trains, p_cells = prior_recordings(args.model, args.prior_world, args.seed + 2, post, args.wide)
             p_res = infer(p_trains, args.model, args.n_models, posterior=post, seed=args.seed,
