@@ -144,6 +144,16 @@ def _firing_cells(m, draw, n: int, rng, prefix: str) -> tuple[SpikeTrains, dict]
     return SpikeTrains.from_list(trains, 0.0, m.default_duration_ms, ids=ids), cells
 
 
+def refine_options(args) -> RefineOptions:
+    """The refinement's options: ``--wide`` and ``--refine-options KEY=VALUE,...`` (any RefineOptions field)."""
+    kw: dict = {"wide": args.wide}
+    for item in filter(None, args.refine_options.split(",")):
+        key, value = item.split("=")
+        default = getattr(RefineOptions, key)
+        kw[key] = value in ("1", "true", "True") if isinstance(default, bool) else type(default)(float(value))
+    return RefineOptions(**kw)
+
+
 def truth_hits(res, cells: dict, level: float = 0.9) -> list[np.ndarray]:
     """Per recording: does each channel's true conductance lie in the population's central interval?"""
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
@@ -260,7 +270,7 @@ def refined_figures(trains, args, post, kinds, ids, cells: dict) -> tuple[dict, 
 
     t0 = time.perf_counter()
     res = infer(trains, args.model, args.n_models, posterior=post, seed=args.seed, check=args.check,
-                refine=RefineOptions(wide=args.wide), progress=True)
+                refine=refine_options(args), progress=True)
     seconds = (time.perf_counter() - t0) / max(len(res.recordings), 1)
     refs = [r.refinement for r in res.recordings if r.refinement is not None]
     figures = {"truth_cov90": truth_coverage(res, cells), "truth_cov90_ci": coverage_interval(res, cells),
@@ -326,6 +336,8 @@ def main() -> None:
                     "recordings of cells drawn from the refinement's own prior (the sampler's self-consistency)")
     ap.add_argument("--wide", type=float, default=RefineOptions.wide, help="with --refine: the wide world's "
                     "prior weight (dicsbi.refine.world; 0: the training world alone)")
+    ap.add_argument("--refine-options", default="", help="with --refine: other RefineOptions fields, e.g. "
+                    "'differential=0.5,final_moves=3' (the measured alternatives in dicsbi.refine's docstring)")
     ap.add_argument("--oracle", action="store_true", help="also run with the true DIC targets as 'posterior' "
                     "(the ceiling of DIC matching: populations differ from the recorded cell outside the DICs)")
     args = ap.parse_args()
@@ -365,7 +377,7 @@ def main() -> None:
         if args.unseen:
             u_trains, u_cells = unseen_recordings(args.model, args.unseen, args.seed + 1, post.config.box)
             u_res = infer(u_trains, args.model, args.n_models, posterior=post, seed=args.seed,
-                          refine=RefineOptions(wide=args.wide), progress=True)
+                          refine=refine_options(args), progress=True)
             fig["unseen_truth_cov90"] = truth_coverage(u_res, u_cells)
             a, b = coverage_interval(u_res, u_cells)
             print(f"unseen world ({len(u_trains)} cells uniform in the box, no compensation): truth coverage "
@@ -373,7 +385,7 @@ def main() -> None:
         if args.prior_world:
             p_trains, p_cells = prior_recordings(args.model, args.prior_world, args.seed + 2, post, args.wide)
             p_res = infer(p_trains, args.model, args.n_models, posterior=post, seed=args.seed,
-                          refine=RefineOptions(wide=args.wide), progress=True)
+                          refine=refine_options(args), progress=True)
             fig["prior_world_truth_cov90"] = truth_coverage(p_res, p_cells)
             print(f"the refinement's own prior ({len(p_trains)} cells): truth coverage "
                   f"{fig['prior_world_truth_cov90']:.3f} (a correct sampler: about 0.9)")

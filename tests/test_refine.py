@@ -295,18 +295,18 @@ def test_noise_parameter_oversampling_and_final_moves_in_refine(stg):
     assert np.all(more.distance <= more.tolerance)
 
 
-def test_independent_proposals_leave_the_prior_invariant():
-    """Moves with fitted independent proposals keep a population drawn from the target there (here the prior:
-    every candidate within the tolerance), and their density is the Gaussian's."""
-    from scipy.stats import multivariate_normal
+class _Everywhere:  # a 'simulator' under which every candidate reproduces the recording
+    def distance(self, g, seed, noise=0.0):
+        return np.zeros(len(g))
 
+
+def _moved_prior_population(share: float = 0.0, de: float = 0.0, sweeps: int = 30):
+    """300 members drawn from the prior (the target when every candidate is within the tolerance), moved by
+    ``sweeps`` Metropolis-Hastings sweeps; returns the acceptance rates, the members before and after, the
+    world and the generator."""
     from dicsbi.compensation import candidate_pairs
-    from dicsbi.refine.sampler import _log_normal, _move, _Particles
+    from dicsbi.refine.sampler import _move, _Particles
     from dicsbi.refine.world import World
-
-    class Everywhere:  # a 'simulator' under which every candidate reproduces the recording
-        def distance(self, g, seed, noise=0.0):
-            return np.zeros(len(g))
 
     m = get_model("stg")
     world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
@@ -316,13 +316,49 @@ def test_independent_proposals_leave_the_prior_invariant():
     ok = pair >= 0
     theta, comp, g, pair = theta[ok][:300], comp[ok][:300], g[ok][:300], pair[ok][:300]
     parts = _Particles(theta.copy(), pair, comp, g, np.zeros(len(theta)), np.zeros(len(theta)), world.log_prior(theta))
-    rates = [_move(parts, 1.0, world, Everywhere(), rng, seed=k, share=1.0)[0] for k in range(30)]
-    assert np.mean(rates) > 0.05 and np.mean(np.any(parts.theta != theta, axis=1)) > 0.8  # they moved
-    cols = world.columns(0)  # the seed parameters and (g_s, g_u): the members' spread stays the prior's
-    ratio = np.std(parts.theta[:, cols], axis=0) / np.std(theta[:, cols], axis=0)
+    rates = [_move(parts, 1.0, world, _Everywhere(), rng, seed=k, share=share, de=de)[0] for k in range(sweeps)]
+    return rates, theta, parts.theta, world, rng
+
+
+def _spread_ratio(before, after, world):
+    cols = world.columns(0)  # the seed parameters and (g_s, g_u)
+    return np.std(after[:, cols], axis=0) / np.std(before[:, cols], axis=0)
+
+
+def test_independent_proposals_leave_the_prior_invariant():
+    """Moves with fitted independent proposals keep a population drawn from the target there (here the prior:
+    every candidate within the tolerance), and their density is the Gaussian's."""
+    from scipy.stats import multivariate_normal
+
+    from dicsbi.refine.sampler import _log_normal
+
+    rates, theta, moved, world, rng = _moved_prior_population(share=1.0)
+    assert np.mean(rates) > 0.05 and np.mean(np.any(moved != theta, axis=1)) > 0.8  # they moved
+    ratio = _spread_ratio(theta, moved, world)  # the members' spread stays the prior's
     assert np.all((ratio > 0.85) & (ratio < 1.15)), ratio  # (the proposal ratio's sign flipped gives about 0.7)
     x, mean = rng.standard_normal((5, 3)), np.array([0.5, -1.0, 2.0])
     cov = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
     got = _log_normal(x, mean, np.linalg.cholesky(cov))
     want = multivariate_normal(mean, cov).logpdf(x)
     np.testing.assert_allclose(got - got[0], want - want[0], atol=1e-10)
+
+
+def test_differential_evolution_moves_leave_the_prior_invariant_and_use_other_members():
+    """Differential-evolution proposals: the member plus gamma times the difference of two *other* members
+    (plus a jitter of 1e-3 of their spread); moves made of them keep a population drawn from the prior."""
+    from dicsbi.refine.sampler import _differential
+
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal((6, 3)) * [1.0, 10.0, 100.0]
+    prop, walk = theta.copy(), np.ones(6, bool)
+    _differential(prop, theta, np.arange(6), [0, 1, 2], walk, rng, share=1.0)
+    assert not walk.any()
+    for i in range(6):
+        step = prop[i] - theta[i]
+        fits = [np.abs(step - gm * (theta[a] - theta[b])).max() < 0.01 * np.abs(step).max()
+                for a in range(6) for b in range(6) if len({a, b, i}) == 3 for gm in (1.0, 2.38 / np.sqrt(6))]
+        assert any(fits), i
+    rates, theta, moved, world, _ = _moved_prior_population(de=1.0)
+    assert np.mean(rates) > 0.05 and np.mean(np.any(moved != theta, axis=1)) > 0.8
+    ratio = _spread_ratio(theta, moved, world)
+    assert np.all((ratio > 0.85) & (ratio < 1.15)), ratio

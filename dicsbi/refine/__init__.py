@@ -76,6 +76,12 @@ core; the default 0.71-0.72, 9.2 s per recording)
     with 18-24 % fewer simulations (0.80 / 0.81 against 0.79 on the cells below that the reference resolves);
     on 8 DA recordings ``independent=0.8`` spent about as many simulations on the 6 clean ones and stopped one
     of the 2 noisy ones at tolerance 0.5 instead of 0.3, so it stays opt-in.
+    On the first 60 own-world recordings of ``experiments/eval_populations.py`` (seed 31; 95 % bootstrap over
+    recordings; 2026-12-07, ``--refine-options``): the default 0.810 [0.750, 0.867] at a median of ~1300
+    simulations; ``differential=0.5`` (differential-evolution moves, ter Braak 2006, for half the proposals:
+    they follow a curved or split population where one covariance cannot) 0.785 [0.723, 0.844];
+    ``final_moves=3`` 0.827 [0.762, 0.883] for 2058 simulations (1.5 times the time).  Neither is a gain beyond
+    the recordings' scatter, so both stay opt-in.
     A final importance sample around the SMC's members (Gaussian kernels of twice their covariance mixed with
     10 % of the first generation's proposal, weights prior over proposal, 1000 candidates) reached effective
     sample sizes of 12 and 1.5 on two of these cells: the members miss parts of the target that the proposal's

@@ -55,6 +55,11 @@ class RefineOptions:
         members of the proposer's component (``INFLATION`` times their spread) instead of random-walk steps:
         a member jumps across the population's region in one move, so the population does not stay with the
         few ancestors that survive the tolerance steps (0: random walks only).
+    differential
+        Share of the proposals that are differential-evolution moves (ter Braak 2006): the member plus
+        ``2.38 / sqrt(2 dim)`` (1 in a tenth of them) times the difference of two other members of its
+        component, plus a jitter of 1e-3 of their spread: symmetric given the population, so they follow its
+        shape, curved or split, where one covariance cannot (0: none).
     wide
         Prior weight of the wide world (:mod:`dicsbi.refine.world`; 0: the training world alone).
     defensive
@@ -87,6 +92,7 @@ class RefineOptions:
     noise_parameter: bool = False
     final_moves: float = 0.0
     independent: float = 0.0
+    differential: float = 0.0
     tier: str = "fast"
     device: str = "cpu"
 
@@ -218,8 +224,8 @@ def _log_normal(x: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.ndarray
     return -0.5 * np.sum(z**2, axis=0) - np.sum(np.log(np.diag(chol)))
 
 
-def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.Generator, share: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.Generator, share: float,
+             de: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Proposals of the living members, which of them are random walks, and each one's log proposal ratio.
 
     Each component moves its own block (and s, g_s, g_u) with its own members' weighted covariance: a random
@@ -235,6 +241,8 @@ def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.
         rows, cols = np.flatnonzero(comp == c), world.columns(int(c))
         block = np.ix_(rows, cols)
         prop[block] = _random_walk(prop[block], w[rows], rng, parts.scale[c])
+        if de > 0 and rows.size >= 3:
+            _differential(prop, parts.theta[alive], rows, cols, walk, rng, de)
         fit = _fitted(parts.theta[block], w[rows]) if share > 0 else None
         if fit is None:
             continue
@@ -246,8 +254,25 @@ def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.
     return prop, walk, log_q
 
 
+def _differential(prop: np.ndarray, theta: np.ndarray, rows: np.ndarray, cols: list, walk: np.ndarray,
+                  rng: np.random.Generator, share: float) -> None:
+    """Replace a ``share`` of ``rows``' proposals by differential-evolution moves (see ``RefineOptions``)."""
+    mine = rows[rng.random(rows.size) < share]
+    a = rng.integers(rows.size - 1, size=mine.size)
+    b = rng.integers(rows.size - 2, size=mine.size)
+    own = np.searchsorted(rows, mine)
+    a += a >= own  # another member than the mover ...
+    b += b >= np.minimum(a, own)
+    b += b >= np.maximum(a, own)  # ... and than the first one
+    gamma = np.where(rng.random(mine.size) < 0.1, 1.0, 2.38 / np.sqrt(2 * len(cols)))
+    block = theta[np.ix_(rows, cols)]
+    jitter = 1e-3 * block.std(0) * rng.standard_normal((mine.size, len(cols)))
+    prop[np.ix_(mine, cols)] = theta[np.ix_(mine, cols)] + gamma[:, None] * (block[a] - block[b]) + jitter
+    walk[mine] = False
+
+
 def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.random.Generator,
-          seed: int, only: np.ndarray | None = None, share: float = 0.0) -> tuple[float, int]:
+          seed: int, only: np.ndarray | None = None, share: float = 0.0, de: float = 0.0) -> tuple[float, int]:
     """One Metropolis-Hastings move at tolerance ``eps`` of every living member (or those ``only`` marks).
 
     Returns (acceptance, simulations).  The proposals are :func:`_propose`'s (``share``: independent ones),
@@ -255,7 +280,7 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     """
     alive = np.flatnonzero(np.isfinite(parts.logw))
     moving = np.ones(alive.size, bool) if only is None else only[alive]
-    prop, walk, log_q = _propose(parts, alive, world, rng, share)
+    prop, walk, log_q = _propose(parts, alive, world, rng, share, de)
     comp = parts.comp[alive]
     alive, prop, comp, walk, log_q = alive[moving], prop[moving], comp[moving], walk[moving], log_q[moving]
     lp = world.log_prior(prop)
@@ -352,13 +377,13 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
         if _ess(parts.logw) < 0.5 * opt.n_members or len(parts.d) > opt.n_members:
             parts = parts.take(_systematic(parts.logw, opt.n_members, rng))
         acceptance, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, 1),
-                                  share=opt.independent)
+                                  share=opt.independent, de=opt.differential)
         n_sims += spent
         for r in range(2, _steps(acceptance, opt.max_steps) + 1):  # until most members have moved once
             if n_sims >= opt.max_simulations:
                 break
             rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, gen, r),
-                                share=opt.independent)
+                                share=opt.independent, de=opt.differential)
             n_sims, acceptance = n_sims + spent, max(acceptance, rate)  # a stall: no step of smaller scale moves
         if acceptance < opt.min_acceptance:
             eps = previous  # the moves stalled: the members are rejuvenated at the last tolerance that moved
@@ -392,13 +417,13 @@ def _rejuvenate(parts: _Particles, eps: float, world: World, sim: Simulator, opt
         if first.sum() >= opt.distinct_min * opt.n_members:
             break
         _, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, r), only=~first,
-                          share=opt.independent)
+                          share=opt.independent, de=opt.differential)
         n_sims += spent
     moved, r = 0.0, 0
     while moved < opt.final_moves and r < 6 * opt.max_steps:  # every member, until enough moves were accepted
         r += 1
         rate, spent = _move(parts, eps, world, sim, rng, _seeds.int_seed(seed, _seeds.REFINE, 0, 1000 + r),
-                            share=opt.independent)
+                            share=opt.independent, de=opt.differential)
         n_sims, moved = n_sims + spent, moved + rate
     return parts, n_sims
 
