@@ -351,7 +351,7 @@ def test_differential_evolution_moves_leave_the_prior_invariant_and_use_other_me
     rng = np.random.default_rng(0)
     theta = rng.standard_normal((6, 3)) * [1.0, 10.0, 100.0]
     prop, walk = theta.copy(), np.ones(6, bool)
-    _differential(prop, theta, np.arange(6), [0, 1, 2], walk, rng, share=1.0)
+    _differential(prop, theta, np.arange(6), np.arange(3), walk, rng, share=1.0)
     assert not walk.any()
     for i in range(6):
         step = prop[i] - theta[i]

@@ -254,7 +254,7 @@ def _propose(parts: _Particles, alive: np.ndarray, world: World, rng: np.random.
     return prop, walk, log_q
 
 
-def _differential(prop: np.ndarray, theta: np.ndarray, rows: np.ndarray, cols: list, walk: np.ndarray,
+def _differential(prop: np.ndarray, theta: np.ndarray, rows: np.ndarray, cols: np.ndarray, walk: np.ndarray,
                   rng: np.random.Generator, share: float) -> None:
     """Replace a ``share`` of ``rows``' proposals by differential-evolution moves (see ``RefineOptions``)."""
     mine = rows[rng.random(rows.size) < share]
