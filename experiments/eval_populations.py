@@ -35,6 +35,7 @@ import argparse
 import numpy as np
 
 from dicsbi.compensation import generate_population
+from dicsbi.diagnostics.metrics import cluster_share_interval
 from dicsbi.models import get_model
 from dicsbi.pipeline import infer
 from dicsbi.posterior.artifact import load_posterior
@@ -179,8 +180,7 @@ def coverage_interval(res, cells: dict, level: float = 0.9, n_boot: int = 2000, 
     hit, n = np.array([h.sum() for h in per], float), np.array([h.size for h in per], float)
     if not n.sum():
         return float("nan"), float("nan")
-    b = np.random.default_rng(seed).integers(len(per), size=(n_boot, len(per)))
-    lo, hi = np.quantile(hit[b].sum(1) / np.maximum(n[b].sum(1), 1), [0.025, 0.975])
+    lo, hi = cluster_share_interval(hit, n, n_boot, seed=seed)
     return float(lo), float(hi)
 
 

@@ -43,11 +43,23 @@ def coverage_interval(log_prob_samples: np.ndarray, log_prob_true: np.ndarray, c
     labels = np.arange(len(inside)) if clusters is None else np.asarray(clusters)
     _, inv = np.unique(labels, return_inverse=True)
     sums = np.stack([np.bincount(inv, inside[:, k], minlength=inv.max() + 1) for k in range(len(levels))], 1)
-    sizes = np.bincount(inv, minlength=inv.max() + 1)
-    draws = np.random.default_rng(seed).integers(len(sizes), size=(n_boot, len(sizes)))
-    cov = sums[draws].sum(1) / sizes[draws].sum(1)[:, None]
-    lo, hi = np.quantile(cov, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    lo, hi = cluster_share_interval(sums, np.bincount(inv, minlength=inv.max() + 1), n_boot, ci, seed)
     return {float(a): (float(lo[k]), float(hi[k])) for k, a in enumerate(levels)}
+
+
+def cluster_share_interval(sums: np.ndarray, sizes: np.ndarray, n_boot: int = 2000, ci: float = 0.95,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap interval of a share ``sum(sums) / sum(sizes)`` resampling whole clusters (seeded).
+
+    ``sums`` holds each cluster's count of successes (``[n_clusters]`` or ``[n_clusters, k]`` for k shares at
+    once), ``sizes`` its number of trials; returns the lower and upper bounds (scalars or ``[k]``).
+    """
+    sums, sizes = np.asarray(sums, dtype=float), np.asarray(sizes, dtype=float)
+    draws = np.random.default_rng(seed).integers(len(sizes), size=(n_boot, len(sizes)))
+    total = np.maximum(sizes[draws].sum(1), 1)
+    share = sums[draws].sum(1) / (total if sums.ndim == 1 else total[:, None])
+    lo, hi = np.quantile(share, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    return lo, hi
 
 
 def sbc_ranks(samples: np.ndarray, theta: np.ndarray, seed: int = 0) -> np.ndarray:
