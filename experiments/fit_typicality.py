@@ -45,14 +45,44 @@ TEST = ("test", "test-noise")
 LENGTH_MIN_MS = 1000.0  # as the shipped posteriors' training (TrainConfig.length_min_ms)
 
 
-def _sample(sets: Path, names: list[str], n: int, rng) -> SpikeTrains:
-    """``n`` non-silent, non-diverged trains drawn uniformly from the union of the named sets."""
+def _pool(sets: Path, names: list[str]) -> SpikeTrains:
+    """The non-silent, non-diverged trains of the named sets, in order."""
     parts = []
     for name in names:
         ds = load_dataset(sets / name)
         parts.append(ds.trains.select(np.flatnonzero((ds.firing_class > 0) & (ds.status == 0))))
-    pool = SpikeTrains.concat(parts)
+    return SpikeTrains.concat(parts)
+
+
+def _sample(sets: Path, names: list[str], n: int, rng) -> SpikeTrains:
+    """``n`` non-silent, non-diverged trains drawn uniformly from the union of the named sets."""
+    pool = _pool(sets, names)
     return pool.select(np.sort(rng.choice(len(pool), min(n, len(pool)), replace=False)))
+
+
+def validation_world(model: str, sets: Path, rival_names: dict[str, list[str]], n_rival_used: int, seed: int,
+                     n: int = 3000) -> dict[str, SpikeTrains]:
+    """Out-of-world validation trains that choose the flag's operating point, from training data only.
+
+    Each rival model's training trains that :func:`rival_world` did not draw for the classifier; Poisson-like
+    trains (:func:`poisson_like`) with the rates and windows of the model's own training trains; the model's
+    clean training bursters with their intervals shuffled.  All whole trains, as recordings come; never the
+    test sets, which measure the result.
+    """
+    rng = np.random.default_rng([seed, 11])
+    out = {}
+    others = [m for m in ("stg", "da") if m != model]  # rival_world's order, so its draws are found again
+    for other, names in sorted(rival_names.items(), key=lambda kv: others.index(kv[0])):
+        k = others.index(other)
+        pool = _pool(sets, names)
+        used = np.random.default_rng([seed, 7, k]).choice(len(pool), min(n_rival_used, len(pool)), replace=False)
+        free = np.setdiff1d(np.arange(len(pool)), used)
+        out[other] = pool.select(np.sort(rng.choice(free, min(n, free.size), replace=False)))
+    own = [f"{model}-shipped-{s}" for s in TRAIN]
+    out["poisson"] = poisson_like(_sample(sets, own, n, rng), rng)
+    clean = _sample(sets, [f"{model}-shipped-train"], 4 * n, rng)
+    out["shuffled"] = shuffled(clean.select(np.flatnonzero(firing_class(clean) == BURSTING)[:n]), rng)
+    return out
 
 
 def poisson_like(trains: SpikeTrains, rng, dead_ms: float = 2.0) -> SpikeTrains:
@@ -166,6 +196,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rival-sets", default=None,
                     help="training sets of the other models' worlds (default: those of their shipped typicality)")
     ap.add_argument("--no-rivals", action="store_true", help="density only (no rival-world classifier)")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="keep the shipped flow and classifier; only choose the thresholds again")
     ap.add_argument("--save", action="store_true")
     ap.add_argument("--save-to", default=None, help="save into this folder instead (comparisons)")
     args = ap.parse_args(argv)
@@ -174,14 +206,28 @@ def main(argv=None) -> None:
     names = [f"{m}-shipped-{s}" for s in args.reference_sets.split(",")]
     ref, cal, held, held_full, rng = world(m, sets, args.n_reference, args.n_test, args.seed, names,
                                            args.length_min_ms)
-    rivals, rival_names = (None, {}) if args.no_rivals else rival_world(
-        m, sets, args.n_reference, args.seed, args.length_min_ms,
-        args.rival_sets.split(",") if args.rival_sets else None)
-    typ = Typicality.fit(ref, cal, rivals=rivals,
-                         info={"model": m, "seed": args.seed, "reference_sets": names,
-                               "length_min_ms": args.length_min_ms,
-                               "calibration_sets": [f"{m}-shipped-{s}" for s in TEST],
-                               "rival_sets": rival_names})
+    if args.recalibrate:  # the shipped networks, thresholds set again (the same calibration trains)
+        typ = Typicality.load(ROOT / "dicsbi" / "pretrained" / m)
+        if typ is None or not typ.rivals:
+            raise SystemExit(f"no shipped typicality with a rival classifier for {m}")
+        validation = validation_world(m, sets, typ.info["rival_sets"], min(typ.info["n_rival"].values()),
+                                      args.seed)
+        typ = typ.calibrate(cal, validation)
+    else:
+        rivals, rival_names = (None, {}) if args.no_rivals else rival_world(
+            m, sets, args.n_reference, args.seed, args.length_min_ms,
+            args.rival_sets.split(",") if args.rival_sets else None)
+        validation = validation_world(m, sets, rival_names, args.n_reference, args.seed) if rivals else None
+        typ = Typicality.fit(ref, cal, rivals=rivals, validation=validation,
+                             info={"model": m, "seed": args.seed, "reference_sets": names,
+                                   "length_min_ms": args.length_min_ms,
+                                   "calibration_sets": [f"{m}-shipped-{s}" for s in TEST],
+                                   "rival_sets": rival_names})
+    op = typ.info.get("operating_point")
+    if op:
+        print(f"operating point (chosen on validation trains from training data): in-world rate {op['rate']}, "
+              f"density's share {op['density_share']:.2f}; validation flagged "
+              + ", ".join(f"{k} {v:.3f}" for k, v in op["validation_flagged"].items()))
     rates = flag_rates(typ, m, sets, held, held_full, rng, args.n_test)
     print(f"{m}: {len(ref)} reference trains, {len(cal)} calibration, {len(held)} held-out in-world; "
           f"{rates.pop('n_bursters')} clean bursters and {rates.pop('n_noisy_bursting')} noisy 'bursting'-class "

@@ -31,10 +31,12 @@ def _cells(model, targets, seed):
                       enumerate(targets)])
 
 
-def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_percent_flag_rate(stg):
+def test_shipped_posteriors_carry_a_typicality_fitted_for_a_one_to_two_percent_flag_rate(stg):
     for post in (stg, load_posterior("da")):
         t = post.typicality
-        assert t is not None and t.quantile == 0.99
+        assert t is not None and 0.98 <= t.quantile <= 0.99
+        op = t.info.get("operating_point")   # chosen on validation trains from training data (Typicality.calibrate)
+        assert op is None or (t.quantile == pytest.approx(1.0 - op["rate"]) and 0 <= op["density_share"] <= 1)
         assert t.features.shape == (t.info["n_reference"], len(FEATURE_NAMES)) and t.info["n_calibration"] >= 1000
         assert t.rivals == ({"stg": "da", "da": "stg"}[post.config.model],) and np.isfinite(t.rival_threshold)
 
@@ -156,3 +158,62 @@ def test_the_shipped_examples_are_in_world_whatever_the_solver_step(stg):
     t = SpikeTrains.from_list([[1.26, 70.1, 139.74]], 0.0, 200.0)
     np.testing.assert_allclose(on_grid(t).times_ms, [1.5, 70.0, 139.5])
     assert TIME_GRID_MS == 0.5
+
+
+def test_split_thresholds_spend_the_in_world_budget_between_the_two_scores():
+    from dicsbi.posterior.rival import split_thresholds
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=2000), rng.normal(size=2000)
+    for rate in (0.01, 0.02):
+        budget = int(np.floor(rate * a.size))
+        for share in (0.0, 0.3, 0.5, 1.0):
+            ta, tb = split_thresholds(a, b, rate, share)
+            assert ((a > ta) | (b > tb)).sum() == budget
+            assert (a > ta).sum() == int(np.floor(share * budget))
+    assert split_thresholds(a, b, 0.01, 0.0)[0] == np.inf and split_thresholds(a, b, 0.01, 1.0)[1] == np.inf
+
+
+def test_the_operating_point_gives_the_budget_to_the_score_that_sees_each_kind():
+    """Kind "far" is seen by the density only, kind "rival" by the classifier only: each alone gets the whole
+    budget; both together share it; a rate is raised only until every kind reaches the floor."""
+    from dicsbi.posterior.rival import operating_point
+
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=4000), rng.normal(size=4000)
+    far = (rng.normal(size=1000) + 3.0, rng.normal(size=1000))
+    rival = (rng.normal(size=1000), rng.normal(size=1000) + 3.0)
+    assert operating_point(a, b, {"far": far})["share"] == 1.0
+    assert operating_point(a, b, {"rival": rival})["share"] == 0.0
+    both = operating_point(a, b, {"far": far, "rival": rival}, floor=0.5, z=0.0)
+    assert 0.0 < both["share"] < 1.0 and both["rate"] == 0.01 and min(both["flagged"].values()) >= 0.5
+    strict = operating_point(a, b, {"far": far, "rival": rival}, floor=0.68, z=0.0)
+    assert strict["rate"] > 0.01 and strict["worst"] == min(strict["flagged"].values()) >= 0.68
+    assured = operating_point(a, b, {"far": far, "rival": rival}, floor=0.68)  # the 95 % lower bound must clear it
+    assert assured["rate"] > strict["rate"] and assured["worst"] < min(assured["flagged"].values())
+    assert ((a > strict["ta"]) | (b > strict["tb"])).mean() == pytest.approx(strict["rate"], abs=1e-3)
+    hopeless = operating_point(a, b, {"far": far, "rival": rival}, floor=0.999, z=0.0)   # no rate reaches it: the best
+    assert hopeless["rate"] == 0.02
+
+
+def test_calibrate_with_validation_trains_records_its_operating_point(tmp_path):
+    rng = np.random.default_rng(7)
+
+    def regular(n, lo, hi):
+        return [np.cumsum(rng.normal(1000.0 / rng.uniform(lo, hi), 0.5, 40)) for _ in range(n)]
+
+    own = SpikeTrains.from_list(regular(900, 5.0, 12.0), 0.0)
+    rival = SpikeTrains.from_list(regular(400, 10.0, 30.0), 0.0)
+    typ = Typicality.fit(own.select(np.arange(600)), own.select(np.arange(600, 900)), epochs=2, seed=3,
+                         rivals={"other": rival},
+                         validation={"other": SpikeTrains.from_list(regular(200, 12.0, 30.0), 0.0),
+                                     "poisson": SpikeTrains.from_list([_poisson(k, 8.0) for k in range(100)], 0.0)})
+    op = typ.info["operating_point"]
+    assert op["rate"] in (0.01, 0.0125, 0.015, 0.0175, 0.02) and typ.quantile == pytest.approx(1 - op["rate"])
+    assert set(op["validation_flagged"]) == {"other", "poisson"} and op["n_validation"] == {"other": 200, "poisson": 100}
+    cal = own.select(np.arange(600, 900))
+    assert typ.flag(cal)[1].mean() <= op["rate"] + 1e-9
+    typ.save(tmp_path)
+    back = Typicality.load(tmp_path)
+    assert (back.threshold, back.rival_threshold, back.quantile) == (typ.threshold, typ.rival_threshold, typ.quantile)
+    assert back.info["operating_point"] == op
