@@ -59,7 +59,7 @@ class RecordingPopulation:
     n_reused: int = 0            # models solved again (fresh seed cell) for an already used reachable sample
     check: dict | None = None
     typicality: float = float("nan")   # distance to the training world (dicsbi.posterior.typicality); NaN: not scored
-    out_of_world: bool = False         # typicality above the level 1% of in-world recordings reach
+    out_of_world: bool = False         # typicality above the level 1-2% of in-world recordings reach
     like_model: str = ""               # the other shipped model this recording looks like (rival-world flag)
     noise: np.ndarray | None = None    # [n_models] noise level (uA/cm^2) of each model, from the noise posterior
     refinement: Refinement | None = None  # the simulation refinement (dicsbi.refine) when it replaced the members

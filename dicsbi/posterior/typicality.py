@@ -102,7 +102,7 @@ class _FlowSettings(TypedDict):
 FLOW: _FlowSettings = {"transforms": 3, "hidden": 128, "dequantisation": 0.1, "draws": 4}
 PATIENCE = 10  # epochs without a better validation NLL before the flow's fit stops
 MEANING = ("this recording is unlike the spike trains the posterior was trained on (its typicality score is "
-           "beyond the level that 1% of in-world recordings reach, or it looks like a recording of another "
+           "beyond the level that 1-2% of in-world recordings reach, or it looks like a recording of another "
            "shipped cell type, column like_model): the intervals printed for it are not to be trusted; check the "
            "model, the time unit and the spike sorting")
 
