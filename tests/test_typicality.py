@@ -210,7 +210,8 @@ def test_calibrate_with_validation_trains_records_its_operating_point(tmp_path):
                                      "poisson": SpikeTrains.from_list([_poisson(k, 8.0) for k in range(100)], 0.0)})
     op = typ.info["operating_point"]
     assert op["rate"] in (0.01, 0.0125, 0.015, 0.0175, 0.02) and typ.quantile == pytest.approx(1 - op["rate"])
-    assert set(op["validation_flagged"]) == {"other", "poisson"} and op["n_validation"] == {"other": 200, "poisson": 100}
+    assert set(op["validation_flagged"]) == {"other", "poisson"}
+    assert op["n_validation"] == {"other": 200, "poisson": 100}
     cal = own.select(np.arange(600, 900))
     assert typ.flag(cal)[1].mean() <= op["rate"] + 1e-9
     typ.save(tmp_path)
