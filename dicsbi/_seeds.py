@@ -26,6 +26,8 @@ Neuromodulation (root: ``modulate``'s seed)
     ``(set index, i)``; training pairs of the spike-level evidence (root: the run's seed) ``(MOD_PAIRS, block)``.
 Pair rankings (root 0)
     ``(i + PAIR_CELL, j + PAIR_CELL)`` the pilot cells of grid cell ``(i, j)``.
+Refinement proposal flows (root: the training run's seed)
+    ``(REFINE_FLOW, k)`` chunk ``k`` of the simulated prior cells (draws), ``(REFINE_FLOW, k, 1)`` their noise.
 Training (root: ``TrainConfig.seed``)
     ``(WINDOWS,)`` the random windows of the validation trains.
 """
@@ -44,6 +46,7 @@ PAIR_CELL = 10**6
 REFINE_FIRST = 2**22
 REFINE = 2**23  # also the recording's refinement root: (i, REFINE) under infer's seed
 MOD_PAIRS = 2**24
+REFINE_FLOW = 2**25  # the refinement's proposal-flow training cells: (REFINE_FLOW, chunk) under the run's seed
 
 
 def stream(root: int, *key: int) -> np.random.SeedSequence:

@@ -40,8 +40,8 @@ from dicsbi.models import get_model  # noqa: E402
 from dicsbi.posterior.artifact import load_posterior  # noqa: E402
 from dicsbi.refine import RefineOptions, recording_window, refine, train_features  # noqa: E402
 from dicsbi.refine.distance import Simulator  # noqa: E402
-from dicsbi.refine.proposal import Proposal  # noqa: E402
-from dicsbi.refine.sampler import _ess, _first_generation  # noqa: E402
+from dicsbi.refine.proposal import Proposal, first_generation  # noqa: E402
+from dicsbi.refine.sampler import _ess, _Particles  # noqa: E402
 from dicsbi.refine.world import World  # noqa: E402
 
 TOLERANCES = (0.3, 0.5, 1.0)
@@ -69,7 +69,7 @@ def reference(post, one, world: World, budget: int, seed: int) -> tuple[dict, di
     """
     shifted, window = recording_window(one)
     sim = Simulator(world.model, window, "fast", train_features(shifted)[0])
-    parts = _first_generation(Proposal(post, one, world, RefineOptions.defensive), sim, budget, seed)
+    parts = _Particles(*first_generation(Proposal(post, one, world, RefineOptions.defensive), sim, budget, seed))
     out, ess, marginal = {}, {}, None
     logw = np.where(parts.d <= 0.3, parts.logw, -np.inf)
     if np.isfinite(logw).any():  # the target's (g_s, g_u) marginal at 0.3 against the DIC posterior's

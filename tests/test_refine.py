@@ -211,8 +211,8 @@ def test_first_generation_weights_are_prior_over_the_defensive_proposal():
 
     from dicsbi.compensation import candidate_pairs
     from dicsbi.refine.distance import Simulator
-    from dicsbi.refine.proposal import Proposal
-    from dicsbi.refine.sampler import _first_generation
+    from dicsbi.refine.proposal import Proposal, first_generation
+    from dicsbi.refine.sampler import _Particles
     from dicsbi.refine.world import World
 
     m = get_model("stg")
@@ -230,14 +230,14 @@ def test_first_generation_weights_are_prior_over_the_defensive_proposal():
     world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.0)
     rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0], ms=500.0)
     sim = Simulator(m, 500.0, "fast", train_features(rec)[0])
-    parts = _first_generation(Proposal(Narrow((10.0, 10.0)), rec, world, 0.3), sim, 300, seed=4)
+    parts = _Particles(*first_generation(Proposal(Narrow((10.0, 10.0)), rec, world, 0.3), sim, 300, seed=4))
     w = np.exp(parts.logw - parts.logw.max())
     gs = parts.theta[:, -2]
     assert gs.mean() > 5.0  # most of the proposal is the narrow posterior
     assert abs(np.sum(w * gs) / w.sum()) < 4.0  # the weighted members are the (flat) prior over g_s in [-20, 20]
     far = np.abs(gs - 10.0) > 6.0
     np.testing.assert_allclose(parts.logw[far], -np.log(0.3), atol=1e-6)  # weight 1 / beta off the posterior
-    edge = _first_generation(Proposal(Narrow((10.0, 0.2)), rec, world, 0.3), sim, 100, seed=4)
+    edge = _Particles(*first_generation(Proposal(Narrow((10.0, 0.2)), rec, world, 0.3), sim, 100, seed=4))
     assert np.all(edge.theta[:, -1] >= 0.0) and np.all(np.isfinite(edge.logw + edge.lp))  # none outside the box
 
 
@@ -362,3 +362,109 @@ def test_differential_evolution_moves_leave_the_prior_invariant_and_use_other_me
     assert np.mean(rates) > 0.05 and np.mean(np.any(moved != theta, axis=1)) > 0.8
     ratio = _spread_ratio(theta, moved, world)
     assert np.all((ratio > 0.85) & (ratio < 1.15)), ratio
+
+
+@pytest.fixture(scope="module")
+def small_flow():
+    """Proposal flows fitted to 800 simulated cells of the STG refinement prior (a quick fit, not the shipped one)."""
+    from dicsbi.compensation import candidate_pairs
+    from dicsbi.refine import flow as F
+    from dicsbi.refine.world import World
+
+    m = get_model("stg")
+    world = World(m, m.vth_mV, np.array([[-20.0, 20.0], [0.0, 20.0]]), candidate_pairs(m), wide=0.5)
+    theta, comp, ctx = F.simulate_prior(world, 800, seed=3, chunk=500)
+    assert len(theta) >= 800 and set(np.unique(comp)) == {0, 1}
+    assert ctx["summary"].shape == (len(theta), 22) and ctx["features"].shape == (len(theta), 16)
+    assert np.isfinite(ctx["features"]).all() and (ctx["features"][:, -4] == 0).all()   # none silent
+    old = dict(F.FLOW)
+    F.FLOW.update(epochs=8)
+    try:
+        flow = F.ProposalFlow.fit(world, theta, comp, ctx["features"], seed=1, context="features")
+    finally:
+        F.FLOW.clear()
+        F.FLOW.update(old)
+    return world, flow, theta, comp
+
+
+def test_flow_proposal_weights_bring_back_the_prior(small_flow):
+    """Self-normalised weights of the flow proposal's draws estimate prior expectations (no simulation)."""
+    from dicsbi.refine.proposal import FlowProposal
+    from dicsbi.refine.world import SEEDED
+
+    world, flow, theta, comp = small_flow
+    rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0])
+    q = FlowProposal(None, rec, world, 0.3, 0.0, flow)
+    rng = np.random.default_rng(5)
+    draws, labels = q.draw(6000, rng, seed=9)
+    logw = q.log_weight(draws, labels)
+    inside = np.isfinite(world.log_prior(draws))
+    assert np.array_equal(np.isfinite(logw), inside) and inside.mean() > 0.5
+    w = np.exp(logw[inside] - logw[inside].max())
+    d, c = draws[inside], labels[inside]
+    prior, prior_c = world.draw(rng.uniform(world.box[:, 0], world.box[:, 1], (20000, 2)), rng)
+    for col in (-2, -1):   # g_s, g_u over the box, whichever component
+        spread = world.box[col, 1] - world.box[col, 0]
+        assert abs(np.sum(w * d[:, col]) / w.sum() - prior[:, col].mean()) < 0.04 * spread
+    seeded = c == SEEDED
+    for col in range(world.n_seed):   # the seeded block, as the seed population draws it
+        est = np.sum(w[seeded] * d[seeded, col]) / w[seeded].sum()
+        assert abs(est - prior[prior_c == SEEDED, col].mean()) < 0.1 * prior[:, col].std()
+    assert abs(np.sum(w * (c == SEEDED)) / w.sum() - 0.5) < 0.04   # the component weights are the prior's
+    assert logw[inside].max() <= -np.log(0.3) + 1e-9   # prior over (beta prior + ...) is at most 1 / beta
+
+
+def test_proposal_flows_round_trip_and_refuse_damage(small_flow, tmp_path):
+    from dicsbi.errors import DicsbiError
+    from dicsbi.refine.flow import SETTINGS, WEIGHTS, ProposalFlow
+
+    world, flow, theta, comp = small_flow
+    flow.save(tmp_path)
+    back = ProposalFlow.load(tmp_path)
+    assert back.context == "features"
+    x = np.zeros(16)
+    for c in (0, 1):
+        cols = flow.columns[c]
+        np.testing.assert_array_equal(back.columns[c], cols)
+        np.testing.assert_allclose(back.log_prob(c, theta[comp == c][:5, cols], x),
+                                   flow.log_prob(c, theta[comp == c][:5, cols], x), rtol=1e-6)
+        np.testing.assert_allclose(back.sample(c, x, 4, seed=2), flow.sample(c, x, 4, seed=2), rtol=1e-6)
+    assert ProposalFlow.load(tmp_path / "nothing") is None and ProposalFlow.cached(None) is None
+    (tmp_path / WEIGHTS).write_bytes((tmp_path / WEIGHTS).read_bytes()[:-10])
+    with pytest.raises(DicsbiError, match=SETTINGS):
+        ProposalFlow.load(tmp_path)
+
+
+def test_refine_with_proposal_flows_is_seeded_and_needs_them(stg, small_flow, tmp_path):
+    import copy
+
+    from dicsbi.errors import DicsbiError
+
+    world, flow, theta, comp = small_flow
+    flow.save(tmp_path)
+    post = copy.copy(stg)
+    post.folder = tmp_path
+    rec = _recording(draw_seed_population("stg", 1, np.random.default_rng(2))[0])
+    opt = RefineOptions(n_members=20, max_generations=3, max_simulations=300, proposal="flow")
+    a, b = refine("stg", rec, post, options=opt, seed=4), refine("stg", rec, post, options=opt, seed=4)
+    np.testing.assert_array_equal(a.conductances, b.conductances)
+    assert a.conductances.shape == (20, 8) and np.all(a.conductances > 0)
+    bare = copy.copy(stg)
+    bare.folder = tmp_path / "none"
+    with pytest.raises(DicsbiError, match="ships no refinement proposal flow"):
+        refine("stg", rec, bare, options=opt, seed=4)
+
+
+def test_feature_context_keeps_what_the_distance_compares():
+    from dicsbi.refine.flow import distance_view, feature_context
+    from dicsbi.spikes import BURSTING
+
+    tonic = [np.log(10.0), np.log(10.0), 4e-4, 0.7, np.nan, np.nan, 1.0]       # jitter CV, jitter correlation
+    burst = [np.log(12.0), np.log(1.5), 1.8, -0.4, 8.0, 0.2, float(BURSTING)]
+    f = feature_context(np.array([tonic, burst]))
+    assert f.shape == (2, 16) and np.isfinite(f).all()
+    assert f[0, 2] == 0.05 and f[0, 3] == 0.0 and f[0, 9] == 1.0     # CV floored, correlation read as missing
+    assert f[0, 4] == f[0, 5] == 0.0 and f[0, 10] == f[0, 11] == 1.0  # no bursts
+    np.testing.assert_array_equal(f[1, :6], burst[:6])
+    assert f[1, 6:12].sum() == 0 and f[1, 12:].tolist() == [0, 0, 1, 0]
+    np.testing.assert_array_equal(distance_view(f), f)   # idempotent: stored contexts can be read again

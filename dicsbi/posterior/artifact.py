@@ -59,6 +59,7 @@ class DICPosterior:
         self._fused_cache = None
         self.typicality: Typicality | None = None  # when the artifact ships one
         self.noise_level: NoiseLevelModel | None = None  # when trained on several noise levels
+        self.folder: Path | None = None  # where it was loaded from (companion files, e.g. the refinement's proposal)
 
     def __repr__(self) -> str:
         return (f"DICPosterior(model={self.model!r}, representation={self.representation!r}, "
@@ -378,6 +379,7 @@ def load_posterior(source: str | os.PathLike, model: str | None = None) -> DICPo
     from .typicality import Typicality
 
     post = DICPosterior(net, config)
+    post.folder = folder
     post.typicality = Typicality.load(folder)
     if config.noise_level is not None:
         from .noise_level import NoiseLevelModel

@@ -13,7 +13,8 @@ from ..errors import DicsbiError
 from ..models import Model, get_model
 from ..spikes import SILENT, SpikeTrains
 from .distance import Simulator, recording_window, train_features
-from .proposal import Proposal, noise_prior
+from .flow import ProposalFlow
+from .proposal import FlowProposal, Proposal, first_generation, noise_prior
 from .world import WIDE, World
 
 INFLATION = 1.5  # the independent proposals' spread: this many times the members' (per direction)
@@ -66,6 +67,14 @@ class RefineOptions:
         Share of the first generation's DIC targets drawn from the prior box instead of the DIC posterior (a
         defensive mixture proposal, Hesterberg 1995): the population can leave a posterior that misplaces the
         recording's cell; 0 proposes from the posterior alone.
+    proposal
+        The first generation's proposal: ``"posterior"`` (default) the DIC posterior for (g_s, g_u) and the
+        prior for the rest; ``"flow"`` the refinement's proposal flows in the posterior's folder
+        (:mod:`dicsbi.refine.flow`, written by ``experiments/train_refine_proposal.py``; none ships: they
+        measured worse, see :mod:`dicsbi.refine`).
+    flow_spread
+        The proposal flows' base distribution this many times wider: a proposal narrower than the target gives
+        the few members in its tails most of the weight.
     oversample
         The first generation proposes ``oversample * n_members`` candidates (importance-weighted), and the
         first resampling keeps ``n_members``: more of the prior's modes are seen before the tolerance falls.
@@ -89,6 +98,8 @@ class RefineOptions:
     wide: float = 0.5
     defensive: float = 0.3
     oversample: int = 1
+    proposal: str = "posterior"
+    flow_spread: float = 1.0
     noise_parameter: bool = False
     final_moves: float = 0.0
     independent: float = 0.0
@@ -98,9 +109,10 @@ class RefineOptions:
 
     def __post_init__(self):
         if self.n_members < 10 or not 0 < self.alpha < 1 or self.max_generations < 1 or not 0 <= self.wide <= 1 \
-                or not 0 <= self.defensive < 1 or self.oversample < 1:
+                or not 0 <= self.defensive < 1 or self.oversample < 1 \
+                or self.proposal not in ("flow", "posterior"):
             raise DicsbiError(f"invalid refine options {self}: at least 10 members, 0 < alpha < 1, a generation, "
-                              "0 <= wide <= 1, 0 <= defensive < 1, oversample >= 1")
+                              "0 <= wide <= 1, 0 <= defensive < 1, oversample >= 1, proposal posterior|flow")
 
 
 @dataclass
@@ -301,33 +313,6 @@ def _move(parts: _Particles, eps: float, world: World, sim: Simulator, rng: np.r
     return float(accept.mean()) if alive.size else 0.0, int(ok.sum())
 
 
-def _first_generation(proposal: Proposal, sim: Simulator, n: int, seed: int) -> _Particles:
-    """Propose ``n`` valid members (``n_members * oversample``) from ``proposal``, weighted prior over proposal.
-
-    A draw outside the prior's support (a posterior sample outside the box) or that no pair makes a cell is
-    dropped: the proposal and the prior are both restricted to valid cells in the box.
-    """
-    rng = _seeds.rng(seed, _seeds.REFINE_FIRST)
-    world = proposal.world
-    parts: list[list[np.ndarray]] = [[], [], [], [], []]
-    found, tries = 0, 0
-    while found < n and tries < 6:
-        m = int(1.5 * (n - found)) + 16
-        theta, comp = proposal.draw(m, rng, _seeds.int_seed(seed, _seeds.REFINE_FIRST, tries))
-        g, pair = world.cells(theta, comp)
-        lp = world.log_prior(theta)
-        ok = (pair >= 0) & np.isfinite(lp)
-        for store, values in zip(parts, (theta, pair, comp, g, lp)):
-            store.append(values[ok])
-        found += int(ok.sum())
-        tries += 1
-    if found == 0:
-        raise DicsbiError("no posterior sample could be made a valid cell: nothing to refine")
-    theta, pair, comp, g, lp = (np.concatenate(a)[:n] for a in parts)
-    d = sim.distance(g, _seeds.int_seed(seed, _seeds.REFINE_FIRST, 10**6), world.sigma(theta))
-    return _Particles(theta, pair, comp, g, d, proposal.log_weight(theta), lp)
-
-
 def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: RefineOptions = RefineOptions(),
            seed: int = 0, noise_std: float | None = None) -> Refinement:
     """Refine the population of one recording by SMC-ABC (see the module docstring).
@@ -364,8 +349,12 @@ def refine(model: str | Model, train: SpikeTrains, post, pairs=None, options: Re
     world = World(m, float(post.vth_mV), np.asarray(post.config.box, dtype=float), pairs, opt.wide,
                   noise_prior(post) if opt.noise_parameter else None, level)
     sim = Simulator(m, window, opt.tier, rec, opt.device)
-    proposal = Proposal(post, train, world, opt.defensive, level)
-    parts = _first_generation(proposal, sim, opt.n_members * opt.oversample, seed)
+    flow = ProposalFlow.cached(getattr(post, "folder", None)) if opt.proposal == "flow" else None
+    if opt.proposal == "flow" and flow is None:
+        raise DicsbiError("RefineOptions(proposal='flow'): this posterior ships no refinement proposal flow")
+    proposal = (FlowProposal(post, train, world, opt.defensive, level, flow, opt.flow_spread) if flow is not None
+                else Proposal(post, train, world, opt.defensive, level))
+    parts = _Particles(*first_generation(proposal, sim, opt.n_members * opt.oversample, seed))
     n_sims, eps, acceptance, gen = len(parts.d), float("inf"), 1.0, 0
     d_before = float(np.median(parts.d))
     previous = float(np.max(parts.d[np.isfinite(parts.d)])) if np.isfinite(parts.d).any() else float("inf")

@@ -132,6 +132,27 @@ class World:
         inside &= (theta[:, self.noise_column] >= s_lo) & (theta[:, self.noise_column] <= s_hi)
         return np.where(inside, seed_log_prior(self.model, theta[:, :k]), -np.inf)
 
+    def proposed_columns(self, component: int) -> np.ndarray:
+        """Columns of ``theta`` a proposal flow draws for a member of ``component``: its block, g_s, g_u (no ``s``)."""
+        cols = self.columns(component)
+        return cols[cols != self.noise_column]
+
+    def component_log_density(self, theta: np.ndarray, comp: np.ndarray) -> np.ndarray:
+        """Normalised log prior density of each member's :meth:`proposed_columns` given its component.
+
+        Seeded: the seed parameters' density (:func:`seed_log_prior`) times the uniform one of (g_s, g_u) over the
+        box; wide: ``z`` uniform over :data:`WIDE_DECADES` decades per channel (density in log10 units) times the
+        same.  ``-inf`` outside the prior's support (:meth:`log_prior`).  A proposal that mixes the prior with a
+        flow needs the prior normalised, where :meth:`log_prior`'s constant would do for ratios.
+        """
+        comp = np.asarray(comp)
+        out = np.full(len(theta), -np.log(np.prod(self.box[:, 1] - self.box[:, 0])))
+        out[np.isneginf(self.log_prior(theta))] = -np.inf
+        seeded = comp == SEEDED
+        out[seeded] += seed_log_prior(self.model, theta[seeded, :self.n_seed])
+        out[~seeded] -= self.model.n_conductances * np.log(WIDE_DECADES)
+        return out
+
     def _bases(self, theta: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Conductances before the pair is re-solved (seed cells, or 10**z), and which exist."""
         base = np.full((len(theta), self.model.n_conductances), np.nan)
