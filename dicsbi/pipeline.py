@@ -182,6 +182,12 @@ def _resolve_posterior(posterior, m):
     return post
 
 
+def refine_for(refine: RefineOptions, n_models: int) -> RefineOptions:
+    """Return ``refine`` for ``n_models`` members, its simulation budget scaled in proportion (it is per member)."""
+    budget = max(n_models, round(refine.max_simulations * n_models / refine.n_members))
+    return dataclasses.replace(refine, n_members=n_models, max_simulations=budget)
+
+
 def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, seed: int = 0, check: int = 0, *,
                options: PopulationOptions = PopulationOptions(), refine: RefineOptions | None = None,
                progress: bool = False):
@@ -197,7 +203,7 @@ def iter_infer(trains, model: str = "stg", n_models: int = 500, posterior=None, 
     if n_models < 1:
         raise DicsbiError(f"n_models must be >= 1, got {n_models}")
     if refine is not None:
-        refine = dataclasses.replace(refine, n_members=int(n_models))
+        refine = refine_for(refine, int(n_models))
     job = _Job(m, _resolve_posterior(posterior, m), int(seed), int(n_models), int(check), options, refine)
     if not isinstance(trains, SpikeTrains):
         trains = SpikeTrains.from_list(trains, 0.0)

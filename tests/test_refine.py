@@ -468,3 +468,12 @@ def test_feature_context_keeps_what_the_distance_compares():
     np.testing.assert_array_equal(f[1, :6], burst[:6])
     assert f[1, 6:12].sum() == 0 and f[1, 12:].tolist() == [0, 0, 1, 0]
     np.testing.assert_array_equal(distance_view(f), f)   # idempotent: stored contexts can be read again
+
+
+def test_infer_scales_the_simulation_budget_with_the_members():
+    from dicsbi.pipeline import refine_for
+
+    assert (refine_for(RefineOptions(), 100).max_simulations, refine_for(RefineOptions(), 300).max_simulations) \
+        == (3000, 9000)
+    small = refine_for(RefineOptions(max_simulations=120), 20)
+    assert (small.n_members, small.max_simulations) == (20, 24)

@@ -37,7 +37,8 @@ class RefineOptions:
     min_acceptance
         The sampler stops when fewer moves than this are accepted.
     max_generations, max_simulations
-        Budget per recording.
+        Budget per recording; ``max_simulations`` is for ``n_members`` members (``infer``, which sets
+        ``n_members`` to its ``n_models``, scales it in proportion: 30 simulations per member by default).
     max_steps
         Most Metropolis-Hastings steps per generation (as many as needed for 90 % of the members to move).
     distinct_min, ess_min
