@@ -257,8 +257,7 @@ class Typicality:
         extra: dict[str, Any] = {"n_reference": int(len(reference)), "n_calibration": int(len(calibration)),
                  "epochs": int(epochs), "validation_nll": best, "best_epoch": best_epoch, "fit_seed": int(seed)}
         if not rivals:
-            thr = float(np.quantile(tmp.score(calibration), quantile))
-            return cls(f, tmp.flow, thr, quantile, {**(info or {}), **extra})
+            return cls(f, tmp.flow, np.inf, quantile, {**(info or {}), **extra}).calibrate(calibration, None, quantile)
         names = tuple(sorted(rivals))
         z_rivals = [tmp._scores(typicality_features(rivals[k])) for k in names]
         net, val_loss, rival_epoch = fit_rival(x.numpy(), z_rivals, gen)
@@ -280,22 +279,16 @@ class Typicality:
         time) and how it is split between the density and the classifier; ``quantile`` is then one minus that
         rate, and the choice with its validation flag rates is recorded in ``info["operating_point"]``.
         """
-        z_cal = self._z(calibration)
-        a = self._density(z_cal)
+        a, b = self._both(self._z(calibration))
         info = {k: v for k, v in self.info.items() if k != "operating_point"}
         info["n_calibration"] = int(len(calibration))
         if self.rival is None:
             thr = float(np.quantile(a, quantile))
             return Typicality(self.features, self.flow, thr, quantile, info)
-        b = self._not_own(self._rival_probs(z_cal))
         if not validation:
             thr, rival_thr = union_quantile(a, b, 1.0 - quantile)
             return Typicality(self.features, self.flow, thr, quantile, info, self.rival, self.rivals, rival_thr)
-        scored = {}
-        for kind, trains in validation.items():
-            z = self._z(trains)
-            scored[kind] = (self._density(z), self._not_own(self._rival_probs(z)))
-        op = operating_point(a, b, scored)
+        op = operating_point(a, b, {kind: self._both(self._z(trains)) for kind, trains in validation.items()})
         info["operating_point"] = {"rate": op["rate"], "density_share": op["share"], "validation_flagged":
                                    op["flagged"], "assured": op["worst"],
                                    "n_validation": {k: int(len(v)) for k, v in validation.items()}}
@@ -305,6 +298,10 @@ class Typicality:
     def _z(self, trains: SpikeTrains) -> np.ndarray:
         """Return the trains' features as normal scores: computed once per call of the public methods."""
         return self._scores(typicality_features(trains))
+
+    def _both(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the density score and the rival score of normal scores ``z``."""
+        return self._density(z), self._not_own(self._rival_probs(z))
 
     def _density(self, z: np.ndarray) -> np.ndarray:
         import torch

@@ -22,7 +22,8 @@ this needs (one whose spread matches the tolerance's, e.g. trained on the traini
 What.  For each component (seeded, wide; :mod:`dicsbi.refine.world`) a neural spline flow (zuko ``NSF``,
 :data:`FLOW`) over the columns it proposes (:meth:`~dicsbi.refine.world.World.proposed_columns`: the component's
 block, g_s and g_u), conditioned on the recording's summary statistics
-(:func:`dicsbi.posterior.summary.summary_statistics`, the DIC posterior's input); both standardised by the
+(:func:`dicsbi.posterior.summary.summary_statistics`, the DIC posterior's input) or on the refinement's own
+features as the distance reads them (:func:`feature_context`; :data:`CONTEXTS`); both standardised by the
 training data's mean and spread (fixed affine maps, so weights change by a constant only).  It is an amortised
 posterior of the refinement's own prior, trained on pairs simulated from that prior (:func:`simulate_prior`: the
 DIC targets uniform in the box, valid cells only, fast tier, the recording window of the model; a share
@@ -106,15 +107,18 @@ def distance_view(encoded: np.ndarray) -> np.ndarray:
     return out
 
 
-def contexts(trains) -> dict[str, np.ndarray]:
-    """Return both contexts of every train: the DIC posterior's summary statistics and the refinement's features.
+def contexts(trains, kinds=CONTEXTS) -> dict[str, np.ndarray]:
+    """Return the ``kinds`` (:data:`CONTEXTS`) of context of every train.
 
-    The trains start at 0, as :func:`~dicsbi.refine.distance.recording_window` shifts a recording.
+    The DIC posterior's summary statistics, the refinement's features (:func:`feature_context`), or both; the
+    trains start at 0, as :func:`~dicsbi.refine.distance.recording_window` shifts a recording.
     """
     from ..posterior.summary import summary_statistics
     from .distance import train_features
 
-    return {"summary": summary_statistics(trains), "features": feature_context(train_features(trains))}
+    make = {"summary": lambda: summary_statistics(trains),
+            "features": lambda: feature_context(train_features(trains))}
+    return {kind: make[kind]() for kind in kinds}
 
 
 def simulate_prior(world: World, n: int, seed: int, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -160,7 +164,7 @@ class ProposalFlow:
         """Return the flow's context vector of one recording (shifted to start at 0, as the refinement does)."""
         from .distance import recording_window
 
-        return contexts(recording_window(train)[0])[self.context][0]
+        return contexts(recording_window(train)[0], (self.context,))[self.context][0]
 
     def _context(self, c: int, x: np.ndarray):
         import torch

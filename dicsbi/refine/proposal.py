@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +99,9 @@ class FlowProposal(Proposal):
     """The first generation's proposal from the refinement's proposal flows (:mod:`dicsbi.refine.flow`).
 
     A member's component comes from the prior; with probability ``defensive`` all of its parameters too, else
-    its component's proposed columns (block, g_s, g_u) from that component's flow given the recording's summary
-    statistics, the other block from the prior and the noise parameter from :func:`_noise_proposal`.  Its
-    weight is prior over proposal in the proposed columns (the normalised prior,
+    its component's proposed columns (block, g_s, g_u) from that component's flow given the recording's
+    context (:meth:`ProposalFlow.context_of`), the other block from the prior and the noise parameter from
+    :func:`_noise_proposal`.  Its weight is prior over proposal in the proposed columns (the normalised prior,
     :meth:`World.component_log_density`, against ``defensive * prior + (1 - defensive) * flow``) and in the
     noise; the rest cancels.
     """
@@ -108,7 +109,9 @@ class FlowProposal(Proposal):
     flow: ProposalFlow | None = None
     spread: float = 1.0  # the flows' base distribution this many times wider (ProposalFlow.sample)
 
-    def _summary(self) -> np.ndarray:
+    @functools.cached_property
+    def _context(self) -> np.ndarray:
+        """The recording's context for the flows, computed once (every draw and weight uses it)."""
         assert self.flow is not None
         return self.flow.context_of(self.train)
 
@@ -119,7 +122,7 @@ class FlowProposal(Proposal):
         noise, _ = _noise_proposal(self.world, self.centre, m, rng)
         theta, comp = self.world.draw(rng.uniform(box[:, 0], box[:, 1], (m, 2)), rng, noise)
         use = rng.random(m) >= self.defensive
-        x = self._summary()
+        x = self._context
         for c in (SEEDED, WIDE):
             rows = np.flatnonzero(use & (comp == c))
             if rows.size:
@@ -131,7 +134,7 @@ class FlowProposal(Proposal):
         assert self.flow is not None and comp is not None
         lp = self.world.component_log_density(theta, comp)
         lq = np.full(len(theta), -np.inf)
-        x = self._summary()
+        x = self._context
         for c in (SEEDED, WIDE):
             rows = np.flatnonzero(comp == c)
             if rows.size:
